@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the system packages that the build, the tests and the demo use.
+# Idempotent: packages already present are not fetched again.
+set -euo pipefail
+
+packages=(
+  iproute2        # ip netns for the test harness
+  iputils-ping    # ping matrix in tests and the demo
+  nftables        # nft, used by node wiring in later issues
+  procps          # pgrep/pkill in cleanup
+  util-linux      # nsenter
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages ${missing[*]}; run as root to install them" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+command -v cargo >/dev/null || { echo "install-deps: cargo is required (rustup toolchain)" >&2; exit 1; }
+cargo clippy --version >/dev/null 2>&1 || { echo "install-deps: clippy is required" >&2; exit 1; }
+cargo fmt --version >/dev/null 2>&1 || { echo "install-deps: rustfmt is required" >&2; exit 1; }
