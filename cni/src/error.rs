@@ -21,7 +21,10 @@ pub mod code {
 #[derive(Debug, thiserror::Error)]
 pub enum CniError {
     #[error("incompatible CNI version {requested:?}: this plugin supports {supported}")]
-    IncompatibleVersion { requested: String, supported: String },
+    IncompatibleVersion {
+        requested: String,
+        supported: String,
+    },
 
     #[error("unsupported field {field:?} in network configuration: {reason}")]
     UnsupportedField { field: String, reason: String },
@@ -67,6 +70,9 @@ pub enum CniError {
     #[error("CHECK failed: {0}")]
     CheckFailed(String),
 
+    #[error("not ready to serve ADD: {0}")]
+    NotReady(String),
+
     #[error("the pod dataplane is broken: {0}")]
     DataplaneBroken(String),
 
@@ -87,6 +93,7 @@ impl CniError {
             Self::Decode { .. } => code::DECODE_FAILURE,
             Self::InvalidConfig { .. } | Self::IpamdRejected(_) => code::INVALID_NETWORK_CONFIG,
             Self::TryAgainLater(_) | Self::IpamdUnavailable { .. } => code::TRY_AGAIN_LATER,
+            Self::NotReady(_) => code::PLUGIN_NOT_AVAILABLE,
             Self::DataplaneBroken(_) => code::LIMITED_CONNECTIVITY,
             Self::Netlink { .. } | Self::CheckFailed(_) | Self::Internal(_) => code::INTERNAL,
         }
@@ -136,7 +143,9 @@ mod tests {
         let json = err.to_json("1.0.0");
         assert_eq!(json["code"], 4);
         assert_eq!(json["cniVersion"], "1.0.0");
-        assert!(json["msg"].as_str().is_some_and(|m| m.contains("CNI_NETNS")));
+        assert!(json["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("CNI_NETNS")));
     }
 
     #[test]

@@ -5,3 +5,7 @@
 pub mod error;
 
 pub use error::CniError;
+pub mod client;
+pub mod commands;
+pub mod dataplane;
+pub mod spec;

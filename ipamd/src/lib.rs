@@ -1,1 +1,14 @@
+//! ipamd, the vpc-cni node daemon, as a library: configuration, the address
+//! datastore and its checkpoint, pool sources, the node datapath, the gRPC
+//! service and the veth-presence sweep.
 
+pub mod config;
+pub mod daemon;
+pub mod datapath;
+pub mod error;
+pub mod pool;
+pub mod rpc;
+pub mod store;
+pub mod sweep;
+
+pub use error::IpamdError;

@@ -1,0 +1,30 @@
+# vpc-cni: the two entry points are `make demo` and `make test`; both install
+# what they need first (Debian packages, as root).
+
+CARGO ?= cargo
+# One profile for tests, binaries and the demo, so nothing is compiled twice.
+PROFILE_DIR := target/debug
+
+.PHONY: deps build test lint unit demo clean
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --workspace --bins
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Every test, root ones included (they create network namespaces).
+test: lint build
+	@if [ "$$(id -u)" -ne 0 ]; then echo "make test needs root: the netlink and end-to-end tests create network namespaces" >&2; exit 1; fi
+	$(CARGO) test --workspace -- --test-threads=2
+
+demo: build
+	@if [ "$$(id -u)" -ne 0 ]; then echo "make demo needs root: it creates network namespaces" >&2; exit 1; fi
+	$(PROFILE_DIR)/vpc-cni-demo
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,176 @@
+//! A simulated node: its own network namespace with an address on `lo`, an
+//! ipamd serving a pod CIDR, and pods created through the real plugin.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde_json::{json, Value};
+
+use crate::ipamd_proc::IpamdProcess;
+use crate::netns::Netns;
+use crate::plugin::{Invocation, PluginOutput};
+use crate::unique_name;
+
+/// The node's own address (a documentation address, on the node's `lo`).
+pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+
+/// Knobs a test sets on its node's ipamd.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub pod_cidr: String,
+    pub env: BTreeMap<String, String>,
+}
+
+impl NodeOptions {
+    /// A node on `pod_cidr` with short cooldown, grace and sweep periods, so
+    /// tests that wait for them finish quickly.
+    #[must_use]
+    pub fn new(pod_cidr: &str) -> Self {
+        let env = [
+            ("VPC_CNI_MODE", "overlay"),
+            ("IP_COOLDOWN_PERIOD", "1"),
+            ("ASSIGNMENT_GRACE_PERIOD", "2"),
+            ("VETH_SWEEP_INTERVAL", "1"),
+            ("IPAMD_LOG", "info"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Self {
+            pod_cidr: pod_cidr.into(),
+            env,
+        }
+    }
+
+    #[must_use]
+    pub fn with(mut self, key: &str, value: &str) -> Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// A pod's network namespace and the identity the runtime gives it.
+pub struct TestPod {
+    pub name: String,
+    pub container_id: String,
+    pub netns: Netns,
+    pub ip: Option<Ipv4Addr>,
+    /// The ADD result, as the runtime keeps it for DEL and CHECK.
+    pub result: Value,
+}
+
+/// Node namespace + ipamd; dropping it kills ipamd and deletes the namespace.
+pub struct TestNode {
+    // Field order is drop order: ipamd dies before its namespace goes.
+    pub ipamd: IpamdProcess,
+    pub netns: Netns,
+    dir: tempfile::TempDir,
+    options: NodeOptions,
+}
+
+impl TestNode {
+    /// Creates the node namespace (prefix names it) and starts ipamd.
+    pub fn start(prefix: &str, options: NodeOptions) -> std::io::Result<Self> {
+        let netns = Netns::new(&unique_name(prefix))?;
+        netns.ip(&["addr", "add", &format!("{NODE_IP}/32"), "dev", "lo"])?;
+        let dir = tempfile::tempdir()?;
+        let mut env = options.env.clone();
+        env.insert("POD_CIDR".into(), options.pod_cidr.clone());
+        let ipamd = IpamdProcess::start(&netns, dir.path(), env)?;
+        Ok(Self {
+            ipamd,
+            netns,
+            dir,
+            options,
+        })
+    }
+
+    #[must_use]
+    pub fn options(&self) -> &NodeOptions {
+        &self.options
+    }
+
+    #[must_use]
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The network configuration a runtime would hand the plugin.
+    #[must_use]
+    pub fn conf(&self, cni_version: &str) -> Value {
+        json!({
+            "cniVersion": cni_version,
+            "name": "vpc-test",
+            "type": "vpc-cni",
+            "ipamdSocket": self.ipamd.socket(),
+        })
+    }
+
+    /// A fresh pod namespace with a unique name.
+    pub fn new_pod(&self, name: &str) -> std::io::Result<TestPod> {
+        let netns = Netns::new(&unique_name("vcp"))?;
+        Ok(TestPod {
+            name: name.to_string(),
+            container_id: unique_name("ctr"),
+            netns,
+            ip: None,
+            result: Value::Null,
+        })
+    }
+
+    /// The runtime's invocation for `pod`, netns set for ADD/CHECK.
+    #[must_use]
+    pub fn invocation(&self, command: &str, pod: &TestPod, conf: &Value) -> Invocation {
+        let netns = pod.netns.path().display().to_string();
+        Invocation::for_pod(command, &pod.container_id, Some(&netns), &pod.name, conf)
+    }
+
+    /// CNI ADD through the real plugin; records the address and result.
+    pub fn add(&self, pod: &mut TestPod) -> std::io::Result<PluginOutput> {
+        let out = self
+            .invocation("ADD", pod, &self.conf("1.0.0"))
+            .run(&self.netns)?;
+        if out.success() {
+            pod.ip = out.ip().and_then(|ip| ip.parse().ok());
+            pod.result = out.json();
+        }
+        Ok(out)
+    }
+
+    /// CNI DEL with prevResult, as containerd's first DEL.
+    pub fn del(&self, pod: &TestPod) -> std::io::Result<PluginOutput> {
+        let mut conf = self.conf("1.0.0");
+        if !pod.result.is_null() {
+            conf["prevResult"] = pod.result.clone();
+        }
+        self.invocation("DEL", pod, &conf).run(&self.netns)
+    }
+
+    /// Creates a pod namespace and ADDs it; panics on failure (test helper).
+    #[must_use]
+    pub fn pod(&self, name: &str) -> TestPod {
+        let mut pod = self
+            .new_pod(name)
+            .unwrap_or_else(|e| panic!("creating pod {name}: {e}"));
+        let out = self
+            .add(&mut pod)
+            .unwrap_or_else(|e| panic!("running ADD for {name}: {e}"));
+        assert!(
+            out.success(),
+            "ADD {name} failed: {} {}",
+            out.stdout,
+            out.stderr
+        );
+        pod
+    }
+
+    /// Rules at a priority in the node namespace, one line each.
+    pub fn rules_at(&self, priority: u32) -> std::io::Result<Vec<String>> {
+        let text = self.netns.ip(&["rule", "show"])?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{priority}:")))
+            .map(ToString::to_string)
+            .collect())
+    }
+}

@@ -1,0 +1,104 @@
+//! The one error type of the `ipamd` library.
+//!
+//! Variants are grouped by the part of ipamd that raises them; new parts add their own group.
+//! Every message names the input or file that was at fault, so a log line is enough to act on.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong inside ipamd.
+#[derive(Debug, thiserror::Error)]
+pub enum IpamdError {
+    // --- store: address pool ---
+    /// No address can be handed out: every one is assigned or still in its cooldown.
+    #[error(
+        "no free address in {pool}: {total} in the pool, {assigned} assigned, {cooling} cooling down"
+    )]
+    PoolExhausted {
+        pool: String,
+        total: usize,
+        assigned: usize,
+        cooling: usize,
+    },
+
+    // --- store: checkpoint file ---
+    /// The checkpoint exists but could not be read (permissions, I/O error).
+    #[error("cannot read checkpoint {path}")]
+    CheckpointRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The checkpoint was read but is not valid JSON of the expected shape.
+    #[error("checkpoint {path} is corrupt")]
+    CheckpointCorrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// The checkpoint was written by an ipamd with another format version; refusing to guess
+    /// at its contents is safer than handing out an address a pod still holds.
+    #[error("checkpoint {path} has format version {found:?}, this ipamd reads {expected:?}")]
+    CheckpointVersion {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+
+    /// One step of the durable write (temp file, fsync, rename, directory fsync) failed.
+    #[error("cannot write checkpoint {path}: {step} failed")]
+    CheckpointWrite {
+        path: PathBuf,
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The in-memory state could not be turned into JSON.
+    #[error("cannot encode checkpoint {path}")]
+    CheckpointEncode {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// The blocking task that writes the checkpoint panicked or was cancelled.
+    #[error("checkpoint writer task failed")]
+    CheckpointTask {
+        #[source]
+        source: tokio::task::JoinError,
+    },
+
+    // --- daemon: configuration and start-up ---
+    /// A setting is missing, malformed or inconsistent; names the variable.
+    #[error("invalid {variable}: {reason}")]
+    Config {
+        variable: &'static str,
+        reason: String,
+    },
+
+    /// Another ipamd owns the socket or the state directory.
+    #[error("another ipamd is running: it holds the {what}")]
+    AlreadyRunning { what: String },
+
+    /// A file or kernel interface could not be used.
+    #[error("I/O failure while {context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The gRPC server stopped with an error.
+    #[error("gRPC server failed: {0}")]
+    Serve(String),
+
+    /// Netlink or namespace work shared with the plugin failed.
+    #[error(transparent)]
+    Dataplane(#[from] vpc_cni::CniError),
+
+    /// A should-not-happen condition, reported rather than panicking.
+    #[error("internal error: {0}")]
+    Internal(String),
+}

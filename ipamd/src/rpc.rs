@@ -1,0 +1,253 @@
+//! The CniBackend gRPC service: turns plugin requests into store operations.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tonic::{Request, Response, Status};
+use tracing::{debug, info, warn};
+use vpc_cni::dataplane::host_veth_name;
+use vpc_cni_proto::cni_backend_server::CniBackend;
+use vpc_cni_proto::{
+    AddNetworkReply, AttachmentRequest, CheckNetworkReply, DelNetworkReply, GarbageCollectReply,
+    GarbageCollectRequest, IpAddress, Mode, ReleasedAttachment, StatusReply, StatusRequest,
+};
+
+use crate::error::IpamdError;
+use crate::store::{AttachmentKey, PodIdentity, Store};
+
+/// Wall-clock milliseconds since the epoch: the store's notion of time, kept
+/// in the checkpoint so cooldowns and grace periods survive restarts.
+#[must_use]
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// What the service tells the plugin about this node.
+#[derive(Debug, Clone)]
+pub struct NodeFacts {
+    pub mode: Mode,
+    pub mtu: u32,
+    pub vpc_cidrs: Vec<String>,
+    pub pool_wait_timeout: Duration,
+}
+
+pub struct Backend {
+    store: Arc<Store>,
+    facts: NodeFacts,
+}
+
+impl Backend {
+    #[must_use]
+    pub fn new(store: Arc<Store>, facts: NodeFacts) -> Self {
+        Self { store, facts }
+    }
+}
+
+fn ip_message(ip: Ipv4Addr) -> IpAddress {
+    IpAddress {
+        address: ip.to_string(),
+        prefix_length: 32,
+    }
+}
+
+/// Rejects a plugin of another major version: a half-upgraded node must fail
+/// loudly rather than mis-wire pods.
+fn check_client_version(client_version: &str) -> Result<(), Status> {
+    let ours = env!("CARGO_PKG_VERSION");
+    let major = |v: &str| v.split('.').next().unwrap_or_default().to_string();
+    if client_version.is_empty() || major(client_version) == major(ours) {
+        Ok(())
+    } else {
+        Err(Status::failed_precondition(format!(
+            "plugin version {client_version} does not match ipamd version {ours}"
+        )))
+    }
+}
+
+fn attachment_key(req: &AttachmentRequest) -> Result<AttachmentKey, Status> {
+    if req.container_id.is_empty() {
+        return Err(Status::invalid_argument("container_id is empty"));
+    }
+    if req.ifname.is_empty() {
+        return Err(Status::invalid_argument("ifname is empty"));
+    }
+    Ok(AttachmentKey {
+        container_id: req.container_id.clone(),
+        ifname: req.ifname.clone(),
+    })
+}
+
+fn pod_identity(req: &AttachmentRequest) -> PodIdentity {
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let namespace = non_empty(&req.pod_namespace);
+    let name = non_empty(&req.pod_name);
+    PodIdentity {
+        network_name: req.network_name.clone(),
+        netns: req.netns.clone(),
+        pod_namespace: req.pod_namespace.clone(),
+        pod_name: req.pod_name.clone(),
+        pod_uid: req.pod_uid.clone(),
+        host_veth: host_veth_name(namespace.as_deref(), name.as_deref(), &req.container_id),
+    }
+}
+
+fn internal(err: &IpamdError) -> Status {
+    Status::internal(err.to_string())
+}
+
+#[tonic::async_trait]
+impl CniBackend for Backend {
+    async fn add_network(
+        &self,
+        request: Request<AttachmentRequest>,
+    ) -> Result<Response<AddNetworkReply>, Status> {
+        let req = request.into_inner();
+        check_client_version(&req.client_version)?;
+        let key = attachment_key(&req)?;
+        let pod = pod_identity(&req);
+        let deadline = tokio::time::Instant::now() + self.facts.pool_wait_timeout;
+        let assignment = loop {
+            match self.store.assign(key.clone(), pod.clone(), now_ms()).await {
+                Ok(assignment) => break assignment,
+                Err(e @ IpamdError::PoolExhausted { .. }) => {
+                    // Addresses in cooldown come back by themselves: wait for
+                    // the first one (bounded) instead of failing the pod.
+                    let now = now_ms();
+                    match self.store.next_cooldown_expiry(now) {
+                        Some(expiry) if tokio::time::Instant::now() < deadline => {
+                            let wait = Duration::from_millis(expiry.saturating_sub(now) + 5);
+                            let wake = (tokio::time::Instant::now() + wait).min(deadline);
+                            tokio::time::sleep_until(wake).await;
+                        }
+                        _ => return Err(Status::resource_exhausted(e.to_string())),
+                    }
+                }
+                Err(e) => return Err(internal(&e)),
+            }
+        };
+        debug!(container = %key.container_id, ip = %assignment.ip, "assigned");
+        Ok(Response::new(AddNetworkReply {
+            ip: Some(ip_message(assignment.ip)),
+            route_table: assignment.route_table,
+            device_number: assignment.device_number,
+            mtu: self.facts.mtu,
+            mode: self.facts.mode.into(),
+            vpc_cidrs: self.facts.vpc_cidrs.clone(),
+        }))
+    }
+
+    async fn del_network(
+        &self,
+        request: Request<AttachmentRequest>,
+    ) -> Result<Response<DelNetworkReply>, Status> {
+        let req = request.into_inner();
+        check_client_version(&req.client_version)?;
+        let key = attachment_key(&req)?;
+        let released = self
+            .store
+            .release(key.clone(), now_ms())
+            .await
+            .map_err(|e| internal(&e))?;
+        let reply = match released {
+            Some(a) => {
+                debug!(container = %key.container_id, ip = %a.ip, "released");
+                DelNetworkReply {
+                    ip: Some(ip_message(a.ip)),
+                    route_table: a.route_table,
+                    released: true,
+                }
+            }
+            None => DelNetworkReply {
+                ip: None,
+                route_table: 0,
+                released: false,
+            },
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn check_network(
+        &self,
+        request: Request<AttachmentRequest>,
+    ) -> Result<Response<CheckNetworkReply>, Status> {
+        let req = request.into_inner();
+        check_client_version(&req.client_version)?;
+        let key = attachment_key(&req)?;
+        let a = self.store.get(&key).ok_or_else(|| {
+            Status::not_found(format!(
+                "ipamd holds no address for container {} interface {}",
+                key.container_id, key.ifname
+            ))
+        })?;
+        Ok(Response::new(CheckNetworkReply {
+            ip: Some(ip_message(a.ip)),
+            route_table: a.route_table,
+            mtu: self.facts.mtu,
+            mode: self.facts.mode.into(),
+        }))
+    }
+
+    async fn garbage_collect(
+        &self,
+        request: Request<GarbageCollectRequest>,
+    ) -> Result<Response<GarbageCollectReply>, Status> {
+        let req = request.into_inner();
+        check_client_version(&req.client_version)?;
+        let valid: HashSet<(String, String)> = req
+            .valid_attachments
+            .into_iter()
+            .map(|a| (a.container_id, a.ifname))
+            .collect();
+        let stale: Vec<_> = self
+            .store
+            .assignments()
+            .into_iter()
+            .filter(|a| a.pod.network_name == req.network_name || req.network_name.is_empty())
+            .filter(|a| !valid.contains(&(a.key.container_id.clone(), a.key.ifname.clone())))
+            .collect();
+        let keys = stale.iter().map(|a| a.key.clone()).collect();
+        self.store
+            .release_many(keys, now_ms())
+            .await
+            .map_err(|e| internal(&e))?;
+        if !stale.is_empty() {
+            info!(count = stale.len(), network = %req.network_name, "GC released stale assignments");
+        }
+        let released = stale
+            .into_iter()
+            .map(|a| ReleasedAttachment {
+                container_id: a.key.container_id,
+                ifname: a.key.ifname,
+                ip: Some(ip_message(a.ip)),
+                host_veth: a.pod.host_veth,
+            })
+            .collect();
+        Ok(Response::new(GarbageCollectReply { released }))
+    }
+
+    async fn status(
+        &self,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<StatusReply>, Status> {
+        if let Err(status) = check_client_version(&request.get_ref().client_version) {
+            warn!(
+                "STATUS from a plugin of another version: {}",
+                status.message()
+            );
+            return Err(status);
+        }
+        let counts = self.store.counts(now_ms());
+        let narrow = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Ok(Response::new(StatusReply {
+            mode: self.facts.mode.into(),
+            total_addresses: narrow(counts.total),
+            assigned_addresses: narrow(counts.assigned),
+            cooling_addresses: narrow(counts.cooling),
+        }))
+    }
+}

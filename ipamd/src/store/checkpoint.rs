@@ -1,0 +1,250 @@
+//! The durable copy of the datastore: a JSON file replaced atomically, or memory for tests.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+
+use super::datastore::Assignment;
+use crate::error::IpamdError;
+
+/// Format version written to and required of the checkpoint.
+pub const CHECKPOINT_VERSION: &str = "vpc-cni/ipam/v1";
+
+/// The checkpoint's contents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointData {
+    pub version: String,
+    /// "overlay", "vpc" or "local": decided once per boot and kept across restarts.
+    pub mode: String,
+    pub assignments: Vec<Assignment>,
+    #[serde(default)]
+    pub cooling: Vec<CoolingAddress>,
+}
+
+/// A released address that must not be handed out again before `until_ms` (unix ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CoolingAddress {
+    pub ip: Ipv4Addr,
+    pub until_ms: u64,
+}
+
+/// Where the datastore is made durable. Synchronous: async callers use `spawn_blocking`.
+/// Callers serialise `store` calls (the `Store` does), so the last write is the newest state.
+pub trait Checkpoint: Send + Sync {
+    /// The last stored state; `None` when nothing was ever stored.
+    fn load(&self) -> Result<Option<CheckpointData>, IpamdError>;
+    /// Returns once `data` survives a crash of the process or the machine.
+    fn store(&self, data: &CheckpointData) -> Result<(), IpamdError>;
+}
+
+/// The checkpoint as a file, replaced by write-temp, fsync, rename, fsync-directory so a
+/// reader (or a restart after a crash) sees either the old or the new state, never a mix.
+#[derive(Debug)]
+pub struct FileCheckpoint {
+    path: PathBuf,
+    temp_seq: AtomicU64,
+}
+
+impl FileCheckpoint {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            temp_seq: AtomicU64::new(0),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn dir(&self) -> &Path {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        }
+    }
+
+    /// Temp files are `.<name>.tmp.<pid>.<seq>`: hidden, in the target's directory (rename
+    /// is only atomic within one filesystem), and tagged by pid so a restart can tell which
+    /// ones a crashed predecessor left behind.
+    fn temp_prefix(&self) -> String {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        format!(".{name}.tmp.")
+    }
+
+    fn write_err(&self, step: &'static str) -> impl FnOnce(std::io::Error) -> IpamdError + '_ {
+        move |source| IpamdError::CheckpointWrite {
+            path: self.path.clone(),
+            step,
+            source,
+        }
+    }
+
+    /// Removes temp files a process left behind when it died mid-write; returns how many.
+    ///
+    /// For the daemon at start, before its first `store`: it would also remove the temp file
+    /// of a write in flight, so `load` (which the CLI may run beside a live daemon) does not
+    /// do it. Best effort: a leftover costs a little tmpfs space, not correctness.
+    pub fn remove_stale_temp_files(&self) -> usize {
+        let prefix = self.temp_prefix();
+        let Ok(entries) = fs::read_dir(self.dir()) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .filter(|e| fs::remove_file(e.path()).is_ok())
+            .count()
+    }
+
+    fn write_temp(&self, temp: &Path, bytes: &[u8]) -> Result<(), IpamdError> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            // A dead predecessor with our pid (pid 1 in a container) may have left this name.
+            .truncate(true)
+            .mode(0o644)
+            .open(temp)
+            .map_err(self.write_err("creating the temp file"))?;
+        file.write_all(bytes)
+            .map_err(self.write_err("writing the temp file"))?;
+        file.sync_all()
+            .map_err(self.write_err("fsync of the temp file"))
+    }
+}
+
+impl Checkpoint for FileCheckpoint {
+    fn load(&self) -> Result<Option<CheckpointData>, IpamdError> {
+        let bytes = match fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(IpamdError::CheckpointRead {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
+        let corrupt = |source| IpamdError::CheckpointCorrupt {
+            path: self.path.clone(),
+            source,
+        };
+        // The version is checked before the rest is parsed: another version's layout may not
+        // parse at all, and "wrong version" is the more useful message then.
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: String,
+        }
+        let VersionOnly { version } = serde_json::from_slice(&bytes).map_err(corrupt)?;
+        if version != CHECKPOINT_VERSION {
+            return Err(IpamdError::CheckpointVersion {
+                path: self.path.clone(),
+                found: version,
+                expected: CHECKPOINT_VERSION.to_owned(),
+            });
+        }
+        serde_json::from_slice(&bytes).map(Some).map_err(corrupt)
+    }
+
+    fn store(&self, data: &CheckpointData) -> Result<(), IpamdError> {
+        let mut bytes =
+            serde_json::to_vec_pretty(data).map_err(|source| IpamdError::CheckpointEncode {
+                path: self.path.clone(),
+                source,
+            })?;
+        bytes.push(b'\n');
+
+        let seq = self.temp_seq.fetch_add(1, Ordering::Relaxed);
+        let temp = self.dir().join(format!(
+            "{}{}.{seq}",
+            self.temp_prefix(),
+            std::process::id()
+        ));
+        let written = self.write_temp(&temp, &bytes).and_then(|()| {
+            fs::rename(&temp, &self.path).map_err(self.write_err("renaming the temp file"))
+        });
+        if written.is_err() {
+            let _ = fs::remove_file(&temp);
+            return written;
+        }
+        // Without this the rename itself may be lost in a crash, bringing back the old file.
+        File::open(self.dir())
+            .and_then(|dir| dir.sync_all())
+            .map_err(self.write_err("fsync of the directory"))
+    }
+}
+
+/// A checkpoint in memory, for tests: can be told to fail the next stores.
+#[derive(Debug, Default)]
+pub struct MemoryCheckpoint {
+    data: Mutex<Option<CheckpointData>>,
+    fail_next: AtomicUsize,
+    stores: AtomicUsize,
+}
+
+impl MemoryCheckpoint {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts out holding `data`, as if an earlier run had stored it.
+    pub fn with_data(data: CheckpointData) -> Self {
+        Self {
+            data: Mutex::new(Some(data)),
+            ..Self::default()
+        }
+    }
+
+    /// The next `n` calls to `store` fail and leave the stored data unchanged.
+    pub fn fail_next_stores(&self, n: usize) {
+        self.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// What the last successful `store` wrote.
+    pub fn stored(&self) -> Option<CheckpointData> {
+        self.data
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// How many `store` calls succeeded.
+    pub fn store_count(&self) -> usize {
+        self.stores.load(Ordering::SeqCst)
+    }
+}
+
+impl Checkpoint for MemoryCheckpoint {
+    fn load(&self) -> Result<Option<CheckpointData>, IpamdError> {
+        Ok(self.stored())
+    }
+
+    fn store(&self, data: &CheckpointData) -> Result<(), IpamdError> {
+        let failing = self
+            .fail_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(IpamdError::CheckpointWrite {
+                path: PathBuf::from("<memory>"),
+                step: "writing",
+                source: std::io::Error::other("injected failure"),
+            });
+        }
+        *self.data.lock().unwrap_or_else(PoisonError::into_inner) = Some(data.clone());
+        self.stores.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}

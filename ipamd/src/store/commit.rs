@@ -1,0 +1,264 @@
+//! `Store`: the datastore shared by concurrent requests, each mutation acknowledged only once
+//! a checkpoint holding it is durable, with concurrent mutations sharing one write.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use super::checkpoint::Checkpoint;
+use super::datastore::{
+    Assignment, AttachmentKey, Datastore, PodIdentity, PoolAddress, PoolCounts,
+};
+use crate::error::IpamdError;
+
+/// The async front end of the datastore; cheap to clone, all clones share one state.
+///
+/// Group commit: every change bumps a generation number. A caller that needs its change
+/// durable takes the writer lock; if a write that finished meanwhile already covered its
+/// generation it returns at once, otherwise it snapshots the state as it is now (covering
+/// everyone's changes so far) and writes that. A burst of N requests thus costs a couple of
+/// fsyncs, not N.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Never held across an await.
+    state: Mutex<State>,
+    /// The highest generation known to be durable; held for the whole of each write, so
+    /// writes never overlap and the file never goes back to an older state.
+    durable: tokio::sync::Mutex<u64>,
+    checkpoint: Arc<dyn Checkpoint>,
+}
+
+struct State {
+    ds: Datastore,
+    generation: u64,
+    /// The generation at which each assignment made through this store was created; lets a
+    /// repeated ADD tell "the assignment I saw is durable" from "it was undone and made again".
+    created: HashMap<AttachmentKey, u64>,
+}
+
+impl Store {
+    /// Wraps a datastore (already restored from the checkpoint, if any). Its state is not
+    /// assumed durable: `persist` writes it.
+    pub fn new(datastore: Datastore, checkpoint: Arc<dyn Checkpoint>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State {
+                    ds: datastore,
+                    generation: 1,
+                    created: HashMap::new(),
+                }),
+                durable: tokio::sync::Mutex::new(0),
+                checkpoint,
+            }),
+        }
+    }
+
+    /// Assigns an address to `key` (idempotent: a repeated ADD gets the same address) and
+    /// returns once the assignment is durable. If the write fails, a new assignment is undone
+    /// so the address goes straight back to the pool, and the error is returned.
+    pub async fn assign(
+        &self,
+        key: AttachmentKey,
+        pod: PodIdentity,
+        now_ms: u64,
+    ) -> Result<Assignment, IpamdError> {
+        loop {
+            let (assignment, newly, created, generation) = {
+                let mut s = self.inner.lock();
+                let (assignment, newly) = s.ds.assign(key.clone(), pod.clone(), now_ms)?;
+                if newly {
+                    s.generation += 1;
+                    let g = s.generation;
+                    s.created.insert(key.clone(), g);
+                }
+                let created = s.created.get(&key).copied().unwrap_or(0);
+                (assignment, newly, created, s.generation)
+            };
+
+            if newly {
+                let undo_key = key.clone();
+                self.commit(generation, move |s| {
+                    // Only undo our own assignment: a DEL and a new ADD may have replaced it.
+                    if s.created.get(&undo_key) == Some(&created) {
+                        s.created.remove(&undo_key);
+                        s.ds.release_without_cooldown(&undo_key);
+                        s.generation += 1;
+                    }
+                })
+                .await?;
+                return Ok(assignment);
+            }
+
+            self.commit(generation, |_| {}).await?;
+            // Another request created this assignment; its write may have failed and undone it
+            // after we looked. It is durable only if it lived on through our commit.
+            let s = self.inner.lock();
+            if s.ds.get(&key).is_some() && s.created.get(&key).copied().unwrap_or(0) == created {
+                return Ok(assignment);
+            }
+        }
+    }
+
+    /// Releases `key`'s address into cooldown; `None` if it held none (DEL is idempotent).
+    /// If the write fails the address stays released in memory (it is cooling, nobody gets
+    /// it) and the error is returned; the next successful write makes the release durable.
+    pub async fn release(
+        &self,
+        key: AttachmentKey,
+        now_ms: u64,
+    ) -> Result<Option<Assignment>, IpamdError> {
+        let (released, generation) = {
+            let mut s = self.inner.lock();
+            let released = s.release(&key, now_ms);
+            (released, s.generation)
+        };
+        // Even a release of an unknown key writes if a failed write left the file behind:
+        // a retried DEL must be able to make its first attempt's release durable.
+        self.commit(generation, |_| {}).await?;
+        Ok(released)
+    }
+
+    /// Releases many keys with one write (GC, the veth sweep); unknown keys are skipped.
+    /// On a failed write the releases stay in memory, as with `release`.
+    pub async fn release_many(
+        &self,
+        keys: Vec<AttachmentKey>,
+        now_ms: u64,
+    ) -> Result<Vec<Assignment>, IpamdError> {
+        let (released, generation) = {
+            let mut s = self.inner.lock();
+            let released: Vec<Assignment> =
+                keys.iter().filter_map(|k| s.release(k, now_ms)).collect();
+            (released, s.generation)
+        };
+        self.commit(generation, |_| {}).await?;
+        Ok(released)
+    }
+
+    /// Replaces the pool. Assignments whose address left it are dropped and returned whether
+    /// or not the write succeeded (the pool source is the truth; the caller cleans up).
+    pub async fn set_pool(
+        &self,
+        addrs: Vec<PoolAddress>,
+    ) -> (Vec<Assignment>, Result<(), IpamdError>) {
+        let (dropped, generation) = {
+            let mut s = self.inner.lock();
+            let cooling_before = s.ds.snapshot_cooling_len();
+            let dropped = s.ds.set_pool(addrs);
+            for a in &dropped {
+                s.created.remove(&a.key);
+            }
+            // The pool itself is not in the checkpoint (it is rediscovered at start), so a
+            // periodic reconcile that changes nothing durable costs no write.
+            if !dropped.is_empty() || s.ds.snapshot_cooling_len() != cooling_before {
+                s.generation += 1;
+            }
+            (dropped, s.generation)
+        };
+        (dropped, self.commit(generation, |_| {}).await)
+    }
+
+    /// Makes the current state durable (at start, after restore; or to retry a failed write).
+    pub async fn persist(&self) -> Result<(), IpamdError> {
+        let generation = self.inner.lock().generation;
+        self.commit(generation, |_| {}).await
+    }
+
+    pub fn get(&self, key: &AttachmentKey) -> Option<Assignment> {
+        self.inner.lock().ds.get(key).cloned()
+    }
+
+    pub fn assignments(&self) -> Vec<Assignment> {
+        self.inner.lock().ds.assignments().cloned().collect()
+    }
+
+    pub fn counts(&self, now_ms: u64) -> PoolCounts {
+        self.inner.lock().ds.counts(now_ms)
+    }
+
+    /// When the next cooling address becomes available (see `Datastore::next_cooldown_expiry`).
+    pub fn next_cooldown_expiry(&self, now_ms: u64) -> Option<u64> {
+        self.inner.lock().ds.next_cooldown_expiry(now_ms)
+    }
+
+    /// Read access to the whole datastore (mode, cooldowns, address states). `f` runs under
+    /// the state lock: keep it short and do not block in it.
+    pub fn read<R>(&self, f: impl FnOnce(&Datastore) -> R) -> R {
+        f(&self.inner.lock().ds)
+    }
+
+    /// Waits until a checkpoint covering `generation` is durable, writing one if needed;
+    /// on a failed write runs `on_failure` before any other write can start.
+    ///
+    /// Runs as its own task so a caller that goes away (a cancelled RPC) cannot release the
+    /// writer lock while its blocking write is still running.
+    async fn commit(
+        &self,
+        generation: u64,
+        on_failure: impl FnOnce(&mut State) + Send + 'static,
+    ) -> Result<(), IpamdError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move { inner.commit(generation, on_failure).await })
+            .await
+            .unwrap_or_else(|source| Err(IpamdError::CheckpointTask { source }))
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves the datastore's sets consistent
+        // (each method completes its moves before anything can panic), so keep serving.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn commit(
+        &self,
+        generation: u64,
+        on_failure: impl FnOnce(&mut State),
+    ) -> Result<(), IpamdError> {
+        let mut durable = self.durable.lock().await;
+        if *durable >= generation {
+            return Ok(());
+        }
+        let (data, covers) = {
+            let s = self.lock();
+            (s.ds.snapshot(), s.generation)
+        };
+        let checkpoint = Arc::clone(&self.checkpoint);
+        let written = tokio::task::spawn_blocking(move || checkpoint.store(&data))
+            .await
+            .unwrap_or_else(|source| Err(IpamdError::CheckpointTask { source }));
+        match written {
+            Ok(()) => {
+                *durable = covers;
+                Ok(())
+            }
+            Err(e) => {
+                on_failure(&mut self.lock());
+                Err(e)
+            }
+        }
+    }
+}
+
+impl State {
+    fn release(&mut self, key: &AttachmentKey, now_ms: u64) -> Option<Assignment> {
+        let released = self.ds.release(key, now_ms)?;
+        self.created.remove(key);
+        self.generation += 1;
+        Some(released)
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.inner.lock();
+        f.debug_struct("Store")
+            .field("pool", &s.ds.pool_name())
+            .field("generation", &s.generation)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,395 @@
+//! The address pool and its assignments: pure state, no I/O and no clock.
+//!
+//! Time comes in as `now_ms` (unix milliseconds) so the same code runs in the daemon and in
+//! tests, and cooldowns written to the checkpoint stay meaningful across a restart.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{CheckpointData, CoolingAddress, CHECKPOINT_VERSION};
+use crate::error::IpamdError;
+
+/// What an assignment is keyed on: the CNI spec's IPAM identity of an attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentKey {
+    pub container_id: String,
+    pub ifname: String,
+}
+
+/// Who holds an address; kept so restarts and sweeps can find the pod's host side again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodIdentity {
+    pub network_name: String,
+    pub netns: String,
+    pub pod_namespace: String,
+    pub pod_name: String,
+    pub pod_uid: String,
+    pub host_veth: String,
+}
+
+/// One address the pool source (a pod CIDR now, ENIs later) makes available to pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolAddress {
+    pub ip: Ipv4Addr,
+    /// Route table the pod's traffic leaves through (0 = main).
+    pub route_table: u32,
+    /// Device index of the interface the address lives on.
+    pub device_number: u32,
+}
+
+/// An address handed to one attachment, with what the pod was wired with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Assignment {
+    pub key: AttachmentKey,
+    pub pod: PodIdentity,
+    pub ip: Ipv4Addr,
+    pub route_table: u32,
+    pub device_number: u32,
+    pub assigned_at_ms: u64,
+}
+
+/// Pool sizes in the AWS VPC CNI's terms: `available = total - assigned - cooling`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolCounts {
+    pub total: usize,
+    pub assigned: usize,
+    pub cooling: usize,
+    pub available: usize,
+}
+
+/// Where one pool address stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressState {
+    Free,
+    Assigned,
+    /// Released, not reusable before `until_ms`.
+    Cooling {
+        until_ms: u64,
+    },
+}
+
+/// What `Datastore::restore` kept and what it threw away.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// Assignments taken over from the checkpoint.
+    pub restored: usize,
+    /// Assignments whose address is not in the current pool; the caller cleans up their rules.
+    pub dropped_not_in_pool: Vec<Assignment>,
+    /// Assignments whose key or address is already taken (a damaged or hand-edited file).
+    pub dropped_conflicts: Vec<Assignment>,
+    /// Cooling addresses taken over.
+    pub cooling_restored: usize,
+    /// Cooling addresses whose cooldown had already passed, or that left the pool.
+    pub cooling_dropped: usize,
+    /// The mode recorded in the checkpoint (restore does not change the datastore's mode).
+    pub checkpoint_mode: String,
+}
+
+/// The pool and its assignments.
+///
+/// Every pool address is in exactly one of `free`, `assigned` (through its key) or `cooling`,
+/// so handing out an address is a pop from an ordered set rather than a scan of the pool.
+#[derive(Debug, Clone)]
+pub struct Datastore {
+    pool_name: String,
+    mode: String,
+    cooldown_ms: u64,
+    pool: HashMap<Ipv4Addr, PoolAddress>,
+    free: BTreeSet<Ipv4Addr>,
+    assigned: BTreeMap<AttachmentKey, Assignment>,
+    cooling: HashMap<Ipv4Addr, u64>,
+    /// `(until_ms, ip)` for every entry of `cooling`, so expiries are found in order.
+    cooling_queue: BTreeSet<(u64, Ipv4Addr)>,
+    /// Time of the latest repeated ADD per attachment (not checkpointed).
+    last_add_ms: HashMap<AttachmentKey, u64>,
+}
+
+impl Datastore {
+    /// An empty pool; `pool_name` appears in error messages ("pod CIDR 10.1.0.0/24").
+    pub fn new(pool_name: String, cooldown_ms: u64) -> Self {
+        Self {
+            pool_name,
+            mode: String::new(),
+            cooldown_ms,
+            pool: HashMap::new(),
+            free: BTreeSet::new(),
+            assigned: BTreeMap::new(),
+            cooling: HashMap::new(),
+            cooling_queue: BTreeSet::new(),
+            last_add_ms: HashMap::new(),
+        }
+    }
+
+    /// When the plugin last asked for this attachment: the first ADD or a
+    /// later repeat. The veth sweep measures the grace period from here.
+    pub fn last_add_ms(&self, key: &AttachmentKey) -> Option<u64> {
+        let assigned = self.assigned.get(key)?.assigned_at_ms;
+        Some(
+            self.last_add_ms
+                .get(key)
+                .map_or(assigned, |t| (*t).max(assigned)),
+        )
+    }
+
+    pub fn pool_name(&self) -> &str {
+        &self.pool_name
+    }
+
+    /// The mode ipamd runs in ("overlay", "vpc", "local"); written to the checkpoint so a
+    /// restart keeps the decision made at boot.
+    pub fn mode(&self) -> &str {
+        &self.mode
+    }
+
+    pub fn set_mode(&mut self, mode: impl Into<String>) {
+        self.mode = mode.into();
+    }
+
+    /// Replaces the pool. Assignments whose address left the pool are dropped and returned so
+    /// the caller can tear down what was wired for them; cooldowns of departed addresses are
+    /// forgotten. Assignments that stay keep the table and device they were wired with.
+    pub fn set_pool(&mut self, addrs: Vec<PoolAddress>) -> Vec<Assignment> {
+        self.pool = addrs.into_iter().map(|a| (a.ip, a)).collect();
+
+        let gone: Vec<AttachmentKey> = self
+            .assigned
+            .values()
+            .filter(|a| !self.pool.contains_key(&a.ip))
+            .map(|a| a.key.clone())
+            .collect();
+        let dropped = gone
+            .iter()
+            .filter_map(|k| self.assigned.remove(k))
+            .collect();
+
+        let assigned = &self.assigned;
+        self.last_add_ms.retain(|key, _| assigned.contains_key(key));
+        let pool = &self.pool;
+        self.cooling.retain(|ip, _| pool.contains_key(ip));
+        self.cooling_queue.retain(|(_, ip)| pool.contains_key(ip));
+
+        let taken: BTreeSet<Ipv4Addr> = self.assigned.values().map(|a| a.ip).collect();
+        self.free = self
+            .pool
+            .keys()
+            .filter(|ip| !taken.contains(ip) && !self.cooling.contains_key(ip))
+            .copied()
+            .collect();
+        dropped
+    }
+
+    /// Assigns an address to `key`, lowest free address first.
+    ///
+    /// Idempotent: if `key` already holds an address, that assignment comes back with `false`
+    /// (a runtime may repeat an ADD), and `pod` is not looked at.
+    pub fn assign(
+        &mut self,
+        key: AttachmentKey,
+        pod: PodIdentity,
+        now_ms: u64,
+    ) -> Result<(Assignment, bool), IpamdError> {
+        if let Some(existing) = self.assigned.get(&key) {
+            // A repeated ADD re-wires the pod (its host veth is briefly gone):
+            // the grace period restarts so the veth sweep cannot take the
+            // address in that window. Memory only: a restart keeps the
+            // original time, and the re-wired veth exists by then.
+            self.last_add_ms.insert(key.clone(), now_ms);
+            return Ok((existing.clone(), false));
+        }
+        self.expire_cooldowns(now_ms);
+        let Some(ip) = self.free.pop_first() else {
+            let counts = self.counts(now_ms);
+            return Err(IpamdError::PoolExhausted {
+                pool: self.pool_name.clone(),
+                total: counts.total,
+                assigned: counts.assigned,
+                cooling: counts.cooling,
+            });
+        };
+        let (route_table, device_number) = self
+            .pool
+            .get(&ip)
+            .map_or((0, 0), |p| (p.route_table, p.device_number));
+        let assignment = Assignment {
+            key: key.clone(),
+            pod,
+            ip,
+            route_table,
+            device_number,
+            assigned_at_ms: now_ms,
+        };
+        self.assigned.insert(key, assignment.clone());
+        Ok((assignment, true))
+    }
+
+    /// Releases `key`'s address into cooldown until `now_ms + cooldown`. Unknown keys are not
+    /// an error (DEL is idempotent): they give `None`.
+    pub fn release(&mut self, key: &AttachmentKey, now_ms: u64) -> Option<Assignment> {
+        let assignment = self.assigned.remove(key)?;
+        self.last_add_ms.remove(key);
+        let until_ms = now_ms.saturating_add(self.cooldown_ms);
+        self.start_cooling(assignment.ip, until_ms, now_ms);
+        Some(assignment)
+    }
+
+    /// Releases `key`'s address straight back to the free set: for undoing an assignment that
+    /// never reached a pod (its checkpoint write failed), where a cooldown protects nothing.
+    pub fn release_without_cooldown(&mut self, key: &AttachmentKey) -> Option<Assignment> {
+        let assignment = self.assigned.remove(key)?;
+        self.last_add_ms.remove(key);
+        if self.pool.contains_key(&assignment.ip) {
+            self.free.insert(assignment.ip);
+        }
+        Some(assignment)
+    }
+
+    pub fn get(&self, key: &AttachmentKey) -> Option<&Assignment> {
+        self.assigned.get(key)
+    }
+
+    /// All assignments, ordered by key.
+    pub fn assignments(&self) -> impl Iterator<Item = &Assignment> {
+        self.assigned.values()
+    }
+
+    pub fn address_state(&self, ip: Ipv4Addr, now_ms: u64) -> Option<AddressState> {
+        if !self.pool.contains_key(&ip) {
+            return None;
+        }
+        match self.cooling.get(&ip) {
+            Some(&until_ms) if until_ms > now_ms => Some(AddressState::Cooling { until_ms }),
+            Some(_) => Some(AddressState::Free),
+            None if self.free.contains(&ip) => Some(AddressState::Free),
+            None => Some(AddressState::Assigned),
+        }
+    }
+
+    pub fn counts(&self, now_ms: u64) -> PoolCounts {
+        let total = self.pool.len();
+        let assigned = self.assigned.len();
+        let cooling = self.cooling_queue.range(after(now_ms)..).count();
+        PoolCounts {
+            total,
+            assigned,
+            cooling,
+            available: total.saturating_sub(assigned + cooling),
+        }
+    }
+
+    /// When the next cooling address becomes available, if any is still cooling at `now_ms`;
+    /// the pool controller sleeps until then rather than polling.
+    pub fn next_cooldown_expiry(&self, now_ms: u64) -> Option<u64> {
+        self.cooling_queue
+            .range(after(now_ms)..)
+            .next()
+            .map(|&(until_ms, _)| until_ms)
+    }
+
+    /// How many cooling entries a snapshot would hold (expired ones included until drained).
+    pub(super) fn snapshot_cooling_len(&self) -> usize {
+        self.cooling.len()
+    }
+
+    /// The durable form of the state.
+    pub fn snapshot(&self) -> CheckpointData {
+        let mut cooling: Vec<CoolingAddress> = self
+            .cooling
+            .iter()
+            .map(|(&ip, &until_ms)| CoolingAddress { ip, until_ms })
+            .collect();
+        cooling.sort_by_key(|c| c.ip);
+        CheckpointData {
+            version: CHECKPOINT_VERSION.to_owned(),
+            mode: self.mode.clone(),
+            assignments: self.assigned.values().cloned().collect(),
+            cooling,
+        }
+    }
+
+    /// Takes over the assignments and cooldowns of a checkpoint, on top of the current pool
+    /// (call `set_pool` first). Entries whose address is no longer in the pool are dropped and
+    /// reported. The mode is not changed: the daemon decides it from `data.mode` before.
+    pub fn restore(&mut self, data: CheckpointData, now_ms: u64) -> RestoreReport {
+        let mut report = RestoreReport {
+            checkpoint_mode: data.mode,
+            ..RestoreReport::default()
+        };
+        for assignment in data.assignments {
+            if !self.pool.contains_key(&assignment.ip) {
+                report.dropped_not_in_pool.push(assignment);
+            } else if self.assigned.contains_key(&assignment.key)
+                || !self.take_for_restore(assignment.ip)
+            {
+                report.dropped_conflicts.push(assignment);
+            } else {
+                self.assigned.insert(assignment.key.clone(), assignment);
+                report.restored += 1;
+            }
+        }
+        // A clock stepped back since the checkpoint must not park an address for longer than
+        // one cooldown from now.
+        let latest = now_ms.saturating_add(self.cooldown_ms);
+        for c in data.cooling {
+            if c.until_ms > now_ms && self.free.contains(&c.ip) {
+                self.start_cooling(c.ip, c.until_ms.min(latest), now_ms);
+                report.cooling_restored += 1;
+            } else {
+                report.cooling_dropped += 1;
+            }
+        }
+        report
+    }
+
+    /// Moves `ip` out of the free set or an expired cooldown; false if it is taken.
+    fn take_for_restore(&mut self, ip: Ipv4Addr) -> bool {
+        if self.free.remove(&ip) {
+            return true;
+        }
+        match self.cooling.get(&ip).copied() {
+            Some(until_ms) => {
+                self.cooling.remove(&ip);
+                self.cooling_queue.remove(&(until_ms, ip));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn start_cooling(&mut self, ip: Ipv4Addr, until_ms: u64, now_ms: u64) {
+        if !self.pool.contains_key(&ip) {
+            return;
+        }
+        self.free.remove(&ip);
+        if until_ms <= now_ms {
+            self.free.insert(ip);
+            return;
+        }
+        if let Some(old) = self.cooling.insert(ip, until_ms) {
+            self.cooling_queue.remove(&(old, ip));
+        }
+        self.cooling_queue.insert((until_ms, ip));
+    }
+
+    fn expire_cooldowns(&mut self, now_ms: u64) {
+        while let Some(&(until_ms, ip)) = self.cooling_queue.first() {
+            if until_ms > now_ms {
+                break;
+            }
+            self.cooling_queue.pop_first();
+            self.cooling.remove(&ip);
+            self.free.insert(ip);
+        }
+    }
+}
+
+/// The first queue position still cooling at `now_ms` (cooldowns end at `until_ms` inclusive).
+fn after(now_ms: u64) -> (u64, Ipv4Addr) {
+    (now_ms.saturating_add(1), Ipv4Addr::UNSPECIFIED)
+}
