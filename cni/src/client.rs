@@ -13,6 +13,10 @@ use crate::error::CniError;
 /// How long the plugin waits to reach ipamd before calling it unavailable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Upper bound of one call. An ADD may wait in ipamd for an address to leave
+/// cooldown (`POOL_WAIT_TIMEOUT`, 10 s by default), so this is longer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A connected ipamd client that remembers its socket for error messages.
 pub struct IpamdClient {
     socket: PathBuf,
@@ -23,29 +27,9 @@ impl IpamdClient {
     /// Connects to ipamd on `socket`. A missing socket or a refused connection
     /// is `IpamdUnavailable` (code 11): ipamd restarting is a transient state.
     pub async fn connect(socket: &Path) -> Result<Self, CniError> {
-        let unavailable = |reason: String| CniError::IpamdUnavailable {
-            socket: socket.to_path_buf(),
-            reason,
-        };
-        // The URI is required by tonic but never dialled: the connector below
-        // opens the unix socket instead.
-        let endpoint = Endpoint::from_static("http://ipamd.invalid")
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(Duration::from_secs(30));
-        let path = socket.to_path_buf();
-        let channel = endpoint
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let path = path.clone();
-                async move {
-                    let stream = tokio::net::UnixStream::connect(path).await?;
-                    Ok::<_, std::io::Error>(TokioIo::new(stream))
-                }
-            }))
-            .await
-            .map_err(|e| unavailable(error_chain(&e)))?;
         Ok(Self {
             socket: socket.to_path_buf(),
-            inner: CniBackendClient::new(channel),
+            inner: CniBackendClient::new(connect_channel(socket).await?),
         })
     }
 
@@ -65,6 +49,30 @@ impl IpamdClient {
     pub fn map_status(&self, status: &tonic::Status) -> CniError {
         status_to_cni_error(&self.socket, status)
     }
+}
+
+/// A gRPC channel to ipamd's unix socket, for any service ipamd serves (the
+/// CniBackend, the standard health service).
+pub async fn connect_channel(socket: &Path) -> Result<Channel, CniError> {
+    // The URI is required by tonic but never dialled: the connector below
+    // opens the unix socket instead.
+    let endpoint = Endpoint::from_static("http://ipamd.invalid")
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(CALL_TIMEOUT);
+    let path = socket.to_path_buf();
+    endpoint
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
+        }))
+        .await
+        .map_err(|e| CniError::IpamdUnavailable {
+            socket: socket.to_path_buf(),
+            reason: error_chain(&e),
+        })
 }
 
 /// gRPC code -> CNI code, as DESIGN.md's contract fixes it.
