@@ -9,6 +9,13 @@ packages=(
   nftables        # nft, used by node wiring in later issues
   procps          # pgrep/pkill in cleanup
   util-linux      # nsenter
+  containerd      # real caller: CRI path (tests start it inside a node namespace)
+  runc
+  podman          # real caller: CNI backend, cniVersion 0.4.0
+  busybox-static  # rootfs of the test image
+  containernetworking-plugins  # portmap/tuning/bandwidth chained after ours
+  protobuf-compiler  # the k8s-cri crate's build script runs protoc
+  iptables        # Debian's portmap plugin programs hostPort DNAT with it
 )
 
 missing=()
