@@ -5,7 +5,7 @@ CARGO ?= cargo
 # One profile for tests, binaries and the demo, so nothing is compiled twice.
 PROFILE_DIR := target/debug
 
-.PHONY: deps build test lint unit demo clean
+.PHONY: deps build test lint demo bench clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -25,6 +25,12 @@ test: lint build
 demo: build
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make demo needs root: it creates network namespaces" >&2; exit 1; fi
 	$(PROFILE_DIR)/vpc-cni-demo
+
+# Benchmarks run optimised binaries (a second profile, built only here).
+bench: deps
+	@if [ "$$(id -u)" -ne 0 ]; then echo "make bench needs root: it creates network namespaces" >&2; exit 1; fi
+	$(CARGO) build --release --workspace --bins
+	target/release/vpc-cni-bench
 
 clean:
 	$(CARGO) clean

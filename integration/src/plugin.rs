@@ -1,6 +1,7 @@
 //! Invoking the real `vpc-cni` binary the way a container runtime does.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::Stdio;
 
 use serde_json::Value;
@@ -80,13 +81,20 @@ impl Invocation {
         }
     }
 
-    /// Runs the plugin inside `node`'s network namespace.
+    /// Runs our plugin inside `node`'s network namespace.
     pub fn run(&self, node: &Netns) -> std::io::Result<PluginOutput> {
-        let mut cmd = node.command(bins::plugin());
+        self.run_program(node, &bins::plugin())
+    }
+
+    /// Runs any CNI plugin binary inside `node`'s network namespace, with
+    /// `CNI_PATH` set to its directory (so a reference plugin finds its IPAM).
+    pub fn run_program(&self, node: &Netns, program: &Path) -> std::io::Result<PluginOutput> {
+        let mut cmd = node.command(program);
+        let cni_path = program.parent().unwrap_or(Path::new("/"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("CNI_COMMAND", &self.command)
-            .env("CNI_PATH", "/opt/cni/bin");
+            .env("CNI_PATH", cni_path);
         for (key, value) in [
             ("CNI_CONTAINERID", &self.container_id),
             ("CNI_NETNS", &self.netns),

@@ -12,10 +12,11 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    // Two workers: ipamd's work is small and latency-bound; more threads only
-    // cost memory on large nodes.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One async thread: ipamd's requests are short and its only slow work,
+    // the checkpoint fsync, runs on the blocking pool (kept small). Every
+    // extra thread costs resident memory (stacks, malloc arenas).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(4)
         .enable_all()
         .build()?;
     runtime.block_on(ipamd::daemon::run(settings))?;
