@@ -9,6 +9,17 @@ use vpc_cni_integration::ipamd_proc::wait_for;
 use vpc_cni_integration::node::{NodeOptions, TestNode, TestPod};
 use vpc_cni_integration::require_root;
 
+/// Runs `call` on every item, each on its own thread, all started together.
+fn all_at_once<T: Send, R: Send>(
+    items: impl Iterator<Item = T>,
+    call: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items.map(|item| scope.spawn(|| call(item))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
 #[test]
 fn netlink_100_parallel_adds_then_dels() {
     require_root();
@@ -18,16 +29,7 @@ fn netlink_100_parallel_adds_then_dels() {
         .map(|i| node.new_pod(&format!("par-{i}")).unwrap())
         .collect();
 
-    let outputs = std::thread::scope(|scope| {
-        let handles: Vec<_> = pods
-            .iter_mut()
-            .map(|pod| scope.spawn(|| node.add(pod).unwrap()))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .collect::<Vec<_>>()
-    });
+    let outputs = all_at_once(pods.iter_mut(), |pod| node.add(pod).unwrap());
     for out in &outputs {
         assert!(
             out.success(),
@@ -44,16 +46,7 @@ fn netlink_100_parallel_adds_then_dels() {
     );
     assert_eq!(node.rules_at(512).unwrap().len(), 100);
 
-    let outputs = std::thread::scope(|scope| {
-        let handles: Vec<_> = pods
-            .iter()
-            .map(|pod| scope.spawn(|| node.del(pod).unwrap()))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .collect::<Vec<_>>()
-    });
+    let outputs = all_at_once(pods.iter(), |pod| node.del(pod).unwrap());
     for out in &outputs {
         assert!(
             out.success(),

@@ -8,13 +8,10 @@ use crate::dataplane::{check_pod, PodWiring};
 use crate::error::CniError;
 
 pub(super) async fn run(ctx: &Context<'_>) -> Result<(), CniError> {
-    let version = ctx.conf.cni_version;
-    if !version.has_check() {
-        return Err(CniError::IncompatibleVersion {
-            requested: version.as_str().to_string(),
-            supported: "CHECK needs cniVersion 0.4.0 or later".into(),
-        });
-    }
+    ctx.require_version(
+        ctx.conf.cni_version.has_check(),
+        "CHECK needs cniVersion 0.4.0 or later",
+    )?;
     let prev = ctx
         .conf
         .prev_result

@@ -8,13 +8,10 @@ use crate::dataplane::unwire_host;
 use crate::error::CniError;
 
 pub(super) async fn run(ctx: &Context<'_>) -> Result<(), CniError> {
-    let version = ctx.conf.cni_version;
-    if !version.has_gc_status() {
-        return Err(CniError::IncompatibleVersion {
-            requested: version.as_str().to_string(),
-            supported: "GC needs cniVersion 1.1.0".into(),
-        });
-    }
+    ctx.require_version(
+        ctx.conf.cni_version.has_gc_status(),
+        "GC needs cniVersion 1.1.0",
+    )?;
     let valid = ctx
         .conf
         .valid_attachments

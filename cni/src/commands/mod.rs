@@ -23,7 +23,7 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError>
         return Ok(Some(version_reply(&requested).to_string()));
     }
     let conf = parse_netconf(stdin)?;
-    let ctx = Context::new(env, conf)?;
+    let ctx = Context::new(env, conf);
     match env.command {
         Command::Add => add::run(&ctx).await.map(Some),
         Command::Del => del::run(&ctx).await.map(|()| None),
@@ -42,12 +42,24 @@ pub(crate) struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    fn new(env: &'a CniEnv, conf: NetConf) -> Result<Self, CniError> {
+    fn new(env: &'a CniEnv, conf: NetConf) -> Self {
         let socket = conf
             .ipamd_socket
             .clone()
             .unwrap_or_else(|| PathBuf::from(vpc_cni_proto::DEFAULT_IPAMD_SOCKET));
-        Ok(Self { env, conf, socket })
+        Self { env, conf, socket }
+    }
+
+    /// Refuses a command the configured `cniVersion` does not have.
+    pub fn require_version(&self, supported: bool, need: &str) -> Result<(), CniError> {
+        if supported {
+            Ok(())
+        } else {
+            Err(CniError::IncompatibleVersion {
+                requested: self.conf.cni_version.as_str().to_string(),
+                supported: need.to_string(),
+            })
+        }
     }
 
     /// The container id; the env parser guarantees it for ADD, DEL and CHECK.
