@@ -141,13 +141,23 @@ impl IpamdProcess {
         self.spawn(netns)
     }
 
-    /// The STATUS RPC.
-    pub fn status(&self) -> Result<StatusReply, String> {
+    /// Runs one call on a fresh connection to this ipamd.
+    fn call<T, F>(&self, call: impl FnOnce(IpamdClient) -> F) -> Result<T, String>
+    where
+        F: std::future::Future<Output = Result<T, String>>,
+    {
         let socket = self.socket.clone();
         block_on(async move {
-            let mut client = IpamdClient::connect(&socket)
+            let client = IpamdClient::connect(&socket)
                 .await
                 .map_err(|e| e.to_string())?;
+            call(client).await
+        })
+    }
+
+    /// The STATUS RPC.
+    pub fn status(&self) -> Result<StatusReply, String> {
+        self.call(|mut client| async move {
             client
                 .rpc()
                 .status(StatusRequest::default())
@@ -159,16 +169,12 @@ impl IpamdProcess {
 
     /// The CheckNetwork RPC: the address ipamd holds for an attachment, if any.
     pub fn assigned_ip(&self, container_id: &str, ifname: &str) -> Result<Option<String>, String> {
-        let socket = self.socket.clone();
         let request = AttachmentRequest {
             container_id: container_id.into(),
             ifname: ifname.into(),
             ..AttachmentRequest::default()
         };
-        block_on(async move {
-            let mut client = IpamdClient::connect(&socket)
-                .await
-                .map_err(|e| e.to_string())?;
+        self.call(|mut client| async move {
             match client.rpc().check_network(request).await {
                 Ok(reply) => Ok(reply.into_inner().ip.map(|ip| ip.address)),
                 Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
@@ -179,11 +185,7 @@ impl IpamdProcess {
 
     /// The AddNetwork RPC alone, without wiring a pod (an ADD cut short).
     pub fn add_network(&self, request: AttachmentRequest) -> Result<String, String> {
-        let socket = self.socket.clone();
-        block_on(async move {
-            let mut client = IpamdClient::connect(&socket)
-                .await
-                .map_err(|e| e.to_string())?;
+        self.call(|mut client| async move {
             let reply = client
                 .rpc()
                 .add_network(request)

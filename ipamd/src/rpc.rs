@@ -69,7 +69,10 @@ fn check_client_version(client_version: &str) -> Result<(), Status> {
     }
 }
 
+/// The attachment a request names, after the checks every attachment call
+/// shares (plugin version, non-empty identity).
 fn attachment_key(req: &AttachmentRequest) -> Result<AttachmentKey, Status> {
+    check_client_version(&req.client_version)?;
     if req.container_id.is_empty() {
         return Err(Status::invalid_argument("container_id is empty"));
     }
@@ -107,7 +110,6 @@ impl CniBackend for Backend {
         request: Request<AttachmentRequest>,
     ) -> Result<Response<AddNetworkReply>, Status> {
         let req = request.into_inner();
-        check_client_version(&req.client_version)?;
         let key = attachment_key(&req)?;
         let pod = pod_identity(&req);
         let deadline = tokio::time::Instant::now() + self.facts.pool_wait_timeout;
@@ -146,7 +148,6 @@ impl CniBackend for Backend {
         request: Request<AttachmentRequest>,
     ) -> Result<Response<DelNetworkReply>, Status> {
         let req = request.into_inner();
-        check_client_version(&req.client_version)?;
         let key = attachment_key(&req)?;
         let released = self
             .store
@@ -176,7 +177,6 @@ impl CniBackend for Backend {
         request: Request<AttachmentRequest>,
     ) -> Result<Response<CheckNetworkReply>, Status> {
         let req = request.into_inner();
-        check_client_version(&req.client_version)?;
         let key = attachment_key(&req)?;
         let a = self.store.get(&key).ok_or_else(|| {
             Status::not_found(format!(
