@@ -34,6 +34,22 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# moto (the EC2 wire-format oracle of the contract tests) in a venv of our own:
+# Debian's system Python refuses pip installs.
+MOTO_VERSION=5.2.5
+venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
+if ! "$venv/bin/moto_server" --help >/dev/null 2>&1 \
+   || ! "$venv/bin/pip" show moto 2>/dev/null | grep -q "^Version: $MOTO_VERSION\$"; then
+  python=python3
+  if ! "$python" -m venv --help >/dev/null 2>&1; then
+    apt-get install -y -qq --no-install-recommends python3-venv
+    python=/usr/bin/python3
+  fi
+  echo "install-deps: installing moto[server]==$MOTO_VERSION into $venv"
+  "$python" -m venv "$venv"
+  "$venv/bin/pip" install -q "moto[server]==$MOTO_VERSION"
+fi
+
 command -v cargo >/dev/null || { echo "install-deps: cargo is required (rustup toolchain)" >&2; exit 1; }
 cargo clippy --version >/dev/null 2>&1 || { echo "install-deps: clippy is required" >&2; exit 1; }
 cargo fmt --version >/dev/null 2>&1 || { echo "install-deps: rustfmt is required" >&2; exit 1; }
