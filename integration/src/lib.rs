@@ -11,6 +11,7 @@ pub mod ipamd_proc;
 pub mod netns;
 pub mod node;
 pub mod plugin;
+pub mod vpcsim;
 
 /// Panics with a clear message unless running as root: these tests create
 /// network namespaces. `make test` runs as root, as CI does.

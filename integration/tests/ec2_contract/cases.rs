@@ -16,6 +16,8 @@ use crate::world::World;
 pub struct Ctx {
     pub client: aws_sdk_ec2::Client,
     pub world: World,
+    /// Whatever must stay alive while the case runs (the backend's servers).
+    pub _keep: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 pub type CaseFn = for<'a> fn(&'a Ctx) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;

@@ -6,8 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cases;
+mod imds;
 mod moto;
 mod sdk;
+mod simulated;
 mod world;
 
 use cases::{Ctx, CASES};
@@ -60,7 +62,11 @@ async fn contract_against_moto() {
             let client = sdk::ec2_client(&endpoint, 3);
             Box::pin(async move {
                 let world = world::build_through_ec2(&client).await;
-                Ctx { client, world }
+                Ctx {
+                    client,
+                    world,
+                    _keep: None,
+                }
             })
         },
         // CONTRACT_MOTO_ALL=1 runs the deviations too: how to see whether a
@@ -70,6 +76,25 @@ async fn contract_against_moto() {
         } else {
             MOTO_DEVIATIONS
         },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_against_vpc_sim() {
+    run_cases(
+        "vpc-sim",
+        || {
+            Box::pin(async {
+                let sim = simulated::Sim::start().await;
+                Ctx {
+                    client: sdk::ec2_client(&sim.ec2_endpoint, 3),
+                    world: sim.world.clone(),
+                    _keep: Some(Box::new(sim)),
+                }
+            })
+        },
+        &[],
     )
     .await;
 }
