@@ -6,6 +6,7 @@
 //! process it starts is killed by PID on drop.
 
 pub mod bins;
+pub mod fabric;
 pub mod image;
 pub mod ipamd_proc;
 pub mod netns;

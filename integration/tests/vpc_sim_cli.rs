@@ -22,13 +22,29 @@ fn serve_then_add_a_node_by_hand_then_stop() {
         .unwrap();
     let bound: serde_json::Value = serde_json::from_str(&line).unwrap();
     let admin = bound["admin"].as_str().unwrap().to_string();
-    assert!(bound["ec2"].as_str().unwrap().contains("127.0.0.1"), "{line}");
+    assert!(
+        bound["ec2"].as_str().unwrap().contains("127.0.0.1"),
+        "{line}"
+    );
 
     let added = Command::new(binary("vpc-sim"))
-        .args(["node", "add", "--admin", &admin, "--type", "t3.medium", "--name", "n1"])
+        .args([
+            "node",
+            "add",
+            "--admin",
+            &admin,
+            "--type",
+            "t3.medium",
+            "--name",
+            "n1",
+        ])
         .output()
         .unwrap();
-    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
     let node: serde_json::Value = serde_json::from_slice(&added.stdout).unwrap();
     let text = node.to_string();
     assert!(text.contains("\"i-"), "no instance id in {text}");
@@ -39,9 +55,15 @@ fn serve_then_add_a_node_by_hand_then_stop() {
         .unwrap();
     assert!(state.status.success());
     let dump = String::from_utf8_lossy(&state.stdout);
-    assert!(dump.contains("t3.medium") && dump.contains("eni-"), "{dump}");
+    assert!(
+        dump.contains("t3.medium") && dump.contains("eni-"),
+        "{dump}"
+    );
 
     let pid = nix::unistd::Pid::from_raw(i32::try_from(server.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    assert!(server.wait().unwrap().success(), "vpc-sim did not stop cleanly on SIGTERM");
+    assert!(
+        server.wait().unwrap().success(),
+        "vpc-sim did not stop cleanly on SIGTERM"
+    );
 }
