@@ -1,10 +1,16 @@
 //! Cloud seams for ipamd's VPC mode.
 //!
-//! `sim` (feature `sim`) is the in-memory VPC with EC2's rules that the
-//! `vpc-sim` server and the tests build on. The `Ec2` and `Imds` traits and
-//! the AWS implementation (feature `aws`) arrive with the VPC-mode issue;
-//! nothing here talks to a real cloud yet, and ipamd refuses
-//! `VPC_CNI_MODE=vpc` until it does.
+//! `Ec2` and `Imds` are the seams ipamd's VPC mode calls through; `CloudError`
+//! classifies every failure. `sim` (feature `sim`) is the in-memory VPC with
+//! EC2's rules that the `vpc-sim` server and the tests build on.
 
 #[cfg(feature = "sim")]
 pub mod sim;
+
+pub mod api;
+pub mod error;
+
+pub use api::{
+    CloudResult, Ec2, EniInfo, EniQuery, Imds, ImdsEni, InstanceLimits, NewEni, NodeIdentity,
+};
+pub use error::CloudError;

@@ -1,0 +1,131 @@
+//! The two seams ipamd's VPC mode talks through. Implementations: the AWS
+//! SDK (feature `aws`) and `cloud::sim` in memory (feature `sim`).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use futures::future::BoxFuture;
+
+use crate::error::CloudError;
+
+pub type CloudResult<T> = Result<T, CloudError>;
+
+/// Limits of an instance type, as DescribeInstanceTypes reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceLimits {
+    pub max_enis: u32,
+    /// IPv4 addresses per ENI, its own primary included.
+    pub ipv4_per_eni: u32,
+    /// Nitro hypervisor: /28 prefix delegation is available.
+    pub nitro: bool,
+    pub vcpus: u32,
+}
+
+/// An ENI as EC2 describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EniInfo {
+    pub id: String,
+    pub mac: String,
+    pub subnet_id: String,
+    pub description: String,
+    pub status: String,
+    pub tags: BTreeMap<String, String>,
+    /// Primary address first.
+    pub addresses: Vec<Ipv4Addr>,
+    /// Delegated /28s, "a.b.c.d/28".
+    pub prefixes: Vec<String>,
+    pub attachment_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub device_index: Option<u32>,
+}
+
+/// What a new ENI is created with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewEni {
+    pub subnet_id: String,
+    pub description: String,
+    pub security_groups: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+    pub secondary_count: u32,
+    pub prefix_count: u32,
+}
+
+/// Which ENIs a describe call asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EniQuery {
+    Ids(Vec<String>),
+    AttachedTo(String),
+    /// `available` ENIs carrying this tag key (leaked-ENI cleanup).
+    AvailableTagged(String),
+}
+
+/// The EC2 actions ipamd uses (DESIGN.md, "EC2 usage").
+pub trait Ec2: Send + Sync {
+    fn instance_limits(&self, instance_type: &str) -> BoxFuture<'_, CloudResult<InstanceLimits>>;
+    fn create_eni(&self, eni: NewEni) -> BoxFuture<'_, CloudResult<EniInfo>>;
+    /// Attaches and sets DeleteOnTermination; returns the attachment id.
+    fn attach_eni<'a>(
+        &'a self,
+        eni_id: &'a str,
+        instance_id: &'a str,
+        device_index: u32,
+    ) -> BoxFuture<'a, CloudResult<String>>;
+    fn assign_addresses<'a>(
+        &'a self,
+        eni_id: &'a str,
+        count: u32,
+    ) -> BoxFuture<'a, CloudResult<Vec<Ipv4Addr>>>;
+    fn assign_prefixes<'a>(
+        &'a self,
+        eni_id: &'a str,
+        count: u32,
+    ) -> BoxFuture<'a, CloudResult<Vec<String>>>;
+    fn unassign<'a>(
+        &'a self,
+        eni_id: &'a str,
+        addresses: &'a [Ipv4Addr],
+        prefixes: &'a [String],
+    ) -> BoxFuture<'a, CloudResult<()>>;
+    fn detach_eni<'a>(&'a self, attachment_id: &'a str) -> BoxFuture<'a, CloudResult<()>>;
+    fn delete_eni<'a>(&'a self, eni_id: &'a str) -> BoxFuture<'a, CloudResult<()>>;
+    fn describe_enis(&self, query: EniQuery) -> BoxFuture<'_, CloudResult<Vec<EniInfo>>>;
+    fn create_tags<'a>(
+        &'a self,
+        resource_ids: &'a [String],
+        tags: &'a BTreeMap<String, String>,
+    ) -> BoxFuture<'a, CloudResult<()>>;
+}
+
+/// The node as IMDS describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeIdentity {
+    pub instance_id: String,
+    pub instance_type: String,
+    pub region: String,
+    pub availability_zone: String,
+    pub primary_mac: String,
+    pub local_ipv4: Ipv4Addr,
+}
+
+/// One attached ENI as IMDS shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImdsEni {
+    pub mac: String,
+    pub eni_id: String,
+    pub device_number: u32,
+    pub subnet_id: String,
+    pub vpc_id: String,
+    pub security_groups: Vec<String>,
+    pub subnet_cidr: String,
+    pub vpc_cidrs: Vec<String>,
+    /// Primary first.
+    pub addresses: Vec<Ipv4Addr>,
+    pub prefixes: Vec<String>,
+}
+
+/// Node-local facts, IMDSv2 only.
+pub trait Imds: Send + Sync {
+    fn identity(&self) -> BoxFuture<'_, CloudResult<NodeIdentity>>;
+    /// Every attached ENI IMDS shows now (eventually consistent).
+    fn enis(&self) -> BoxFuture<'_, CloudResult<Vec<ImdsEni>>>;
+}
