@@ -78,6 +78,15 @@ pub enum IpamdError {
         reason: String,
     },
 
+    /// An AWS VPC CNI setting we do not implement is set to something we
+    /// do not do.
+    #[error("{variable}={value:?} is not supported: {reason}")]
+    Unsupported {
+        variable: &'static str,
+        value: String,
+        reason: String,
+    },
+
     /// Another ipamd owns the socket or the state directory.
     #[error("another ipamd is running: it holds the {what}")]
     AlreadyRunning { what: String },

@@ -5,6 +5,7 @@ use ipamd::config::Settings;
 
 fn main() -> anyhow::Result<()> {
     let settings = Settings::parse();
+    ipamd::config::refuse_unsupported_knobs(|name| std::env::var(name).ok())?;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(

@@ -1,11 +1,18 @@
 //! ipamd's settings: parsed once at start from flags and environment, then
 //! passed down as a typed struct. Nothing deeper reads the environment.
 
-use std::net::Ipv4Addr;
+mod parse;
+mod unsupported;
+mod vpc;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+
+pub use parse::{parse_duration, parse_mtu, CidrList, Ipv4Cidr};
+pub use unsupported::refuse_unsupported_knobs;
+pub use vpc::VpcSettings;
 
 use crate::error::IpamdError;
 
@@ -18,96 +25,6 @@ pub enum ModeSetting {
     Vpc,
     /// Addresses from the node's pod CIDR.
     Overlay,
-}
-
-/// An IPv4 network in CIDR form whose host bits are zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv4Cidr {
-    pub network: Ipv4Addr,
-    pub prefix_len: u8,
-}
-
-impl Ipv4Cidr {
-    /// Number of addresses the prefix covers.
-    #[must_use]
-    pub fn size(&self) -> u64 {
-        1u64 << (32 - u32::from(self.prefix_len))
-    }
-
-    /// Whether `ip` lies inside this network.
-    #[must_use]
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        let mask = if self.prefix_len == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(self.prefix_len))
-        };
-        u32::from(ip) & mask == u32::from(self.network)
-    }
-}
-
-impl std::fmt::Display for Ipv4Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix_len)
-    }
-}
-
-impl std::str::FromStr for Ipv4Cidr {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (addr, len) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{s:?} is not in CIDR form (a.b.c.d/len)"))?;
-        let network: Ipv4Addr = addr
-            .parse()
-            .map_err(|_| format!("{addr:?} is not an IPv4 address"))?;
-        let prefix_len: u8 = len
-            .parse()
-            .ok()
-            .filter(|l| *l <= 32)
-            .ok_or_else(|| format!("prefix length {len:?} is not 0..=32"))?;
-        let cidr = Self {
-            network,
-            prefix_len,
-        };
-        if !cidr.contains(network) {
-            return Err(format!("{s} has host bits set"));
-        }
-        Ok(cidr)
-    }
-}
-
-/// A duration given as whole seconds ("30", as the AWS VPC CNI takes it) or
-/// with a unit suffix ("500ms", "30s", "5m", "1h").
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 30, 30s, 500ms, 5m)"))?;
-    let millis = match unit {
-        "" | "s" => value.checked_mul(1000),
-        "ms" => Some(value),
-        "m" => value.checked_mul(60_000),
-        "h" => value.checked_mul(3_600_000),
-        other => return Err(format!("unknown unit {other:?} in {s:?}")),
-    }
-    .ok_or_else(|| format!("{s:?} is too large"))?;
-    Ok(Duration::from_millis(millis))
-}
-
-fn parse_mtu(s: &str) -> Result<u32, String> {
-    let mtu: u32 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number"))?;
-    if (576..=9001).contains(&mtu) {
-        Ok(mtu)
-    } else {
-        Err(format!("{mtu} is outside 576..=9001"))
-    }
 }
 
 /// Command line and environment of `ipamd` (each flag has an env variable of
@@ -162,6 +79,9 @@ pub struct Settings {
     #[arg(long, env = "POOL_WAIT_TIMEOUT", value_name = "POOL_WAIT_TIMEOUT",
           default_value = "10", value_parser = parse_duration)]
     pub pool_wait_timeout: Duration,
+
+    #[command(flatten)]
+    pub vpc: VpcSettings,
 }
 
 /// Pod MTU when `POD_MTU` is unset, for a node with no underlay to derive it from.
@@ -265,6 +185,34 @@ mod tests {
         s.validate().unwrap();
         assert_eq!(s.ip_cooldown_period, Duration::from_secs(30));
         assert_eq!(s.assignment_grace_period, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn vpc_knobs_parse_and_name_their_variable() {
+        let s = parse(&[
+            "--warm-ip-target",
+            "5",
+            "--exclude-snat-cidrs",
+            "10.9.0.0/16, 192.168.0.0/24",
+            "--additional-eni-tags",
+            r#"{"team":"net"}"#,
+        ])
+        .unwrap();
+        assert_eq!(s.vpc.warm_ip_target, 5);
+        assert_eq!(s.vpc.warm_eni_target, 1);
+        assert_eq!(s.vpc.exclude_snat_cidrs.0.len(), 2);
+        assert_eq!(
+            s.vpc.additional_eni_tags.get("team").map(String::as_str),
+            Some("net")
+        );
+        assert_eq!(s.vpc.eni_mtu, 9001);
+        let err = parse(&["--enable-prefix-delegation", "maybe"]).unwrap_err();
+        assert!(
+            err.to_string().contains("ENABLE_PREFIX_DELEGATION"),
+            "{err}"
+        );
+        let err = parse(&["--additional-eni-tags", "[1]"]).unwrap_err();
+        assert!(err.to_string().contains("ADDITIONAL_ENI_TAGS"), "{err}");
     }
 
     #[test]
