@@ -7,10 +7,20 @@
 #[cfg(feature = "sim")]
 pub mod sim;
 
+#[cfg(feature = "aws")]
+pub mod aws;
+
 pub mod api;
 pub mod error;
+pub mod limiter;
+pub mod retry;
 
 pub use api::{
     CloudResult, Ec2, EniInfo, EniQuery, Imds, ImdsEni, InstanceLimits, NewEni, NodeIdentity,
 };
 pub use error::CloudError;
+pub use limiter::{TokenBucket, DEFAULT_EC2_API_BURST, DEFAULT_EC2_API_QPS};
+pub use retry::{with_retries, RetryPolicy};
+
+#[cfg(feature = "aws")]
+pub use aws::{AwsEc2, AwsImds};

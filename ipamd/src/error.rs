@@ -110,4 +110,48 @@ pub enum IpamdError {
     /// A should-not-happen condition, reported rather than panicking.
     #[error("internal error: {0}")]
     Internal(String),
+
+    // --- VPC mode: pool controller ---
+    /// An EC2 or IMDS call failed (already classified by the cloud crate).
+    #[error("{context}: {source}")]
+    Cloud {
+        context: String,
+        #[source]
+        source: vpc_cni_cloud::CloudError,
+    },
+
+    /// IMDS never showed what EC2 acknowledged, within the bounded wait.
+    #[error("ENI {eni_id} did not show {what} in IMDS after {waited_ms} ms")]
+    NotVisible {
+        eni_id: String,
+        what: String,
+        waited_ms: u64,
+    },
+
+    /// IMDS lists no interface at device 0 with the primary MAC.
+    #[error("IMDS shows no primary ENI (MAC {mac})")]
+    NoPrimaryEni { mac: String },
+
+    /// The pool kept changing without settling; a bug or a fight with
+    /// another actor over the same ENIs.
+    #[error("pool did not settle after {steps} steps (last decision: {last})")]
+    NoProgress { steps: usize, last: String },
+}
+
+impl IpamdError {
+    /// Wraps a cloud failure with what was being done.
+    pub fn cloud(context: impl Into<String>) -> impl FnOnce(vpc_cni_cloud::CloudError) -> Self {
+        let context = context.into();
+        move |source| Self::Cloud { context, source }
+    }
+
+    /// The cloud error behind this one, if any (callers back off on
+    /// throttling and pause growth on a full subnet).
+    #[must_use]
+    pub fn cloud_error(&self) -> Option<&vpc_cni_cloud::CloudError> {
+        match self {
+            Self::Cloud { source, .. } => Some(source),
+            _ => None,
+        }
+    }
 }

@@ -10,5 +10,7 @@ pub mod pool;
 pub mod rpc;
 pub mod store;
 pub mod sweep;
+pub mod vpc;
+pub mod vpc_datapath;
 
 pub use error::IpamdError;

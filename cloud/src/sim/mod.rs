@@ -14,6 +14,7 @@
 mod addresses;
 mod alloc;
 mod cidr;
+mod cloud_impl;
 mod describe;
 mod dump;
 mod enis;
@@ -32,6 +33,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 pub use addresses::prefix_addresses;
+pub use cloud_impl::SimCloud;
 pub use errors::{ErrorCode, SimError};
 pub use faults::{ActionClass, BucketConfig, FailNext, Faults};
 pub use instance_types::{instance_type, instance_types, InstanceType};

@@ -1,0 +1,128 @@
+//! From the SDK's types to the seam's: errors classified once, the way
+//! `CloudError::from_code` says, and ENIs flattened to `EniInfo`.
+
+use std::collections::BTreeMap;
+use std::error::Error;
+use std::net::Ipv4Addr;
+
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::NetworkInterface;
+
+use crate::api::{CloudResult, EniInfo};
+use crate::error::CloudError;
+
+/// Classifies a failed SDK call. EC2's error code decides when there is
+/// one; otherwise a 5xx, a timeout or a broken connection is transient and
+/// anything else (a request the SDK could not even build, a 4xx without a
+/// code) is fatal.
+pub(crate) fn sdk_error<E>(action: &str, err: SdkError<E>) -> CloudError
+where
+    E: ProvideErrorMetadata + Error + 'static,
+{
+    let transient = |err: &SdkError<E>| CloudError::Transient {
+        action: action.to_string(),
+        message: DisplayErrorContext(err).to_string(),
+    };
+    match &err {
+        SdkError::ServiceError(ctx) => {
+            let status = ctx.raw().status();
+            match ctx.err().code() {
+                Some(code) => {
+                    CloudError::from_code(action, code, ctx.err().message().unwrap_or_default())
+                }
+                None if status.is_server_error() => transient(&err),
+                None => CloudError::Fatal {
+                    action: action.to_string(),
+                    code: format!("HTTP {}", status.as_u16()),
+                    message: DisplayErrorContext(&err).to_string(),
+                },
+            }
+        }
+        // A user error here is a bad endpoint or missing credentials:
+        // retrying cannot fix configuration.
+        SdkError::DispatchFailure(d) if d.is_user() => CloudError::Fatal {
+            action: action.to_string(),
+            code: "DispatchFailure".to_string(),
+            message: DisplayErrorContext(&err).to_string(),
+        },
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            transient(&err)
+        }
+        _ => CloudError::Fatal {
+            action: action.to_string(),
+            code: "ConstructionFailure".to_string(),
+            message: DisplayErrorContext(&err).to_string(),
+        },
+    }
+}
+
+/// A reply EC2 should never give (a field missing, an address that does
+/// not parse): not retried, since asking again gets the same answer.
+pub(crate) fn bad_reply(action: &str, what: impl Into<String>) -> CloudError {
+    CloudError::Fatal {
+        action: action.to_string(),
+        code: "MalformedReply".to_string(),
+        message: what.into(),
+    }
+}
+
+pub(crate) fn parse_ipv4(action: &str, s: &str) -> CloudResult<Ipv4Addr> {
+    s.parse()
+        .map_err(|_| bad_reply(action, format!("not an IPv4 address: {s:?}")))
+}
+
+pub(crate) fn to_u32(action: &str, field: &str, v: Option<i32>) -> CloudResult<u32> {
+    v.and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(|| bad_reply(action, format!("{field} missing or negative: {v:?}")))
+}
+
+/// One ENI as the seam describes it; addresses primary first.
+pub(crate) fn eni_info(action: &str, ni: &NetworkInterface) -> CloudResult<EniInfo> {
+    let id = ni
+        .network_interface_id()
+        .ok_or_else(|| bad_reply(action, "network interface without an id"))?
+        .to_string();
+    let mut ips: Vec<(bool, Ipv4Addr)> = Vec::new();
+    for p in ni.private_ip_addresses() {
+        if let Some(addr) = p.private_ip_address() {
+            ips.push((p.primary().unwrap_or(false), parse_ipv4(action, addr)?));
+        }
+    }
+    // Stable: secondaries keep EC2's order behind the primary.
+    ips.sort_by_key(|(primary, _)| !primary);
+    let tags: BTreeMap<String, String> = ni
+        .tag_set()
+        .iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_string(),
+                t.value().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect();
+    let attachment = ni.attachment();
+    Ok(EniInfo {
+        id,
+        mac: ni.mac_address().unwrap_or_default().to_string(),
+        subnet_id: ni.subnet_id().unwrap_or_default().to_string(),
+        description: ni.description().unwrap_or_default().to_string(),
+        status: ni
+            .status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        tags,
+        addresses: ips.into_iter().map(|(_, ip)| ip).collect(),
+        prefixes: ni
+            .ipv4_prefixes()
+            .iter()
+            .filter_map(|p| p.ipv4_prefix().map(str::to_string))
+            .collect(),
+        attachment_id: attachment
+            .and_then(|a| a.attachment_id())
+            .map(str::to_string),
+        instance_id: attachment.and_then(|a| a.instance_id()).map(str::to_string),
+        device_index: attachment
+            .and_then(|a| a.device_index())
+            .and_then(|d| u32::try_from(d).ok()),
+    })
+}

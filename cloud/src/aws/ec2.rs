@@ -1,0 +1,466 @@
+//! `Ec2` over aws-sdk-ec2: every request takes a token from one bucket,
+//! is counted, and is retried by `with_retries` on throttling and
+//! transient failures.
+//!
+//! The SDK's own retries are turned off (`RetryConfig::disabled`). Two
+//! layers would multiply: the SDK's 3 attempts inside each of our N turns
+//! one throttled call into 3×N requests, and the SDK's attempts would
+//! bypass the bucket and the counts. Ours sees every attempt, takes a token
+//! for each, classifies with `CloudError`, and is one policy for all
+//! actions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::error::Error;
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_ec2::config::retry::RetryConfig;
+use aws_sdk_ec2::config::timeout::TimeoutConfig;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::{
+    Filter, InstanceType, InstanceTypeHypervisor, NetworkInterfaceAttachmentChanges, ResourceType,
+    Tag, TagSpecification,
+};
+use aws_sdk_ec2::Client;
+use futures::future::BoxFuture;
+
+use super::convert::{bad_reply, eni_info, parse_ipv4, sdk_error, to_u32};
+use crate::api::{CloudResult, Ec2, EniInfo, EniQuery, InstanceLimits, NewEni};
+use crate::error::CloudError;
+use crate::limiter::TokenBucket;
+use crate::retry::{with_retries, RetryPolicy};
+
+/// Bound on one HTTP attempt when the loaded configuration sets none: the
+/// SDK's default is to wait forever on a stalled response.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// EC2's largest page for filtered DescribeNetworkInterfaces.
+const PAGE_SIZE: i32 = 1000;
+
+/// The AWS EC2 client ipamd uses in VPC mode.
+#[derive(Debug)]
+pub struct AwsEc2 {
+    client: Client,
+    limiter: TokenBucket,
+    retry: RetryPolicy,
+    limits: Mutex<HashMap<String, InstanceLimits>>,
+    counts: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl AwsEc2 {
+    /// Configuration from the SDK's standard chain: credentials (env,
+    /// profile, web identity, IMDS role), region (env, profile, IMDS) and
+    /// endpoint (`AWS_ENDPOINT_URL_EC2`, `AWS_ENDPOINT_URL`).
+    pub async fn from_env(qps: f64, burst: u32) -> Self {
+        let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        Self::from_sdk_config(&config, qps, burst)
+    }
+
+    /// A client from an already loaded configuration, with the SDK's
+    /// retries off (see the module comment) and `RetryPolicy::default()`.
+    #[must_use]
+    pub fn from_sdk_config(config: &SdkConfig, qps: f64, burst: u32) -> Self {
+        let mut builder =
+            aws_sdk_ec2::config::Builder::from(config).retry_config(RetryConfig::disabled());
+        let has_attempt_timeout = config
+            .timeout_config()
+            .and_then(TimeoutConfig::operation_attempt_timeout)
+            .is_some();
+        if !has_attempt_timeout {
+            // Merged over the loaded timeouts, not replacing them.
+            builder = builder.timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                    .build(),
+            );
+        }
+        Self {
+            client: Client::from_conf(builder.build()),
+            limiter: TokenBucket::new(qps, burst),
+            retry: RetryPolicy::default(),
+            limits: Mutex::new(HashMap::new()),
+            counts: Arc::new(Mutex::new(BTreeMap::new())),
+        }
+    }
+
+    /// Replaces the retry policy (tests use millisecond backoffs).
+    #[must_use]
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Requests sent per EC2 action, every attempt included: with retries,
+    /// more than the calls that succeeded.
+    #[must_use]
+    pub fn call_counts(&self) -> BTreeMap<String, u64> {
+        self.counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn count(&self, action: &str) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        *counts.entry(action.to_string()).or_insert(0) += 1;
+    }
+
+    /// One EC2 action: each attempt waits for a token, is counted, and its
+    /// failure is classified; `with_retries` decides whether to go again.
+    async fn call<T, E, F, Fut>(&self, action: &'static str, f: F) -> CloudResult<T>
+    where
+        F: Fn(&Client) -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E>>>,
+        E: ProvideErrorMetadata + Error + 'static,
+    {
+        with_retries(&self.retry, action, || {
+            // SDK futures do nothing until polled, so building the request
+            // before the token is taken costs no request.
+            let request = f(&self.client);
+            async move {
+                self.limiter.acquire().await;
+                self.count(action);
+                request.await.map_err(|e| sdk_error(action, e))
+            }
+        })
+        .await
+    }
+
+    fn cached_limits(&self, instance_type: &str) -> Option<InstanceLimits> {
+        self.limits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(instance_type)
+            .copied()
+    }
+
+    async fn describe_instance_type(&self, instance_type: &str) -> CloudResult<InstanceLimits> {
+        const ACTION: &str = "DescribeInstanceTypes";
+        let out = self
+            .call(ACTION, |c| {
+                c.describe_instance_types()
+                    .instance_types(InstanceType::from(instance_type))
+                    .send()
+            })
+            .await?;
+        let info = out
+            .instance_types()
+            .iter()
+            .find(|t| t.instance_type().map(InstanceType::as_str) == Some(instance_type))
+            .ok_or_else(|| CloudError::NotFound {
+                action: ACTION.to_string(),
+                code: "InvalidInstanceType".to_string(),
+                message: format!("EC2 does not describe instance type {instance_type:?}"),
+            })?;
+        let network = info
+            .network_info()
+            .ok_or_else(|| bad_reply(ACTION, format!("{instance_type}: no networkInfo")))?;
+        Ok(InstanceLimits {
+            max_enis: to_u32(
+                ACTION,
+                "maximumNetworkInterfaces",
+                network.maximum_network_interfaces(),
+            )?,
+            ipv4_per_eni: to_u32(
+                ACTION,
+                "ipv4AddressesPerInterface",
+                network.ipv4_addresses_per_interface(),
+            )?,
+            nitro: info.hypervisor() == Some(&InstanceTypeHypervisor::Nitro),
+            vcpus: to_u32(
+                ACTION,
+                "defaultVCpus",
+                info.v_cpu_info().and_then(|v| v.default_v_cpus()),
+            )?,
+        })
+    }
+
+    async fn describe_pages(&self, query: EniQuery) -> CloudResult<Vec<EniInfo>> {
+        const ACTION: &str = "DescribeNetworkInterfaces";
+        let filter = |name: &str, value: &str| Filter::builder().name(name).values(value).build();
+        let (ids, filters, max_results) = match query {
+            // No ids and no filter would list every ENI of the account.
+            EniQuery::Ids(ids) if ids.is_empty() => return Ok(Vec::new()),
+            // EC2 refuses MaxResults together with explicit ids.
+            EniQuery::Ids(ids) => (Some(ids), None, None),
+            EniQuery::AttachedTo(instance) => (
+                None,
+                Some(vec![filter("attachment.instance-id", &instance)]),
+                Some(PAGE_SIZE),
+            ),
+            EniQuery::AvailableTagged(key) => (
+                None,
+                Some(vec![filter("status", "available"), filter("tag-key", &key)]),
+                Some(PAGE_SIZE),
+            ),
+        };
+        let mut enis = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .call(ACTION, |c| {
+                    c.describe_network_interfaces()
+                        .set_network_interface_ids(ids.clone())
+                        .set_filters(filters.clone())
+                        .set_max_results(max_results)
+                        .set_next_token(token.clone())
+                        .send()
+                })
+                .await?;
+            for ni in page.network_interfaces() {
+                enis.push(eni_info(ACTION, ni)?);
+            }
+            match page.next_token() {
+                Some(next) if !next.is_empty() => token = Some(next.to_string()),
+                _ => return Ok(enis),
+            }
+        }
+    }
+}
+
+/// A count for EC2, which takes `Integer`; absent when zero so EC2 does
+/// not see a parameter it would reject as out of range.
+fn count_param(count: u32) -> Option<i32> {
+    (count > 0).then(|| i32::try_from(count).unwrap_or(i32::MAX))
+}
+
+fn non_empty<T: Clone>(v: &[T]) -> Option<Vec<T>> {
+    (!v.is_empty()).then(|| v.to_vec())
+}
+
+fn tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+/// A ClientToken, so that a create retried after a lost reply returns the
+/// first ENI instead of making a second one.
+fn client_token() -> String {
+    format!(
+        "vpc-cni-{:016x}{:016x}",
+        fastrand::u64(..),
+        fastrand::u64(..)
+    )
+}
+
+impl Ec2 for AwsEc2 {
+    fn instance_limits(&self, instance_type: &str) -> BoxFuture<'_, CloudResult<InstanceLimits>> {
+        let instance_type = instance_type.to_string();
+        Box::pin(async move {
+            if let Some(limits) = self.cached_limits(&instance_type) {
+                return Ok(limits);
+            }
+            // Two first callers may both ask; both get the same answer, and
+            // it happens once per type per process.
+            let limits = self.describe_instance_type(&instance_type).await?;
+            self.limits
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(instance_type, limits);
+            Ok(limits)
+        })
+    }
+
+    fn create_eni(&self, eni: NewEni) -> BoxFuture<'_, CloudResult<EniInfo>> {
+        Box::pin(async move {
+            const ACTION: &str = "CreateNetworkInterface";
+            let token = client_token();
+            let tags = (!eni.tags.is_empty()).then(|| {
+                vec![TagSpecification::builder()
+                    .resource_type(ResourceType::NetworkInterface)
+                    .set_tags(Some(tag_list(&eni.tags)))
+                    .build()]
+            });
+            let out = self
+                .call(ACTION, |c| {
+                    c.create_network_interface()
+                        .subnet_id(&eni.subnet_id)
+                        .set_description(
+                            (!eni.description.is_empty()).then(|| eni.description.clone()),
+                        )
+                        .set_groups(non_empty(&eni.security_groups))
+                        .set_secondary_private_ip_address_count(count_param(eni.secondary_count))
+                        .set_ipv4_prefix_count(count_param(eni.prefix_count))
+                        .set_tag_specifications(tags.clone())
+                        .client_token(&token)
+                        .send()
+                })
+                .await?;
+            let ni = out
+                .network_interface()
+                .ok_or_else(|| bad_reply(ACTION, "reply without networkInterface"))?;
+            eni_info(ACTION, ni)
+        })
+    }
+
+    fn attach_eni<'a>(
+        &'a self,
+        eni_id: &'a str,
+        instance_id: &'a str,
+        device_index: u32,
+    ) -> BoxFuture<'a, CloudResult<String>> {
+        Box::pin(async move {
+            const ATTACH: &str = "AttachNetworkInterface";
+            let index = i32::try_from(device_index).map_err(|_| CloudError::Fatal {
+                action: ATTACH.to_string(),
+                code: "InvalidParameterValue".to_string(),
+                message: format!("device index {device_index} is out of range"),
+            })?;
+            let out = self
+                .call(ATTACH, |c| {
+                    c.attach_network_interface()
+                        .network_interface_id(eni_id)
+                        .instance_id(instance_id)
+                        .device_index(index)
+                        .send()
+                })
+                .await?;
+            let attachment_id = out
+                .attachment_id()
+                .ok_or_else(|| bad_reply(ATTACH, "reply without attachmentId"))?
+                .to_string();
+            // Without this an ENI outlives its instance as a leak; if it
+            // fails the ENI stays attached and the error says so, and the
+            // caller's reconcile finds it through describe_enis.
+            let changes = NetworkInterfaceAttachmentChanges::builder()
+                .attachment_id(&attachment_id)
+                .delete_on_termination(true)
+                .build();
+            self.call("ModifyNetworkInterfaceAttribute", |c| {
+                c.modify_network_interface_attribute()
+                    .network_interface_id(eni_id)
+                    .attachment(changes.clone())
+                    .send()
+            })
+            .await?;
+            Ok(attachment_id)
+        })
+    }
+
+    fn assign_addresses<'a>(
+        &'a self,
+        eni_id: &'a str,
+        count: u32,
+    ) -> BoxFuture<'a, CloudResult<Vec<Ipv4Addr>>> {
+        Box::pin(async move {
+            const ACTION: &str = "AssignPrivateIpAddresses";
+            let Some(count) = count_param(count) else {
+                return Ok(Vec::new());
+            };
+            let out = self
+                .call(ACTION, |c| {
+                    c.assign_private_ip_addresses()
+                        .network_interface_id(eni_id)
+                        .secondary_private_ip_address_count(count)
+                        .send()
+                })
+                .await?;
+            out.assigned_private_ip_addresses()
+                .iter()
+                .filter_map(|a| a.private_ip_address())
+                .map(|s| parse_ipv4(ACTION, s))
+                .collect()
+        })
+    }
+
+    fn assign_prefixes<'a>(
+        &'a self,
+        eni_id: &'a str,
+        count: u32,
+    ) -> BoxFuture<'a, CloudResult<Vec<String>>> {
+        Box::pin(async move {
+            let Some(count) = count_param(count) else {
+                return Ok(Vec::new());
+            };
+            let out = self
+                .call("AssignPrivateIpAddresses", |c| {
+                    c.assign_private_ip_addresses()
+                        .network_interface_id(eni_id)
+                        .ipv4_prefix_count(count)
+                        .send()
+                })
+                .await?;
+            Ok(out
+                .assigned_ipv4_prefixes()
+                .iter()
+                .filter_map(|p| p.ipv4_prefix().map(str::to_string))
+                .collect())
+        })
+    }
+
+    fn unassign<'a>(
+        &'a self,
+        eni_id: &'a str,
+        addresses: &'a [Ipv4Addr],
+        prefixes: &'a [String],
+    ) -> BoxFuture<'a, CloudResult<()>> {
+        Box::pin(async move {
+            if addresses.is_empty() && prefixes.is_empty() {
+                return Ok(());
+            }
+            let addresses: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+            self.call("UnassignPrivateIpAddresses", |c| {
+                c.unassign_private_ip_addresses()
+                    .network_interface_id(eni_id)
+                    .set_private_ip_addresses(non_empty(&addresses))
+                    .set_ipv4_prefixes(non_empty(prefixes))
+                    .send()
+            })
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn detach_eni<'a>(&'a self, attachment_id: &'a str) -> BoxFuture<'a, CloudResult<()>> {
+        Box::pin(async move {
+            self.call("DetachNetworkInterface", |c| {
+                c.detach_network_interface()
+                    .attachment_id(attachment_id)
+                    .send()
+            })
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn delete_eni<'a>(&'a self, eni_id: &'a str) -> BoxFuture<'a, CloudResult<()>> {
+        Box::pin(async move {
+            self.call("DeleteNetworkInterface", |c| {
+                c.delete_network_interface()
+                    .network_interface_id(eni_id)
+                    .send()
+            })
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn describe_enis(&self, query: EniQuery) -> BoxFuture<'_, CloudResult<Vec<EniInfo>>> {
+        Box::pin(self.describe_pages(query))
+    }
+
+    fn create_tags<'a>(
+        &'a self,
+        resource_ids: &'a [String],
+        tags: &'a BTreeMap<String, String>,
+    ) -> BoxFuture<'a, CloudResult<()>> {
+        Box::pin(async move {
+            if resource_ids.is_empty() || tags.is_empty() {
+                return Ok(());
+            }
+            let tags = tag_list(tags);
+            self.call("CreateTags", |c| {
+                c.create_tags()
+                    .set_resources(Some(resource_ids.to_vec()))
+                    .set_tags(Some(tags.clone()))
+                    .send()
+            })
+            .await?;
+            Ok(())
+        })
+    }
+}

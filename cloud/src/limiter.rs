@@ -1,0 +1,196 @@
+//! One token bucket in front of every EC2 call a node makes (`EC2_API_QPS`,
+//! `EC2_API_BURST`).
+//!
+//! EC2 throttles per account and region, and every node of a cluster draws
+//! on the same allowance, so a node must pace itself rather than discover
+//! the limit by being refused. Retries take a token too: a retry storm is
+//! exactly what the bucket is there to damp.
+
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// Default sustained EC2 request rate of one node, per second.
+///
+/// EC2 refills its per-account buckets at about 5/s for mutating actions
+/// and 20/s for describes, shared by every node of the account and region.
+/// 10/s lets one node fill a fresh m5.4xlarge (7 secondary ENIs: create,
+/// attach, modify, assign each, about 30 calls) within a second or two after
+/// its burst, and a cluster scaling out together then leans on retries
+/// rather than hammering the account. Cilium's operator uses 4/s, but for a
+/// whole cluster; ours is per node, which is why it is higher. It is a
+/// default: `EC2_API_QPS` lowers it for large clusters.
+pub const DEFAULT_EC2_API_QPS: f64 = 10.0;
+
+/// Default burst: enough for a node's start-up (describe the instance type,
+/// its ENIs, create and attach a second ENI and fill both) without waiting.
+pub const DEFAULT_EC2_API_BURST: u32 = 20;
+
+/// A token bucket on tokio's clock: `burst` tokens at most, refilled at
+/// `qps` per second. Waiters are served in arrival order.
+#[derive(Debug)]
+pub struct TokenBucket {
+    /// Tokens per second; `None` when limiting is off.
+    rate: Option<f64>,
+    burst: f64,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket of `burst` tokens (at least 1) refilled at `qps` per
+    /// second. A `qps` that is not a positive finite number turns limiting
+    /// off, so "0" in configuration means "no limit" rather than "never".
+    #[must_use]
+    pub fn new(qps: f64, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        let rate = (qps.is_finite() && qps > 0.0).then_some(qps);
+        Self {
+            rate,
+            burst,
+            state: Mutex::new(State {
+                tokens: burst,
+                last: Instant::now(),
+            }),
+        }
+    }
+
+    /// A bucket that never makes anyone wait.
+    #[must_use]
+    pub fn unlimited() -> Self {
+        Self::new(0.0, 1)
+    }
+
+    /// Waits for a token and takes it.
+    ///
+    /// Cancel-safe: a caller dropped while waiting takes no token.
+    pub async fn acquire(&self) {
+        let Some(rate) = self.rate else {
+            return;
+        };
+        // The lock is held while sleeping on purpose: tokio's mutex queues
+        // waiters first come, first served, so a late caller cannot take the
+        // token an earlier one has been waiting for.
+        let mut state = self.state.lock().await;
+        self.refill(&mut state, rate);
+        if state.tokens < 1.0 {
+            let wait = Duration::from_secs_f64((1.0 - state.tokens) / rate);
+            tokio::time::sleep(wait).await;
+            self.refill(&mut state, rate);
+            // Float rounding can leave a hair under one token after sleeping
+            // exactly the computed time; the token is due, so take it.
+            state.tokens = state.tokens.max(1.0);
+        }
+        state.tokens -= 1.0;
+    }
+
+    fn refill(&self, state: &mut State, rate: f64) {
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(state.last).as_secs_f64();
+        state.tokens = (state.tokens + elapsed * rate).min(self.burst);
+        state.last = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! All on tokio's paused clock: time only moves when every task waits,
+    //! so the elapsed times below are exact, not measured.
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn ms(d: Duration) -> u128 {
+        d.as_millis()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn burst_passes_at_once_then_the_rate() {
+        let bucket = TokenBucket::new(10.0, 20);
+        let start = Instant::now();
+        for _ in 0..20 {
+            bucket.acquire().await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO, "the burst must not wait");
+
+        bucket.acquire().await;
+        let first = ms(start.elapsed());
+        assert!(
+            (100..=101).contains(&first),
+            "21st token after 100 ms, got {first} ms"
+        );
+
+        for _ in 0..10 {
+            bucket.acquire().await;
+        }
+        let total = ms(start.elapsed());
+        assert!(
+            (1100..=1110).contains(&total),
+            "10 more at 10/s, got {total} ms"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_time_refills_only_up_to_the_burst() {
+        let bucket = TokenBucket::new(5.0, 3);
+        for _ in 0..3 {
+            bucket.acquire().await;
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let start = Instant::now();
+        for _ in 0..3 {
+            bucket.acquire().await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        bucket.acquire().await;
+        let waited = ms(start.elapsed());
+        assert!(
+            (200..=201).contains(&waited),
+            "4th token after 200 ms, got {waited} ms"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_callers_share_one_rate() {
+        let bucket = Arc::new(TokenBucket::new(10.0, 20));
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let bucket = Arc::clone(&bucket);
+                tokio::spawn(async move {
+                    bucket.acquire().await;
+                    Instant::now()
+                })
+            })
+            .collect();
+        let mut done = Vec::new();
+        for t in tasks {
+            done.push(t.await.unwrap().duration_since(start));
+        }
+        done.sort();
+        assert_eq!(done[19], Duration::ZERO, "20 pass on the burst");
+        let last = ms(done[39]);
+        assert!(
+            (2000..=2020).contains(&last),
+            "20 more at 10/s, got {last} ms"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_qps_means_no_limit() {
+        let bucket = TokenBucket::new(0.0, 0);
+        let start = Instant::now();
+        for _ in 0..1000 {
+            bucket.acquire().await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+}

@@ -1,0 +1,346 @@
+//! `PoolController`: keeps the node's ENIs and addresses at the targets.
+//!
+//! Each pass reads the node (IMDS, cached EC2 tags, the datastore), asks the
+//! pure pool math for the next step, executes it, and repeats until the
+//! math says `Idle`. Passes run when the ADD path wakes the controller, when
+//! a cooldown ends, and on a periodic tick that catches drift.
+
+use crate::error::IpamdError;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use vpc_cni_cloud::{Ec2, EniQuery, Imds, InstanceLimits, NodeIdentity};
+
+use super::math::{self, Limits, PoolConfig, PoolDecision};
+use super::snapshot::{self, EniMeta, NodeSnapshot, NO_MANAGE_TAG};
+use crate::config::VpcSettings;
+use crate::store::Store;
+
+/// Unix milliseconds; tests step it to end cooldowns and age ENIs.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The wall clock in unix milliseconds.
+#[must_use]
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    })
+}
+
+/// How long IMDS may keep showing a released address or a detached ENI
+/// (its eventual consistency); they stay out of the pool that long.
+pub(crate) const QUARANTINE_MS: u64 = 60_000;
+
+/// Everything the controller is configured with.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub pool: PoolConfig,
+    /// CLUSTER_NAME; empty = no cluster tag.
+    pub cluster_name: String,
+    pub additional_eni_tags: BTreeMap<String, String>,
+    /// The periodic reconcile between wake-ups.
+    pub reconcile_interval: Duration,
+    pub leaked_eni_min_age: Duration,
+    /// Bound on waiting for IMDS to show a new ENI or address.
+    pub visibility_timeout: Duration,
+    /// First pause of that wait; doubles up to a second.
+    pub visibility_backoff: Duration,
+    /// Bound on steps per pass, so a fight over the ENIs cannot spin.
+    pub max_steps: usize,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            pool: PoolConfig::default(),
+            cluster_name: String::new(),
+            additional_eni_tags: BTreeMap::new(),
+            reconcile_interval: Duration::from_secs(30),
+            leaked_eni_min_age: Duration::from_secs(300),
+            visibility_timeout: Duration::from_secs(60),
+            visibility_backoff: Duration::from_millis(100),
+            max_steps: 64,
+        }
+    }
+}
+
+impl ControllerConfig {
+    /// The controller's part of ipamd's VPC settings.
+    #[must_use]
+    pub fn from_settings(s: &VpcSettings) -> Self {
+        ControllerConfig {
+            pool: PoolConfig {
+                warm_eni_target: s.warm_eni_target,
+                warm_ip_target: s.warm_ip_target,
+                minimum_ip_target: s.minimum_ip_target,
+                warm_prefix_target: s.warm_prefix_target,
+                prefix_delegation: s.enable_prefix_delegation,
+                max_eni: s.max_eni,
+                max_pods: 0,
+            },
+            cluster_name: s.cluster_name.clone(),
+            additional_eni_tags: s.additional_eni_tags.clone(),
+            leaked_eni_min_age: s.leaked_eni_min_age,
+            ..ControllerConfig::default()
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub actions: Vec<PoolDecision>,
+}
+
+#[derive(Default)]
+pub(crate) struct Caches {
+    pub meta: HashMap<String, EniMeta>,
+    /// Released address -> when it may be trusted from IMDS again.
+    pub released: HashMap<Ipv4Addr, u64>,
+    /// Detached ENI -> likewise.
+    pub detached: HashMap<String, u64>,
+}
+
+pub struct PoolController {
+    pub(crate) ec2: Arc<dyn Ec2>,
+    pub(crate) imds: Arc<dyn Imds>,
+    pub(crate) store: Store,
+    pub(crate) node: NodeIdentity,
+    pub(crate) limits: Limits,
+    pub(crate) config: ControllerConfig,
+    pub(crate) clock: Clock,
+    caches: Mutex<Caches>,
+    wake: Notify,
+    /// One pass at a time: two would both see the same shortfall.
+    pass: tokio::sync::Mutex<()>,
+}
+
+impl PoolController {
+    pub fn new(
+        ec2: Arc<dyn Ec2>,
+        imds: Arc<dyn Imds>,
+        store: Store,
+        node: NodeIdentity,
+        limits: InstanceLimits,
+        config: ControllerConfig,
+        clock: Clock,
+    ) -> Self {
+        PoolController {
+            ec2,
+            imds,
+            store,
+            node,
+            limits: Limits {
+                max_enis: limits.max_enis,
+                ipv4_per_eni: limits.ipv4_per_eni,
+                nitro: limits.nitro,
+                vcpus: limits.vcpus,
+            },
+            config,
+            clock,
+            caches: Mutex::new(Caches::default()),
+            wake: Notify::new(),
+            pass: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Discovers the node from IMDS and its limits from EC2, then builds the
+    /// controller.
+    pub async fn discover(
+        ec2: Arc<dyn Ec2>,
+        imds: Arc<dyn Imds>,
+        store: Store,
+        config: ControllerConfig,
+        clock: Clock,
+    ) -> Result<Self, IpamdError> {
+        let node = imds
+            .identity()
+            .await
+            .map_err(IpamdError::cloud("reading the node identity from IMDS"))?;
+        let limits = ec2
+            .instance_limits(&node.instance_type)
+            .await
+            .map_err(IpamdError::cloud(format!(
+                "limits of instance type {}",
+                node.instance_type
+            )))?;
+        Ok(Self::new(ec2, imds, store, node, limits, config, clock))
+    }
+
+    pub fn node(&self) -> &NodeIdentity {
+        &self.node
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    pub fn pool_config(&self) -> PoolConfig {
+        self.config.pool
+    }
+
+    /// Max pods for kubelet, as DESIGN.md computes it.
+    pub fn max_pods(&self) -> u32 {
+        math::max_pods(&self.config.pool, &self.limits)
+    }
+
+    /// Asks for a pass soon (the ADD path calls this when the pool runs low).
+    /// Wakes that arrive during a pass are kept, so none is lost.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
+    pub(crate) fn caches(&self) -> MutexGuard<'_, Caches> {
+        self.caches.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads the node now and publishes its addresses to the datastore.
+    pub async fn snapshot(&self) -> Result<NodeSnapshot, IpamdError> {
+        let imds = self
+            .imds
+            .enis()
+            .await
+            .map_err(IpamdError::cloud("listing ENIs from IMDS"))?;
+        self.learn_tags(&imds).await?;
+        let now = self.now();
+        let (meta, ips, enis) = {
+            let mut c = self.caches();
+            c.released.retain(|_, until| *until > now);
+            c.detached.retain(|_, until| *until > now);
+            let attached: HashSet<&str> = imds.iter().map(|e| e.eni_id.as_str()).collect();
+            c.meta.retain(|id, _| attached.contains(id.as_str()));
+            (
+                c.meta.clone(),
+                c.released.keys().copied().collect::<HashSet<_>>(),
+                c.detached.keys().cloned().collect::<HashSet<_>>(),
+            )
+        };
+        if !imds
+            .iter()
+            .any(|e| e.device_number == 0 && e.mac == self.node.primary_mac)
+        {
+            return Err(IpamdError::NoPrimaryEni {
+                mac: self.node.primary_mac.clone(),
+            });
+        }
+        let snap = snapshot::build(imds, &meta, &ips, &enis, &self.store, now);
+        let (dropped, written) = self.store.set_pool(snap.pool.clone()).await;
+        for a in &dropped {
+            tracing::warn!(ip = %a.ip, container = %a.key.container_id,
+                "address left the node's ENIs; its assignment was dropped");
+        }
+        written?;
+        Ok(snap)
+    }
+
+    /// Describes the attached ENIs once for any IMDS lists that we have no
+    /// tags for (IMDS does not show tags).
+    async fn learn_tags(&self, imds: &[vpc_cni_cloud::ImdsEni]) -> Result<(), IpamdError> {
+        let unknown = {
+            let c = self.caches();
+            imds.iter().any(|e| !c.meta.contains_key(&e.eni_id))
+        };
+        if !unknown {
+            return Ok(());
+        }
+        let described = self
+            .ec2
+            .describe_enis(EniQuery::AttachedTo(self.node.instance_id.clone()))
+            .await
+            .map_err(IpamdError::cloud("describing the node's ENIs"))?;
+        let mut c = self.caches();
+        for e in described {
+            let no_manage = e
+                .tags
+                .get(NO_MANAGE_TAG)
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            c.meta.insert(
+                e.id.clone(),
+                EniMeta {
+                    no_manage,
+                    attachment_id: e.attachment_id.clone(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs passes until the pool math is idle.
+    pub async fn reconcile_once(&self) -> Result<ReconcileReport, IpamdError> {
+        let _pass = self.pass.lock().await;
+        let mut report = ReconcileReport::default();
+        loop {
+            let snap = self.snapshot().await?;
+            let decision = math::decide(&snap.views, &self.config.pool, &self.limits);
+            if decision == PoolDecision::Idle {
+                return Ok(report);
+            }
+            if report.actions.len() >= self.config.max_steps {
+                return Err(IpamdError::NoProgress {
+                    steps: report.actions.len(),
+                    last: format!("{decision:?}"),
+                });
+            }
+            tracing::debug!(?decision, "pool step");
+            self.execute(&snap, &decision).await?;
+            report.actions.push(decision);
+        }
+    }
+
+    async fn execute(&self, snap: &NodeSnapshot, d: &PoolDecision) -> Result<(), IpamdError> {
+        match d {
+            PoolDecision::Idle => Ok(()),
+            PoolDecision::AssignToExisting { eni, count } => self.top_up(eni, *count).await,
+            PoolDecision::CreateEni { count } => self.add_eni(snap, *count).await,
+            PoolDecision::Release {
+                eni,
+                addresses,
+                prefixes,
+            } => self.release(snap, eni, addresses, prefixes).await,
+            PoolDecision::FreeEni { eni } => self.free_eni(snap, eni).await,
+        }
+    }
+
+    /// Wakes on `wake()`, when the next cooldown ends, and every
+    /// `reconcile_interval`; errors back off (doubling, up to the interval).
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let interval = self.config.reconcile_interval;
+        let mut backoff = Duration::from_secs(1).min(interval);
+        loop {
+            let delay = match self.reconcile_once().await {
+                Ok(report) => {
+                    if !report.actions.is_empty() {
+                        tracing::info!(steps = report.actions.len(), "pool reconciled");
+                    }
+                    backoff = Duration::from_secs(1).min(interval);
+                    let now = self.now();
+                    self.store.next_cooldown_expiry(now).map_or(interval, |t| {
+                        Duration::from_millis(t.saturating_sub(now) + 1).min(interval)
+                    })
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "pool reconcile failed");
+                    let d = backoff;
+                    backoff = (backoff * 2).min(interval);
+                    d
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! The EC2 side of each pool step: top up, create and attach, release,
+//! detach and delete; and the bounded wait for IMDS to catch up.
+
+use crate::error::IpamdError;
+use std::collections::{BTreeMap, HashSet};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use vpc_cni_cloud::{CloudError, EniQuery, ImdsEni, NewEni};
+
+use super::controller::PoolController;
+use super::rfc3339;
+use super::snapshot::{prefix_addresses, EniMeta, NodeSnapshot};
+use crate::store::AddressState;
+
+pub const INSTANCE_ID_TAG: &str = "vpc-cni.io/instance-id";
+pub const CREATED_AT_TAG: &str = "vpc-cni.io/created-at";
+pub const CLUSTER_TAG: &str = "cluster.k8s.amazonaws.com/name";
+/// Descriptions of ENIs we create start with this.
+pub const DESCRIPTION_PREFIX: &str = "vpc-cni-";
+
+/// Tries of DeleteNetworkInterface after a detach before the ENI is left
+/// to the leaked-ENI cleanup.
+const DELETE_TRIES: u32 = 3;
+
+impl PoolController {
+    fn prefix_mode(&self) -> bool {
+        self.config.pool.prefix_mode(&self.limits)
+    }
+
+    pub(crate) async fn top_up(&self, eni: &str, count: u32) -> Result<(), IpamdError> {
+        let ctx = || format!("adding {count} to ENI {eni}");
+        if self.prefix_mode() {
+            let got = self
+                .ec2
+                .assign_prefixes(eni, count)
+                .await
+                .map_err(IpamdError::cloud(ctx()))?;
+            self.wait_visible(eni, "new prefixes", |e| {
+                got.iter().all(|p| e.prefixes.contains(p))
+            })
+            .await
+        } else {
+            let got = self
+                .ec2
+                .assign_addresses(eni, count)
+                .await
+                .map_err(IpamdError::cloud(ctx()))?;
+            self.wait_visible(eni, "new addresses", |e| {
+                got.iter().all(|a| e.addresses.contains(a))
+            })
+            .await
+        }
+    }
+
+    fn new_eni_tags(&self) -> BTreeMap<String, String> {
+        // Ours last: ADDITIONAL_ENI_TAGS cannot overwrite what cleanup relies on.
+        let mut tags = self.config.additional_eni_tags.clone();
+        if !self.config.cluster_name.is_empty() {
+            tags.insert(CLUSTER_TAG.to_string(), self.config.cluster_name.clone());
+        }
+        tags.insert(INSTANCE_ID_TAG.to_string(), self.node.instance_id.clone());
+        tags.insert(CREATED_AT_TAG.to_string(), rfc3339::format(self.now()));
+        tags
+    }
+
+    /// Creates an ENI in the primary ENI's subnet with its security groups,
+    /// attaches it at the lowest free device index and waits for IMDS.
+    pub(crate) async fn add_eni(&self, snap: &NodeSnapshot, count: u32) -> Result<(), IpamdError> {
+        let primary = snap.primary().ok_or_else(|| IpamdError::NoPrimaryEni {
+            mac: self.node.primary_mac.clone(),
+        })?;
+        let used: HashSet<u32> = snap.imds.iter().map(|e| e.device_number).collect();
+        let max = self.config.pool.max_enis(&self.limits);
+        let Some(device) = (1..max).find(|d| !used.contains(d)) else {
+            return Ok(()); // the math never asks for this; nothing to do
+        };
+        let (secondary_count, prefix_count) = if self.prefix_mode() {
+            (0, count)
+        } else {
+            (count, 0)
+        };
+        let eni = self
+            .ec2
+            .create_eni(NewEni {
+                subnet_id: primary.subnet_id.clone(),
+                description: format!("{DESCRIPTION_PREFIX}{}", self.node.instance_id),
+                security_groups: primary.security_groups.clone(),
+                tags: self.new_eni_tags(),
+                secondary_count,
+                prefix_count,
+            })
+            .await
+            .map_err(IpamdError::cloud(format!(
+                "creating an ENI in subnet {}",
+                primary.subnet_id
+            )))?;
+        let attachment = match self
+            .ec2
+            .attach_eni(&eni.id, &self.node.instance_id, device)
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                // Unattached, it would only wait for the leaked-ENI cleanup.
+                if let Err(del) = self.ec2.delete_eni(&eni.id).await {
+                    tracing::warn!(eni = %eni.id, error = %del,
+                        "could not delete an ENI that failed to attach; leaked-ENI cleanup will");
+                }
+                return Err(IpamdError::cloud(format!(
+                    "attaching ENI {} at device {device}",
+                    eni.id
+                ))(e));
+            }
+        };
+        self.caches().meta.insert(
+            eni.id.clone(),
+            EniMeta {
+                no_manage: false,
+                attachment_id: Some(attachment),
+            },
+        );
+        tracing::info!(eni = %eni.id, device, count, "ENI attached");
+        let want = eni.addresses.len();
+        let want_prefixes = eni.prefixes.len();
+        self.wait_visible(&eni.id, "the new ENI", |e| {
+            e.addresses.len() >= want && e.prefixes.len() >= want_prefixes
+        })
+        .await
+    }
+
+    /// Takes `ips` out of the pool, unless a pod holds or just released one
+    /// (the snapshot may be a moment old). False when the step must wait.
+    async fn withdraw(
+        &self,
+        snap: &NodeSnapshot,
+        ips: &HashSet<Ipv4Addr>,
+    ) -> Result<bool, IpamdError> {
+        let now = self.now();
+        let all_free = self.store.read(|ds| {
+            ips.iter()
+                .all(|ip| matches!(ds.address_state(*ip, now), Some(AddressState::Free) | None))
+        });
+        if !all_free {
+            return Ok(false);
+        }
+        let pool = snap
+            .pool
+            .iter()
+            .filter(|a| !ips.contains(&a.ip))
+            .copied()
+            .collect();
+        let (dropped, written) = self.store.set_pool(pool).await;
+        if !dropped.is_empty() {
+            // A pod was handed one between the check and the swap: put the
+            // pool back and let the next pass choose again. (Needs an atomic
+            // "withdraw if free" in the store to close for good.)
+            for a in &dropped {
+                tracing::error!(ip = %a.ip, container = %a.key.container_id,
+                    "address was assigned while being withdrawn; its assignment was lost");
+            }
+            let (_, restored) = self.store.set_pool(snap.pool.clone()).await;
+            restored?;
+            return Ok(false);
+        }
+        written?;
+        let until = now.saturating_add(super::controller::QUARANTINE_MS);
+        let mut c = self.caches();
+        for ip in ips {
+            c.released.insert(*ip, until);
+        }
+        Ok(true)
+    }
+
+    pub(crate) async fn release(
+        &self,
+        snap: &NodeSnapshot,
+        eni: &str,
+        addresses: &[Ipv4Addr],
+        prefixes: &[String],
+    ) -> Result<(), IpamdError> {
+        let mut ips: HashSet<Ipv4Addr> = addresses.iter().copied().collect();
+        ips.extend(
+            prefixes
+                .iter()
+                .filter_map(|p| prefix_addresses(p))
+                .flatten(),
+        );
+        if !self.withdraw(snap, &ips).await? {
+            return Ok(());
+        }
+        self.ec2
+            .unassign(eni, addresses, prefixes)
+            .await
+            .map_err(IpamdError::cloud(format!(
+                "releasing {} addresses and {} prefixes from ENI {eni}",
+                addresses.len(),
+                prefixes.len()
+            )))?;
+        tracing::info!(
+            eni,
+            addresses = addresses.len(),
+            prefixes = prefixes.len(),
+            "released"
+        );
+        Ok(())
+    }
+
+    pub(crate) async fn free_eni(&self, snap: &NodeSnapshot, eni: &str) -> Result<(), IpamdError> {
+        let Some(view) = snap.view(eni) else {
+            return Ok(());
+        };
+        let ips: HashSet<Ipv4Addr> = view
+            .secondary
+            .iter()
+            .chain(view.prefixes.iter().flat_map(|p| p.slots.iter()))
+            .map(|s| s.ip)
+            .collect();
+        if !self.withdraw(snap, &ips).await? {
+            return Ok(());
+        }
+        let attachment = self.attachment_of(eni).await?;
+        self.ec2
+            .detach_eni(&attachment)
+            .await
+            .map_err(IpamdError::cloud(format!(
+                "detaching ENI {eni} ({attachment})"
+            )))?;
+        {
+            let until = self.now().saturating_add(super::controller::QUARANTINE_MS);
+            let mut c = self.caches();
+            c.meta.remove(eni);
+            c.detached.insert(eni.to_string(), until);
+        }
+        tracing::info!(eni, "ENI detached");
+        self.delete_detached(eni).await;
+        Ok(())
+    }
+
+    async fn attachment_of(&self, eni: &str) -> Result<String, IpamdError> {
+        if let Some(a) = self
+            .caches()
+            .meta
+            .get(eni)
+            .and_then(|m| m.attachment_id.clone())
+        {
+            return Ok(a);
+        }
+        let described = self
+            .ec2
+            .describe_enis(EniQuery::Ids(vec![eni.to_string()]))
+            .await
+            .map_err(IpamdError::cloud(format!("describing ENI {eni}")))?;
+        described
+            .into_iter()
+            .find_map(|e| e.attachment_id)
+            .ok_or_else(|| IpamdError::Cloud {
+                context: format!("finding the attachment of ENI {eni}"),
+                source: CloudError::from_code(
+                    "DescribeNetworkInterfaces",
+                    "InvalidAttachmentID.NotFound",
+                    "the ENI is not attached",
+                ),
+            })
+    }
+
+    /// Deletes a just-detached ENI; EC2 may still call it in use for a
+    /// moment. What never goes is left to the leaked-ENI cleanup (it is
+    /// tagged and `available`).
+    async fn delete_detached(&self, eni: &str) {
+        let mut pause = self.config.visibility_backoff;
+        for attempt in 1..=DELETE_TRIES {
+            match self.ec2.delete_eni(eni).await {
+                Ok(()) => {
+                    tracing::info!(eni, "ENI deleted");
+                    return;
+                }
+                Err(e) if attempt == DELETE_TRIES => {
+                    tracing::warn!(eni, error = %e,
+                        "could not delete a detached ENI; leaked-ENI cleanup will");
+                }
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// Polls IMDS with doubling pauses until `ok` holds for `eni`, for at
+    /// most `visibility_timeout`.
+    async fn wait_visible(
+        &self,
+        eni: &str,
+        what: &str,
+        ok: impl Fn(&ImdsEni) -> bool,
+    ) -> Result<(), IpamdError> {
+        let started = tokio::time::Instant::now();
+        let mut pause = self.config.visibility_backoff;
+        loop {
+            let enis = self
+                .imds
+                .enis()
+                .await
+                .map_err(IpamdError::cloud("listing ENIs from IMDS"))?;
+            if enis.iter().any(|e| e.eni_id == eni && ok(e)) {
+                return Ok(());
+            }
+            let waited = started.elapsed();
+            if waited >= self.config.visibility_timeout {
+                return Err(IpamdError::NotVisible {
+                    eni_id: eni.to_string(),
+                    what: what.to_string(),
+                    waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+}

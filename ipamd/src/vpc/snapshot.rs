@@ -1,0 +1,173 @@
+//! The node's ENIs as one consistent picture: IMDS for what is attached and
+//! what it holds, EC2 tags (cached) for which ENIs are ours to manage, the
+//! datastore for which addresses pods hold or are cooling.
+
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+
+use vpc_cni_cloud::ImdsEni;
+
+use super::math::{EniView, PrefixView, Slot, SlotState, PREFIX_SIZE};
+use crate::store::{AddressState, PoolAddress, Store};
+
+/// What EC2 told us about an attached ENI; IMDS does not show tags.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct EniMeta {
+    pub no_manage: bool,
+    pub attachment_id: Option<String>,
+}
+
+/// The AWS VPC CNI's opt-out tag, honoured for drop-in use.
+pub const NO_MANAGE_TAG: &str = "node.k8s.amazonaws.com/no_manage";
+
+/// One pass's picture of the node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSnapshot {
+    /// Attached ENIs as IMDS shows them, by device number.
+    pub imds: Vec<ImdsEni>,
+    /// The same ENIs for the pool math (ENIs of unknown ownership left out).
+    pub views: Vec<EniView>,
+    /// Every address pods may get now.
+    pub pool: Vec<PoolAddress>,
+}
+
+impl NodeSnapshot {
+    pub fn primary(&self) -> Option<&ImdsEni> {
+        self.imds.iter().find(|e| e.device_number == 0)
+    }
+
+    pub fn view(&self, eni_id: &str) -> Option<&EniView> {
+        self.views.iter().find(|v| v.id == eni_id)
+    }
+}
+
+/// The 16 addresses of "a.b.c.d/28"; `None` for anything that is not an
+/// aligned /28 (never handed to pods).
+pub(crate) fn prefix_addresses(prefix: &str) -> Option<Vec<Ipv4Addr>> {
+    let (base, len) = prefix.split_once('/')?;
+    let base: Ipv4Addr = base.parse().ok()?;
+    if len != "28" || u32::from(base) % PREFIX_SIZE != 0 {
+        return None;
+    }
+    Some(
+        (0..PREFIX_SIZE)
+            .map(|i| Ipv4Addr::from(u32::from(base) + i))
+            .collect(),
+    )
+}
+
+/// Pods on a secondary ENI at device N use table N+1; the primary ENI's
+/// pods use main.
+pub(crate) fn route_table(device_number: u32) -> u32 {
+    if device_number == 0 {
+        0
+    } else {
+        device_number + 1
+    }
+}
+
+/// Builds the snapshot. `meta` must cover every ENI that is to be managed;
+/// `quarantined` addresses (just released, IMDS may still list them) and
+/// ENIs (just detached) are left out of the pool.
+pub(crate) fn build(
+    imds: Vec<ImdsEni>,
+    meta: &HashMap<String, EniMeta>,
+    quarantined_ips: &HashSet<Ipv4Addr>,
+    quarantined_enis: &HashSet<String>,
+    store: &Store,
+    now_ms: u64,
+) -> NodeSnapshot {
+    let mut imds: Vec<ImdsEni> = imds
+        .into_iter()
+        .filter(|e| !quarantined_enis.contains(&e.eni_id))
+        .collect();
+    imds.sort_by_key(|e| e.device_number);
+
+    let mut pool = Vec::new();
+    let mut skeleton = Vec::new();
+    for e in &imds {
+        let Some(m) = meta.get(&e.eni_id) else {
+            continue;
+        };
+        let no_manage = m.no_manage;
+        let addr = |ip: Ipv4Addr| PoolAddress {
+            ip,
+            route_table: route_table(e.device_number),
+            device_number: e.device_number,
+        };
+        let secondary: Vec<Ipv4Addr> = e
+            .addresses
+            .iter()
+            .skip(1)
+            .filter(|ip| !quarantined_ips.contains(ip))
+            .copied()
+            .collect();
+        let prefixes: Vec<(String, Vec<Ipv4Addr>)> = e
+            .prefixes
+            .iter()
+            .filter_map(|p| Some((p.clone(), prefix_addresses(p)?)))
+            .filter(|(_, ips)| !ips.iter().any(|ip| quarantined_ips.contains(ip)))
+            .collect();
+        if !no_manage {
+            pool.extend(secondary.iter().copied().map(addr));
+            pool.extend(
+                prefixes
+                    .iter()
+                    .flat_map(|(_, ips)| ips.iter().copied().map(addr)),
+            );
+        }
+        skeleton.push((e, no_manage, secondary, prefixes));
+    }
+
+    let views = store.read(|ds| {
+        let slot = |ip: Ipv4Addr| Slot {
+            ip,
+            state: match ds.address_state(ip, now_ms) {
+                Some(AddressState::Assigned) => SlotState::Assigned,
+                Some(AddressState::Cooling { .. }) => SlotState::Cooling,
+                Some(AddressState::Free) | None => SlotState::Free,
+            },
+        };
+        skeleton
+            .iter()
+            .map(|(e, no_manage, secondary, prefixes)| EniView {
+                id: e.eni_id.clone(),
+                device_index: e.device_number,
+                primary: e.device_number == 0,
+                no_manage: *no_manage,
+                secondary: secondary.iter().copied().map(slot).collect(),
+                prefixes: prefixes
+                    .iter()
+                    .map(|(p, ips)| PrefixView {
+                        prefix: p.clone(),
+                        slots: ips.iter().copied().map(slot).collect(),
+                    })
+                    .collect(),
+            })
+            .collect()
+    });
+    NodeSnapshot { imds, views, pool }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_expand_only_when_aligned() {
+        let ips = prefix_addresses("10.0.0.16/28").unwrap();
+        assert_eq!(ips.len(), 16);
+        assert_eq!(ips[0], Ipv4Addr::new(10, 0, 0, 16));
+        assert_eq!(ips[15], Ipv4Addr::new(10, 0, 0, 31));
+        assert_eq!(prefix_addresses("10.0.0.17/28"), None);
+        assert_eq!(prefix_addresses("10.0.0.16/27"), None);
+    }
+
+    #[test]
+    fn tables_follow_device_numbers() {
+        assert_eq!(route_table(0), 0);
+        assert_eq!(route_table(1), 2);
+        assert_eq!(route_table(7), 8);
+    }
+}

@@ -1,0 +1,10 @@
+//! Pool controller tests: the pure math, and the controller end to end on
+//! `cloud::sim` in memory with a real datastore.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod acceptance;
+mod behaviour;
+mod harness;
+mod leaked;
+mod math;

@@ -1,0 +1,402 @@
+//! The apply layer against the real kernel: a node namespace whose veths stand in for the
+//! ENIs eth0 (primary), eth1 and eth2 (device indexes 1 and 2).
+
+use super::core::{cidr, eni, spec, MAC0, MAC1, MAC2};
+use super::netns::{add_eni_link, TestNetns};
+use crate::datapath::NodeDatapath;
+use crate::vpc_datapath::wiring::VpcNodeSpec;
+use crate::vpc_datapath::{apply_node_wiring, VpcDatapath};
+
+/// A node namespace with eth0..eth2; their peers sit up in the same namespace, so the
+/// ENI stand-ins have carrier once the wiring brings them up.
+fn node() -> TestNetns {
+    let ns = TestNetns::new("node");
+    for (i, mac) in [MAC0, MAC1, MAC2].into_iter().enumerate() {
+        let peer = format!("peer{i}");
+        add_eni_link(&ns, &format!("eth{i}"), mac, &peer, None);
+        ns.ip(&["link", "set", &peer, "up"]);
+    }
+    ns
+}
+
+fn apply(ns: &TestNetns, spec: &VpcNodeSpec) {
+    let spec = spec.clone();
+    ns.run(|| async move { apply_node_wiring(&spec).await.map(drop) })
+        .unwrap();
+}
+
+fn lines(text: &str) -> Vec<String> {
+    text.lines().map(|l| l.trim_end().to_owned()).collect()
+}
+
+/// The routes of a table; a table that never held one does not exist, which is empty too.
+fn table(ns: &TestNetns, table: &str) -> Vec<String> {
+    let out = ns.exec(&["ip", "route", "show", "table", table]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("FIB table does not exist") {
+        return Vec::new();
+    }
+    assert!(
+        out.status.success(),
+        "ip route show table {table}: {stderr}"
+    );
+    lines(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn rules(ns: &TestNetns) -> Vec<String> {
+    lines(&ns.ip(&["rule"]))
+}
+
+fn nft_table(ns: &TestNetns) -> String {
+    ns.exec_ok(&["nft", "list", "table", "ip", "vpc-cni"])
+}
+
+/// Everything the wiring touches, as text, to compare runs.
+fn snapshot(ns: &TestNetns) -> String {
+    [
+        ns.ip(&["-4", "route", "show", "table", "all"]),
+        ns.ip(&["rule"]),
+        ns.ip(&["-o", "link"]),
+        nft_table(ns),
+        ns.sysctl("/proc/sys/net/ipv4/ip_forward"),
+        ns.sysctl("/proc/sys/net/ipv4/conf/eth0/rp_filter"),
+    ]
+    .join("\n--\n")
+}
+
+const SNAT_TABLE: &str = "table ip vpc-cni {
+	set snat-exempt {
+		type ipv4_addr
+		flags interval
+		elements = { 10.0.0.0/16, 192.0.2.0/24 }
+	}
+
+	chain prerouting {
+		type filter hook prerouting priority mangle; policy accept;
+		ct state new iifname \"eth0\" ct mark set ct mark | 0x00000080
+		ct state new iifname \"vpc*\" ip daddr != @snat-exempt ct mark set ct mark | 0x00000080
+		ct mark & 0x00000080 == 0x00000080 meta mark set meta mark | 0x00000080
+	}
+
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		iifname \"vpc*\" ip daddr != @snat-exempt snat to 10.0.0.10 fully-random
+	}
+}
+";
+
+const CONNMARK_RULE: &str = "1024:\tfrom all fwmark 0x80/0x80 lookup main";
+
+#[test]
+fn apply_wires_links_tables_rules_nftables_and_sysctls_exactly() {
+    let ns = node();
+    ns.sysctl("/proc/sys/net/ipv4/ip_forward");
+    apply(&ns, &spec());
+
+    assert_eq!(
+        table(&ns, "2"),
+        [
+            "default via 10.0.1.1 dev eth1",
+            "10.0.1.1 dev eth1 scope link"
+        ]
+    );
+    assert_eq!(
+        table(&ns, "3"),
+        [
+            "default via 10.0.2.1 dev eth2",
+            "10.0.2.1 dev eth2 scope link"
+        ]
+    );
+    assert_eq!(
+        rules(&ns),
+        [
+            "0:\tfrom all lookup local",
+            CONNMARK_RULE,
+            "32766:\tfrom all lookup main",
+            "32767:\tfrom all lookup default",
+        ]
+    );
+    assert_eq!(nft_table(&ns), SNAT_TABLE);
+    assert_eq!(ns.sysctl("/proc/sys/net/ipv4/ip_forward"), "1");
+    assert_eq!(ns.sysctl("/proc/sys/net/ipv4/conf/eth0/rp_filter"), "2");
+    assert_eq!(ns.sysctl("/proc/sys/net/ipv4/conf/eth1/rp_filter"), "0");
+    for eth in ["eth0", "eth1", "eth2"] {
+        let link = ns.ip(&["-o", "link", "show", eth]);
+        let flags = link.split(['<', '>']).nth(1).unwrap();
+        assert!(flags.split(',').any(|f| f == "UP"), "{link}");
+        assert!(link.contains(" mtu 9001 "), "{link}");
+    }
+}
+
+#[test]
+fn applying_twice_changes_nothing_and_duplicates_nothing() {
+    let ns = node();
+    apply(&ns, &spec());
+    let first = snapshot(&ns);
+    apply(&ns, &spec());
+    assert_eq!(snapshot(&ns), first);
+    assert_eq!(rules(&ns).iter().filter(|r| *r == CONNMARK_RULE).count(), 1);
+}
+
+#[test]
+fn apply_replaces_stale_state_and_leaves_foreign_state_alone() {
+    let ns = node();
+    for eth in ["eth1", "eth2"] {
+        ns.ip(&["link", "set", eth, "up"]);
+    }
+    // What DHCP or an older run may have left: subnet routes in main, junk in our tables,
+    // a wrong gateway, a variant of our rule.
+    ns.ip(&["route", "add", "10.0.1.0/24", "dev", "eth1"]);
+    ns.ip(&["route", "add", "10.7.0.0/16", "dev", "eth1", "table", "2"]);
+    ns.ip(&[
+        "route", "add", "default", "via", "10.0.9.1", "dev", "eth2", "onlink", "table", "3",
+    ]);
+    ns.ip(&["route", "add", "10.4.0.0/16", "dev", "eth2", "table", "4"]);
+    ns.ip(&[
+        "rule",
+        "add",
+        "fwmark",
+        "0x80/0xff",
+        "lookup",
+        "main",
+        "priority",
+        "1024",
+    ]);
+    // Not ours: a main route of another prefix, a table past the ENI range, another rule.
+    ns.ip(&["route", "add", "10.9.0.0/16", "dev", "eth1"]);
+    ns.ip(&["route", "add", "10.8.0.0/16", "dev", "eth1", "table", "200"]);
+    ns.ip(&[
+        "rule",
+        "add",
+        "from",
+        "10.0.0.99",
+        "lookup",
+        "main",
+        "priority",
+        "1024",
+    ]);
+
+    apply(&ns, &spec());
+
+    assert_eq!(
+        table(&ns, "2"),
+        [
+            "default via 10.0.1.1 dev eth1",
+            "10.0.1.1 dev eth1 scope link"
+        ]
+    );
+    assert_eq!(
+        table(&ns, "3"),
+        [
+            "default via 10.0.2.1 dev eth2",
+            "10.0.2.1 dev eth2 scope link"
+        ]
+    );
+    assert!(table(&ns, "4").is_empty());
+    assert_eq!(table(&ns, "main"), ["10.9.0.0/16 dev eth1 scope link"]);
+    assert_eq!(table(&ns, "200"), ["10.8.0.0/16 dev eth1 scope link"]);
+    assert_eq!(
+        rules(&ns),
+        [
+            "0:\tfrom all lookup local",
+            "1024:\tfrom 10.0.0.99 lookup main",
+            CONNMARK_RULE,
+            "32766:\tfrom all lookup main",
+            "32767:\tfrom all lookup default",
+        ]
+    );
+}
+
+#[test]
+fn external_snat_has_no_snat_rule_and_no_pod_connmark() {
+    let ns = node();
+    let mut s = spec();
+    s.external_snat = true;
+    apply(&ns, &s);
+    assert_eq!(
+        nft_table(&ns),
+        "table ip vpc-cni {
+	chain prerouting {
+		type filter hook prerouting priority mangle; policy accept;
+		ct state new iifname \"eth0\" ct mark set ct mark | 0x00000080
+		ct mark & 0x00000080 == 0x00000080 meta mark set meta mark | 0x00000080
+	}
+}
+"
+    );
+    assert!(rules(&ns).contains(&CONNMARK_RULE.to_owned()));
+
+    // Switching back restores SNAT in the same transaction that replaces the table.
+    apply(&ns, &spec());
+    assert_eq!(nft_table(&ns), SNAT_TABLE);
+}
+
+#[test]
+fn exclusions_become_exemptions_merged_with_the_vpc_cidrs() {
+    let ns = node();
+    let mut s = spec();
+    s.vpc_cidrs.push(cidr("100.64.0.0/16"));
+    s.exclude_snat_cidrs = vec![
+        cidr("203.0.113.0/24"),
+        cidr("10.0.5.0/24"),
+        cidr("100.64.0.0/10"),
+    ];
+    apply(&ns, &s);
+    let listing = nft_table(&ns);
+    assert!(
+        listing.contains("elements = { 10.0.0.0/16, 100.64.0.0/10,\n\t\t\t     203.0.113.0/24 }")
+            || listing.contains("elements = { 10.0.0.0/16, 100.64.0.0/10, 203.0.113.0/24 }"),
+        "{listing}"
+    );
+}
+
+#[test]
+fn removing_an_eni_removes_its_table_and_rules() {
+    let ns = node();
+    let dp = std::sync::Arc::new(VpcDatapath::new(spec()));
+    let setup = dp.clone();
+    ns.run(|| async move { setup.setup().await }).unwrap();
+    // Pod rules as the plugin adds them; one points at a table outside the ENI range.
+    ns.ip(&[
+        "rule",
+        "add",
+        "from",
+        "10.0.1.50",
+        "lookup",
+        "2",
+        "priority",
+        "1536",
+    ]);
+    ns.ip(&[
+        "rule",
+        "add",
+        "from",
+        "10.0.2.50",
+        "lookup",
+        "3",
+        "priority",
+        "1536",
+    ]);
+    ns.ip(&[
+        "rule",
+        "add",
+        "from",
+        "10.0.2.51",
+        "lookup",
+        "3",
+        "priority",
+        "1536",
+    ]);
+    ns.ip(&[
+        "rule",
+        "add",
+        "from",
+        "10.0.0.50",
+        "lookup",
+        "150",
+        "priority",
+        "1536",
+    ]);
+
+    let update = dp.clone();
+    ns.run(|| async move {
+        update
+            .set_secondaries(vec![eni(MAC1, 1, "10.0.1.0/24")])
+            .await
+            .map(drop)
+    })
+    .unwrap();
+
+    assert!(table(&ns, "3").is_empty());
+    assert_eq!(
+        table(&ns, "2"),
+        [
+            "default via 10.0.1.1 dev eth1",
+            "10.0.1.1 dev eth1 scope link"
+        ]
+    );
+    let r = rules(&ns);
+    assert!(
+        r.contains(&"1536:\tfrom 10.0.1.50 lookup 2".to_owned()),
+        "{r:?}"
+    );
+    assert!(
+        r.contains(&"1536:\tfrom 10.0.0.50 lookup 150".to_owned()),
+        "{r:?}"
+    );
+    assert!(!r.iter().any(|l| l.ends_with("lookup 3")), "{r:?}");
+
+    // And back: the ENI returns (e.g. after the controller re-attached it).
+    let again = dp.clone();
+    ns.run(|| async move {
+        again
+            .set_secondaries(vec![
+                eni(MAC1, 1, "10.0.1.0/24"),
+                eni(MAC2, 2, "10.0.2.0/24"),
+            ])
+            .await
+            .map(drop)
+    })
+    .unwrap();
+    assert_eq!(
+        table(&ns, "3"),
+        [
+            "default via 10.0.2.1 dev eth2",
+            "10.0.2.1 dev eth2 scope link"
+        ]
+    );
+}
+
+#[test]
+fn setup_after_a_restart_restores_what_was_lost() {
+    let ns = node();
+    let first = VpcDatapath::new(spec());
+    ns.run(|| async move { first.setup().await }).unwrap();
+    let applied = snapshot(&ns);
+
+    // What a crash plus an admin's cleanup might leave behind.
+    ns.ip(&["route", "flush", "table", "2"]);
+    ns.ip(&["rule", "del", "priority", "1024"]);
+    ns.ip(&["link", "set", "eth2", "down"]);
+    ns.ip(&["link", "set", "eth1", "mtu", "1500"]);
+    ns.exec_ok(&["nft", "delete", "table", "ip", "vpc-cni"]);
+    ns.exec_ok(&["sysctl", "-qw", "net.ipv4.conf.eth0.rp_filter=0"]);
+
+    let restarted = VpcDatapath::new(spec());
+    ns.run(|| async move { restarted.setup().await }).unwrap();
+    assert_eq!(snapshot(&ns), applied);
+}
+
+#[test]
+fn an_eni_whose_link_is_missing_fails_the_apply_naming_it() {
+    let ns = node();
+    let mut s = spec();
+    s.secondaries
+        .push(eni([2, 0xee, 0, 0, 0, 0x33], 3, "10.0.3.0/24"));
+    let err = ns
+        .run(|| async move { apply_node_wiring(&s).await.map(drop) })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("02:ee:00:00:00:33"), "{err}");
+    // Nothing was written before the plan failed.
+    assert!(table(&ns, "2").is_empty());
+    assert!(!ns
+        .exec(&["nft", "list", "table", "ip", "vpc-cni"])
+        .status
+        .success());
+}
+
+#[test]
+fn the_root_namespace_never_gets_our_table() {
+    // Runs alongside the others: every apply above happens in a test namespace only.
+    let ns = node();
+    apply(&ns, &spec());
+    let root = std::process::Command::new("nft")
+        .args(["list", "table", "ip", "vpc-cni"])
+        .output()
+        .unwrap();
+    assert!(
+        !root.status.success(),
+        "our table leaked into the root netns"
+    );
+}
