@@ -2,7 +2,10 @@
 //! wiring the plugin does. VPC (ENI tables, SNAT) and VXLAN datapaths plug in
 //! here in later work; a node with only a local pod CIDR needs forwarding on.
 
+use std::collections::BTreeSet;
+
 use futures::future::BoxFuture;
+use vpc_cni_cloud::ImdsEni;
 use vpc_cni_proto::Mode;
 
 use crate::error::IpamdError;
@@ -15,6 +18,17 @@ pub trait NodeDatapath: Send + Sync {
     /// Makes the node's kernel state match what this datapath needs.
     /// Idempotent: ipamd runs it at every start.
     fn setup(&self) -> BoxFuture<'_, Result<(), IpamdError>>;
+
+    /// The node's ENIs changed (or may have): wire what is new, unwire what
+    /// is gone, and answer the device numbers whose addresses may now be
+    /// handed to pods. An ENI whose link has not appeared yet is left out,
+    /// so no pod gets an address its node cannot route yet.
+    fn enis_changed<'a>(
+        &'a self,
+        enis: &'a [ImdsEni],
+    ) -> BoxFuture<'a, Result<BTreeSet<u32>, IpamdError>> {
+        Box::pin(async move { Ok(enis.iter().map(|e| e.device_number).collect()) })
+    }
 }
 
 /// Pods reachable within the node only: routing between pod veths and the

@@ -17,6 +17,9 @@ use vpc_cni_proto::{
 use crate::error::IpamdError;
 use crate::store::{AttachmentKey, PodIdentity, Store};
 
+/// How often a waiting ADD looks again while the controller grows the pool.
+const CONTROLLER_POLL: Duration = Duration::from_millis(100);
+
 /// Wall-clock milliseconds since the epoch: the store's notion of time, kept
 /// in the checkpoint so cooldowns and grace periods survive restarts.
 #[must_use]
@@ -27,13 +30,19 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Asks the pool controller for a pass (VPC mode).
+pub type PoolWaker = Arc<dyn Fn() + Send + Sync>;
+
 /// What the service tells the plugin about this node.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NodeFacts {
     pub mode: Mode,
     pub mtu: u32,
     pub vpc_cidrs: Vec<String>,
     pub pool_wait_timeout: Duration,
+    /// Set when a controller grows the pool: an ADD on an empty pool wakes
+    /// it and waits (bounded) instead of failing at once.
+    pub waker: Option<PoolWaker>,
 }
 
 pub struct Backend {
@@ -117,22 +126,33 @@ impl CniBackend for Backend {
             match self.store.assign(key.clone(), pod.clone(), now_ms()).await {
                 Ok(assignment) => break assignment,
                 Err(e @ IpamdError::PoolExhausted { .. }) => {
-                    // Addresses in cooldown come back by themselves: wait for
-                    // the first one (bounded) instead of failing the pod.
-                    let now = now_ms();
-                    match self.store.next_cooldown_expiry(now) {
-                        Some(expiry) if tokio::time::Instant::now() < deadline => {
-                            let wait = Duration::from_millis(expiry.saturating_sub(now) + 5);
-                            let wake = (tokio::time::Instant::now() + wait).min(deadline);
-                            tokio::time::sleep_until(wake).await;
-                        }
-                        _ => return Err(Status::resource_exhausted(e.to_string())),
+                    // Addresses come back by themselves (cooldown) or from the
+                    // controller: wait for them, bounded, instead of failing
+                    // the pod.
+                    if let Some(waker) = &self.facts.waker {
+                        waker();
                     }
+                    let now = now_ms();
+                    let wait = match (self.store.next_cooldown_expiry(now), &self.facts.waker) {
+                        (Some(expiry), _) => Duration::from_millis(expiry.saturating_sub(now) + 5),
+                        (None, Some(_)) => CONTROLLER_POLL,
+                        (None, None) => return Err(Status::resource_exhausted(e.to_string())),
+                    };
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(Status::resource_exhausted(e.to_string()));
+                    }
+                    let wake =
+                        (tokio::time::Instant::now() + wait.min(CONTROLLER_POLL)).min(deadline);
+                    tokio::time::sleep_until(wake).await;
                 }
                 Err(e) => return Err(internal(&e)),
             }
         };
         debug!(container = %key.container_id, ip = %assignment.ip, "assigned");
+        // The pool may now be below its warm target.
+        if let Some(waker) = &self.facts.waker {
+            waker();
+        }
         Ok(Response::new(AddNetworkReply {
             ip: Some(ip_message(assignment.ip)),
             route_table: assignment.route_table,

@@ -21,7 +21,7 @@ use crate::error::IpamdError;
 pub enum ModeSetting {
     /// VPC when IMDS answers, overlay otherwise (decided once per boot).
     Auto,
-    /// ENIs and VPC addresses from EC2 (not built yet).
+    /// ENIs and VPC addresses from EC2.
     Vpc,
     /// Addresses from the node's pod CIDR.
     Overlay,
@@ -90,27 +90,18 @@ pub const DEFAULT_POD_MTU: u32 = 1500;
 impl Settings {
     /// Checks the combinations a single flag parser cannot see.
     pub fn validate(&self) -> Result<(), IpamdError> {
-        match self.mode {
-            ModeSetting::Vpc => {
+        if self.mode == ModeSetting::Overlay && self.pod_cidr.is_none() {
+            return Err(IpamdError::Config {
+                variable: "POD_CIDR",
+                reason: "required in overlay mode (the node's pod CIDR, e.g. 10.244.1.0/24)".into(),
+            });
+        }
+        if let Some(cidr) = self.pod_cidr {
+            if cidr.prefix_len > 30 || cidr.prefix_len < 8 {
                 return Err(IpamdError::Config {
-                    variable: "VPC_CNI_MODE",
-                    reason:
-                        "vpc mode (ENIs through EC2) is not built yet; use overlay with POD_CIDR"
-                            .into(),
-                })
-            }
-            ModeSetting::Auto | ModeSetting::Overlay => {
-                let cidr = self.pod_cidr.ok_or(IpamdError::Config {
                     variable: "POD_CIDR",
-                    reason: "required in overlay mode (the node's pod CIDR, e.g. 10.244.1.0/24)"
-                        .into(),
-                })?;
-                if cidr.prefix_len > 30 || cidr.prefix_len < 8 {
-                    return Err(IpamdError::Config {
-                        variable: "POD_CIDR",
-                        reason: format!("{cidr}: prefix length must be 8..=30"),
-                    });
-                }
+                    reason: format!("{cidr}: prefix length must be 8..=30"),
+                });
             }
         }
         if self.veth_sweep_interval.is_zero() {
@@ -216,12 +207,8 @@ mod tests {
     }
 
     #[test]
-    fn vpc_mode_is_refused_until_it_exists() {
-        let s = parse(&["--mode", "vpc"]).unwrap();
-        assert!(s
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("VPC_CNI_MODE"));
+    fn vpc_and_auto_modes_need_no_pod_cidr_up_front() {
+        parse(&["--mode", "vpc"]).unwrap().validate().unwrap();
+        parse(&["--mode", "auto"]).unwrap().validate().unwrap();
     }
 }

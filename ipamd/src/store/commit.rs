@@ -161,6 +161,23 @@ impl Store {
         (dropped, self.commit(generation, |_| {}).await)
     }
 
+    /// Loads a checkpoint's assignments and cooldowns into the live store (VPC
+    /// mode learns its pool from IMDS first, so restore comes after) and
+    /// makes the result durable.
+    pub async fn restore(
+        &self,
+        data: super::CheckpointData,
+        now_ms: u64,
+    ) -> (super::RestoreReport, Result<(), IpamdError>) {
+        let (report, generation) = {
+            let mut s = self.inner.lock();
+            let report = s.ds.restore(data, now_ms);
+            s.generation += 1;
+            (report, s.generation)
+        };
+        (report, self.commit(generation, |_| {}).await)
+    }
+
     /// Makes the current state durable (at start, after restore; or to retry a failed write).
     pub async fn persist(&self) -> Result<(), IpamdError> {
         let generation = self.inner.lock().generation;

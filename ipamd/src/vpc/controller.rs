@@ -5,6 +5,7 @@
 //! math says `Idle`. Passes run when the ADD path wakes the controller, when
 //! a cooldown ends, and on a periodic tick that catches drift.
 
+use crate::datapath::NodeDatapath;
 use crate::error::IpamdError;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -117,6 +118,8 @@ pub struct PoolController {
     pub(crate) clock: Clock,
     caches: Mutex<Caches>,
     wake: Notify,
+    /// Wires ENIs on the node before their addresses reach the pool.
+    datapath: Option<Arc<dyn NodeDatapath>>,
     /// One pass at a time: two would both see the same shortfall.
     pass: tokio::sync::Mutex<()>,
 }
@@ -146,8 +149,17 @@ impl PoolController {
             clock,
             caches: Mutex::new(Caches::default()),
             wake: Notify::new(),
+            datapath: None,
             pass: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Has every snapshot wire the node's ENIs through `datapath` first and
+    /// publish only addresses of ENIs it could wire.
+    #[must_use]
+    pub fn with_datapath(mut self, datapath: Arc<dyn NodeDatapath>) -> Self {
+        self.datapath = Some(datapath);
+        self
     }
 
     /// Discovers the node from IMDS and its limits from EC2, then builds the
@@ -233,7 +245,11 @@ impl PoolController {
                 mac: self.node.primary_mac.clone(),
             });
         }
-        let snap = snapshot::build(imds, &meta, &ips, &enis, &self.store, now);
+        let mut snap = snapshot::build(imds, &meta, &ips, &enis, &self.store, now);
+        if let Some(datapath) = &self.datapath {
+            let wired = datapath.enis_changed(&snap.imds).await?;
+            snap.pool.retain(|a| wired.contains(&a.device_number));
+        }
         let (dropped, written) = self.store.set_pool(snap.pool.clone()).await;
         for a in &dropped {
             tracing::warn!(ip = %a.ip, container = %a.key.container_id,

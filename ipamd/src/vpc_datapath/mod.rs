@@ -14,7 +14,10 @@ pub mod wiring;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
+
 use futures::future::BoxFuture;
+use vpc_cni_cloud::ImdsEni;
 use vpc_cni_proto::Mode;
 
 pub use ruleset::{SnatRuleset, NFT_TABLE};
@@ -90,4 +93,54 @@ impl NodeDatapath for VpcDatapath {
             apply_node_wiring(&spec).await.map(drop)
         })
     }
+
+    fn enis_changed<'a>(
+        &'a self,
+        enis: &'a [ImdsEni],
+    ) -> BoxFuture<'a, Result<BTreeSet<u32>, IpamdError>> {
+        Box::pin(async move {
+            let handle = netlink::connect()?;
+            let present: BTreeSet<[u8; 6]> = netlink::observe_links(&handle)
+                .await?
+                .into_iter()
+                .map(|l| l.mac)
+                .collect();
+            let mut secondaries = Vec::new();
+            for eni in enis.iter().filter(|e| e.device_number > 0) {
+                let (Some(mac), Ok(subnet)) = (parse_mac(&eni.mac), eni.subnet_cidr.parse()) else {
+                    tracing::warn!(eni = %eni.eni_id, mac = %eni.mac, cidr = %eni.subnet_cidr,
+                        "IMDS gave an ENI MAC or subnet we cannot read; leaving it unwired");
+                    continue;
+                };
+                if present.contains(&mac) {
+                    secondaries.push(SecondaryEni {
+                        mac,
+                        device_number: eni.device_number,
+                        subnet,
+                    });
+                }
+            }
+            secondaries.sort_by_key(|s| s.device_number);
+            let mut wired: BTreeSet<u32> = secondaries.iter().map(|s| s.device_number).collect();
+            wired.insert(0);
+            let mut spec = self.spec.lock().await;
+            // Applying costs netlink dumps and an nft run: only on a change.
+            if spec.secondaries != secondaries {
+                spec.secondaries = secondaries;
+                apply_node_wiring(&spec).await?;
+            }
+            Ok(wired)
+        })
+    }
+}
+
+/// "0e:12:..." as IMDS and EC2 write MACs.
+#[must_use]
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
 }

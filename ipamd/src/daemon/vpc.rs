@@ -1,0 +1,170 @@
+//! VPC mode start-up: the node from IMDS, its limits from EC2, the node
+//! datapath, the pool controller and the leaked-ENI cleanup.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+use vpc_cni_cloud::{AwsEc2, AwsImds, Ec2, Imds};
+
+use super::{cooldown_ms, NodeSetup, MODE_VPC};
+use crate::config::{Ipv4Cidr, Settings};
+use crate::datapath::NodeDatapath;
+use crate::error::IpamdError;
+use crate::rpc::{now_ms, NodeFacts};
+use crate::store::{Checkpoint, CheckpointData, Datastore, Store};
+use crate::vpc::{system_clock, ControllerConfig, PoolController};
+use crate::vpc_datapath::{parse_mac, PrimaryEni, VpcDatapath, VpcNodeSpec};
+
+async fn until_stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+pub(super) async fn setup(
+    settings: &Settings,
+    checkpoint: Arc<dyn Checkpoint>,
+    loaded: Option<CheckpointData>,
+    stop: watch::Receiver<bool>,
+) -> Result<NodeSetup, IpamdError> {
+    let vpc = &settings.vpc;
+    let imds = Arc::new(AwsImds::new());
+    let node = imds
+        .identity()
+        .await
+        .map_err(IpamdError::cloud("reading the node identity from IMDS"))?;
+    let enis = imds
+        .enis()
+        .await
+        .map_err(IpamdError::cloud("listing the node's ENIs from IMDS"))?;
+    let primary = enis
+        .iter()
+        .find(|e| e.device_number == 0 && e.mac == node.primary_mac)
+        .ok_or_else(|| IpamdError::NoPrimaryEni {
+            mac: node.primary_mac.clone(),
+        })?;
+    let ec2 = Arc::new(AwsEc2::from_env(vpc.ec2_api_qps, vpc.ec2_api_burst).await);
+    let limits = ec2
+        .instance_limits(&node.instance_type)
+        .await
+        .map_err(IpamdError::cloud(format!(
+            "limits of instance type {}",
+            node.instance_type
+        )))?;
+    info!(instance = %node.instance_id, r#type = %node.instance_type, ?limits, "VPC node");
+
+    let vpc_cidrs: Vec<Ipv4Cidr> = primary
+        .vpc_cidrs
+        .iter()
+        .map(|c| c.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|reason| IpamdError::Config {
+            variable: "VPC_CNI_MODE",
+            reason: format!("IMDS gave VPC CIDRs {:?}: {reason}", primary.vpc_cidrs),
+        })?;
+    let primary_mac = parse_mac(&primary.mac).ok_or_else(|| IpamdError::NoPrimaryEni {
+        mac: primary.mac.clone(),
+    })?;
+    let primary_address = *primary
+        .addresses
+        .first()
+        .ok_or_else(|| IpamdError::NoPrimaryEni {
+            mac: primary.mac.clone(),
+        })?;
+    let datapath = Arc::new(VpcDatapath::new(VpcNodeSpec {
+        primary: PrimaryEni {
+            mac: primary_mac,
+            address: primary_address,
+        },
+        secondaries: Vec::new(),
+        vpc_cidrs: vpc_cidrs.clone(),
+        exclude_snat_cidrs: vpc.exclude_snat_cidrs.0.clone(),
+        external_snat: vpc.external_snat,
+        eni_mtu: vpc.eni_mtu,
+        max_enis: limits.max_enis,
+    }));
+    // The attached ENIs first: applying a spec without them would remove the
+    // pod rules that point at their tables (pods survive an ipamd restart).
+    datapath.enis_changed(&enis).await?;
+    datapath.setup().await?;
+
+    let mut datastore = Datastore::new(
+        format!("ENIs of {}", node.instance_id),
+        cooldown_ms(settings),
+    );
+    datastore.set_mode(MODE_VPC);
+    let store = Arc::new(Store::new(datastore, checkpoint));
+    let datapath_seam: Arc<dyn NodeDatapath> = datapath.clone();
+    let ec2_seam: Arc<dyn Ec2> = ec2.clone();
+    let imds_seam: Arc<dyn Imds> = imds;
+    let controller = Arc::new(
+        PoolController::new(
+            ec2_seam,
+            imds_seam,
+            (*store).clone(),
+            node.clone(),
+            limits,
+            ControllerConfig::from_settings(vpc),
+            system_clock(),
+        )
+        .with_datapath(datapath_seam),
+    );
+    // The pool as IMDS shows it now, then the checkpoint on top of it.
+    controller.snapshot().await?;
+    if let Some(data) = loaded {
+        let (report, written) = store.restore(data, now_ms()).await;
+        info!(?report, "restored checkpoint");
+        written?;
+    }
+    store.persist().await?;
+    info!(max_pods = controller.max_pods(), "pool controller ready");
+
+    let mut background = vec![tokio::spawn({
+        let controller = Arc::clone(&controller);
+        let stop = until_stopped(stop.clone());
+        async move { controller.run(stop).await }
+    })];
+    if !vpc.disable_leaked_eni_cleanup {
+        background.push(tokio::spawn(leaked_eni_cleanup(
+            Arc::clone(&controller),
+            vpc.leaked_eni_cleanup_interval,
+            stop,
+        )));
+    }
+    let waker = {
+        let controller = Arc::clone(&controller);
+        Arc::new(move || controller.wake()) as Arc<dyn Fn() + Send + Sync>
+    };
+    Ok(NodeSetup {
+        store,
+        facts: NodeFacts {
+            mode: datapath.mode(),
+            mtu: settings.pod_mtu.unwrap_or(vpc.eni_mtu),
+            vpc_cidrs: vpc_cidrs.iter().map(ToString::to_string).collect(),
+            pool_wait_timeout: settings.pool_wait_timeout,
+            waker: Some(waker),
+        },
+        pool_name: format!("ENIs of {}", node.instance_id),
+        background,
+    })
+}
+
+/// Deletes our ENIs left `available`, every `interval` with up to a fifth of
+/// it as jitter, so a fleet of nodes does not call EC2 in step.
+async fn leaked_eni_cleanup(
+    controller: Arc<PoolController>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let jitter = interval.mul_f64(fastrand::f64() * 0.2);
+        tokio::select! {
+            _ = tokio::time::sleep(interval + jitter) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        match controller.cleanup_leaked_enis().await {
+            Ok(report) => info!(?report, "leaked-ENI cleanup"),
+            Err(e) => warn!(error = %e, "leaked-ENI cleanup failed"),
+        }
+    }
+}
