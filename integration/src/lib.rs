@@ -12,6 +12,7 @@ pub mod ipamd_proc;
 pub mod netns;
 pub mod node;
 pub mod plugin;
+pub mod vpc_cluster;
 pub mod vpcsim;
 
 /// Panics with a clear message unless running as root: these tests create

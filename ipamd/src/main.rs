@@ -8,6 +8,7 @@ fn main() -> anyhow::Result<()> {
     ipamd::config::refuse_unsupported_knobs(|name| std::env::var(name).ok())?;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("IPAMD_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -1,0 +1,404 @@
+//! A small VPC-mode cluster on the fabric: `cloud::sim` holds the VPC, the
+//! fabric wires its instances as namespaces and serves IMDS and the EC2 API
+//! in them, and each node runs the real ipamd in VPC mode with pods ADDed
+//! through the real plugin. The end-to-end tests of VPC mode build on it.
+
+mod probe;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::Ipv4Addr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use vpc_cni_cloud::sim::{CreateEni, Eni, Instance, SimVpc, Subnet};
+
+use crate::fabric::{ec2_url, imds_url, Fabric, FabricServices, Follower, Net};
+use crate::ipamd_proc::IpamdProcess;
+use crate::netns::Netns;
+use crate::node::TestPod;
+use crate::plugin::{Invocation, PluginOutput};
+use crate::unique_name;
+
+pub use probe::{reachable, tcp_peer};
+
+pub const VPC_CIDR: &str = "10.0.0.0/16";
+pub const SUBNET_CIDR: &str = "10.0.0.0/24";
+pub const AVAILABILITY_ZONE: &str = "us-west-2a";
+pub const REGION: &str = "us-west-2";
+
+/// How often the fabric catches up with the model: short, so an address
+/// EC2 hands out is on the wire well before a pod can use it.
+const FOLLOW_PERIOD: Duration = Duration::from_millis(200);
+
+/// One instance of the cluster with its ipamd.
+pub struct VpcNode {
+    // Field order is drop order: ipamd dies before its state dir goes.
+    pub ipamd: IpamdProcess,
+    pub name: String,
+    pub instance: Instance,
+    netns: Arc<Netns>,
+    dir: tempfile::TempDir,
+}
+
+impl VpcNode {
+    /// The instance's namespace (owned by the fabric; this is a handle).
+    #[must_use]
+    pub fn netns(&self) -> &Arc<Netns> {
+        &self.netns
+    }
+
+    /// The primary ENI's primary address: the node's address, and the one
+    /// the internet sees for SNATed pod traffic.
+    #[must_use]
+    pub fn primary_ip(&self) -> Ipv4Addr {
+        self.instance.private_ip
+    }
+
+    #[must_use]
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The network configuration a runtime on this node hands the plugin.
+    #[must_use]
+    pub fn conf(&self, cni_version: &str) -> Value {
+        json!({
+            "cniVersion": cni_version,
+            "name": "vpc-e2e",
+            "type": "vpc-cni",
+            "ipamdSocket": self.ipamd.socket(),
+        })
+    }
+}
+
+/// A pod on one node of the cluster; its namespace goes on drop (the
+/// runtime's DEL is the test's business, see [`VpcCluster::del`]).
+pub struct VpcPod {
+    pub node: String,
+    pub pod: TestPod,
+}
+
+impl Deref for VpcPod {
+    type Target = TestPod;
+    fn deref(&self) -> &TestPod {
+        &self.pod
+    }
+}
+
+impl VpcPod {
+    /// The address ADD gave this pod; an error if ADD has not succeeded.
+    pub fn ip(&self) -> io::Result<Ipv4Addr> {
+        self.pod.ip.ok_or_else(|| {
+            io::Error::other(format!("pod {} on {} has no address", self.name, self.node))
+        })
+    }
+}
+
+/// The whole cluster. Dropping it stops ipamd on every node, then the
+/// servers, then the follower, then deletes every namespace of the fabric.
+/// Pods are owned by the caller and should go first (declare them after
+/// the cluster).
+pub struct VpcCluster {
+    // Field order is drop order.
+    nodes: Vec<VpcNode>,
+    _services: FabricServices,
+    follower: Follower,
+    fabric: Arc<Fabric>,
+    sim: SimVpc,
+    subnet: Subnet,
+}
+
+impl VpcCluster {
+    /// Builds the VPC (10.0.0.0/16, subnet 10.0.0.0/24 in us-west-2a), one
+    /// instance per `(name, instance_type)`, the fabric following the model
+    /// with IMDS and the EC2 API served in it, and ipamd in VPC mode on
+    /// every node with short cooldown/grace/sweep periods plus `ipamd_env`
+    /// (which overrides them). Returns once every ipamd answers STATUS.
+    pub fn new(
+        prefix: &str,
+        nodes: &[(&str, &str)],
+        ipamd_env: &[(&str, &str)],
+    ) -> io::Result<Self> {
+        let sim = SimVpc::new();
+        let vpc = sim.create_vpc(VPC_CIDR).map_err(sim_err("create_vpc"))?;
+        let subnet = sim
+            .create_subnet(&vpc.id, SUBNET_CIDR, AVAILABILITY_ZONE)
+            .map_err(sim_err("create_subnet"))?;
+        let mut instances = Vec::with_capacity(nodes.len());
+        for (name, instance_type) in nodes {
+            let instance = sim
+                .run_instance(&subnet.id, instance_type, name)
+                .map_err(sim_err(&format!("run_instance {name} ({instance_type})")))?;
+            instances.push(instance);
+        }
+        let fabric = Arc::new(Fabric::new(prefix)?);
+        let follower = fabric.follow(sim.clone(), FOLLOW_PERIOD)?;
+        let services = FabricServices::start(&fabric, &sim)?;
+        let mut cluster = Self {
+            nodes: Vec::with_capacity(instances.len()),
+            _services: services,
+            follower,
+            fabric,
+            sim,
+            subnet,
+        };
+        for instance in instances {
+            let node = cluster.start_node(instance, ipamd_env)?;
+            cluster.nodes.push(node);
+        }
+        Ok(cluster)
+    }
+
+    fn start_node(&self, instance: Instance, extra: &[(&str, &str)]) -> io::Result<VpcNode> {
+        let netns = self.fabric.node(&instance.name).ok_or_else(|| {
+            io::Error::other(format!(
+                "the fabric has no namespace for instance {} ({}); follower: {:?}",
+                instance.name,
+                instance.id,
+                self.follower.last_error()
+            ))
+        })?;
+        let dir = tempfile::tempdir()?;
+        let mut env = base_env();
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string())),
+        );
+        let ipamd = IpamdProcess::start(&netns, dir.path(), env).map_err(|e| {
+            io::Error::other(format!("starting ipamd on node {}: {e}", instance.name))
+        })?;
+        Ok(VpcNode {
+            ipamd,
+            name: instance.name.clone(),
+            instance,
+            netns,
+            dir,
+        })
+    }
+
+    #[must_use]
+    pub fn sim(&self) -> &SimVpc {
+        &self.sim
+    }
+
+    #[must_use]
+    pub fn fabric(&self) -> &Arc<Fabric> {
+        &self.fabric
+    }
+
+    #[must_use]
+    pub fn subnet(&self) -> &Subnet {
+        &self.subnet
+    }
+
+    #[must_use]
+    pub fn nodes(&self) -> &[VpcNode] {
+        &self.nodes
+    }
+
+    /// The node with this name; an error naming it when there is none.
+    pub fn node(&self, name: &str) -> io::Result<&VpcNode> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| io::Error::other(format!("no node named {name:?} in the cluster")))
+    }
+
+    /// The latest background reconcile's error, if the fabric fell behind.
+    #[must_use]
+    pub fn follower_error(&self) -> Option<String> {
+        self.follower.last_error()
+    }
+
+    /// A fresh pod namespace on `node` (not yet ADDed).
+    pub fn new_pod(&self, node: &str, name: &str) -> io::Result<VpcPod> {
+        self.node(node)?;
+        Ok(VpcPod {
+            node: node.to_string(),
+            pod: TestPod {
+                name: name.to_string(),
+                container_id: unique_name("ctr"),
+                netns: Netns::new(&unique_name("vvp"))?,
+                ip: None,
+                result: Value::Null,
+            },
+        })
+    }
+
+    fn invocation(command: &str, pod: &VpcPod, conf: &Value) -> Invocation {
+        let netns = pod.netns.path().display().to_string();
+        Invocation::for_pod(command, &pod.container_id, Some(&netns), &pod.name, conf)
+    }
+
+    /// CNI ADD through the real plugin in the pod's node; records the
+    /// address and result on success.
+    pub fn add(&self, pod: &mut VpcPod) -> io::Result<PluginOutput> {
+        let node = self.node(&pod.node)?;
+        let out = Self::invocation("ADD", pod, &node.conf("1.0.0")).run(&node.netns)?;
+        if out.success() {
+            pod.pod.ip = out.ip().and_then(|ip| ip.parse().ok());
+            pod.pod.result = out.json();
+        }
+        Ok(out)
+    }
+
+    /// CNI DEL with prevResult, as containerd's first DEL.
+    pub fn del(&self, pod: &VpcPod) -> io::Result<PluginOutput> {
+        let node = self.node(&pod.node)?;
+        let mut conf = node.conf("1.0.0");
+        if !pod.result.is_null() {
+            conf["prevResult"] = pod.result.clone();
+        }
+        Self::invocation("DEL", pod, &conf).run(&node.netns)
+    }
+
+    /// Creates a pod on `node` and ADDs it; panics with the plugin's output
+    /// and the node's diagnostics on failure (test helper).
+    #[must_use]
+    pub fn pod(&self, node: &str, name: &str) -> VpcPod {
+        let mut pod = self
+            .new_pod(node, name)
+            .unwrap_or_else(|e| panic!("creating pod {name} on {node}: {e}"));
+        let out = self
+            .add(&mut pod)
+            .unwrap_or_else(|e| panic!("running ADD for {name} on {node}: {e}"));
+        assert!(
+            out.success() && pod.pod.ip.is_some(),
+            "ADD {name} on {node} failed: {} {}\n{}",
+            out.stdout,
+            out.stderr,
+            self.diagnostics(node)
+        );
+        pod
+    }
+
+    /// The attached ENI (as the fabric sees the model) holding `ip`, as an
+    /// address or inside a prefix.
+    #[must_use]
+    pub fn eni_of(&self, ip: Ipv4Addr) -> Option<Eni> {
+        self.sim.fabric_view().enis.into_iter().find(|eni| {
+            eni.private_ips.iter().any(|p| p.address == ip)
+                || eni
+                    .prefixes
+                    .iter()
+                    .filter_map(|p| Net::parse(p).ok())
+                    .any(|net| contains(net, ip))
+        })
+    }
+
+    /// Device index of the ENI holding `ip` (0 = primary ENI).
+    #[must_use]
+    pub fn device_index_of(&self, ip: Ipv4Addr) -> Option<u32> {
+        self.eni_of(ip)?.attachment.map(|a| a.device_index)
+    }
+
+    /// An address the model will never hand to an instance: the primary
+    /// address of a new, unattached ENI in the subnet.
+    pub fn reserve_address(&self, description: &str) -> io::Result<Ipv4Addr> {
+        let eni = self
+            .sim
+            .create_network_interface(CreateEni {
+                subnet_id: self.subnet.id.clone(),
+                description: description.to_string(),
+                ..CreateEni::default()
+            })
+            .map_err(sim_err("create_network_interface (reservation)"))?;
+        eni.private_ips
+            .iter()
+            .find(|p| p.primary)
+            .map(|p| p.address)
+            .ok_or_else(|| io::Error::other(format!("ENI {} has no primary address", eni.id)))
+    }
+
+    /// A plain VPC host such as a load balancer, on an address reserved in
+    /// the model; returns its namespace and address.
+    pub fn attach_host(&self, name: &str) -> io::Result<(Arc<Netns>, Ipv4Addr)> {
+        let ip = self.reserve_address(&format!("host {name}"))?;
+        let ns = self.fabric.attach_host(name, ip)?;
+        Ok((ns, ip))
+    }
+
+    /// What to look at when something on `node` fails: ipamd's log, the
+    /// node's addresses, rules, routes and nftables, and the follower's
+    /// last error.
+    #[must_use]
+    pub fn diagnostics(&self, node: &str) -> String {
+        let Ok(n) = self.node(node) else {
+            return format!("no node named {node:?}");
+        };
+        let show = |args: &[&str]| {
+            n.netns
+                .ip(args)
+                .unwrap_or_else(|e| format!("ip {args:?}: {e}\n"))
+        };
+        let nft = n
+            .netns
+            .command("nft")
+            .args(["list", "ruleset"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_else(|e| format!("nft list ruleset: {e}"));
+        format!(
+            "--- node {node} ({}, {}) ---\n--- ipamd log ---\n{}\n--- ip addr ---\n{}\
+             --- ip rule ---\n{}--- ip route table all ---\n{}--- nft ---\n{nft}\n\
+             --- follower error: {:?}",
+            n.instance.id,
+            n.primary_ip(),
+            n.ipamd.log_text(),
+            show(&["-br", "addr"]),
+            show(&["rule"]),
+            show(&["route", "show", "table", "all"]),
+            self.follower_error()
+        )
+    }
+
+    /// [`VpcCluster::diagnostics`] for every node, plus the model's ENIs.
+    #[must_use]
+    pub fn all_diagnostics(&self) -> String {
+        let mut text: String = self
+            .nodes
+            .iter()
+            .map(|n| self.diagnostics(&n.name))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let enis = serde_json::to_string_pretty(&self.sim.fabric_view().enis)
+            .unwrap_or_else(|e| format!("(ENIs not serializable: {e})"));
+        text.push_str("\n--- attached ENIs in the model ---\n");
+        text.push_str(&enis);
+        text
+    }
+}
+
+/// ipamd's environment on a cluster node: VPC mode against the fabric's
+/// IMDS and EC2 endpoint, short periods so tests that wait for them finish
+/// quickly. `IpamdProcess` clears the rest of the environment (HOME too),
+/// so the SDK's default chain finds no shared config and takes its
+/// credentials from IMDS's role.
+fn base_env() -> BTreeMap<String, String> {
+    [
+        ("VPC_CNI_MODE", "vpc".to_string()),
+        ("AWS_ENDPOINT_URL_EC2", ec2_url()),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds_url()),
+        ("AWS_REGION", REGION.to_string()),
+        ("IP_COOLDOWN_PERIOD", "1".to_string()),
+        ("ASSIGNMENT_GRACE_PERIOD", "2".to_string()),
+        ("VETH_SWEEP_INTERVAL", "1".to_string()),
+        ("IPAMD_LOG", "info".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn contains(net: Net, ip: Ipv4Addr) -> bool {
+    let mask = u32::MAX.checked_shl(32 - u32::from(net.len)).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(net.addr) & mask
+}
+
+fn sim_err(what: &str) -> impl Fn(vpc_cni_cloud::sim::SimError) -> io::Error + '_ {
+    move |e| io::Error::other(format!("{what}: {e}"))
+}
