@@ -38,8 +38,11 @@ fi
 # Debian's system Python refuses pip installs.
 MOTO_VERSION=5.2.5
 venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
+# (pip's output is captured first: `pip show | grep -q` would fail under
+# pipefail when grep stops reading early.)
+installed="$("$venv/bin/pip" show moto 2>/dev/null || true)"
 if ! "$venv/bin/moto_server" --help >/dev/null 2>&1 \
-   || ! "$venv/bin/pip" show moto 2>/dev/null | grep -q "^Version: $MOTO_VERSION\$"; then
+   || ! grep -q "^Version: $MOTO_VERSION\$" <<<"$installed"; then
   python=python3
   if ! "$python" -m venv --help >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends python3-venv
