@@ -36,6 +36,7 @@ impl PoolController {
                 .assign_prefixes(eni, count)
                 .await
                 .map_err(IpamdError::cloud(ctx()))?;
+            self.reclaim(got.iter().filter_map(|p| prefix_addresses(p)).flatten());
             self.wait_visible(eni, "new prefixes", |e| {
                 got.iter().all(|p| e.prefixes.contains(p))
             })
@@ -46,6 +47,7 @@ impl PoolController {
                 .assign_addresses(eni, count)
                 .await
                 .map_err(IpamdError::cloud(ctx()))?;
+            self.reclaim(got.iter().copied());
             self.wait_visible(eni, "new addresses", |e| {
                 got.iter().all(|a| e.addresses.contains(a))
             })
@@ -120,6 +122,14 @@ impl PoolController {
                 attachment_id: Some(attachment),
             },
         );
+        self.reclaim(
+            eni.addresses.iter().copied().chain(
+                eni.prefixes
+                    .iter()
+                    .filter_map(|p| prefix_addresses(p))
+                    .flatten(),
+            ),
+        );
         tracing::info!(eni = %eni.id, device, count, "ENI attached");
         let want = eni.addresses.len();
         let want_prefixes = eni.prefixes.len();
@@ -127,6 +137,16 @@ impl PoolController {
             e.addresses.len() >= want && e.prefixes.len() >= want_prefixes
         })
         .await
+    }
+
+    /// Lifts the released-address quarantine from addresses EC2 has just
+    /// handed us again: they are ours, and while hidden the pool math would
+    /// keep asking for more, up to PrivateIpAddressLimitExceeded.
+    fn reclaim(&self, ips: impl Iterator<Item = Ipv4Addr>) {
+        let mut c = self.caches();
+        for ip in ips {
+            c.released.remove(&ip);
+        }
     }
 
     /// Takes `ips` out of the pool, unless a pod holds or just released one

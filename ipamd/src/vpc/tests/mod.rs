@@ -8,3 +8,4 @@ mod behaviour;
 mod harness;
 mod leaked;
 mod math;
+mod reclaim;
