@@ -2,7 +2,7 @@
 //! to be unique within this process (request ids, IMDS tokens, fake keys).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch; 0 if the clock is before it.
 pub fn now_ms() -> u64 {
@@ -11,52 +11,14 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// (year, month, day) of a day count since 1970-01-01, proleptic Gregorian.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    // Shift to a March-based era of 400 years so leap days fall at era ends.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    // Both fit: day is 1..=31 and month 1..=12 by construction.
-    (
-        year,
-        u32::try_from(month).unwrap_or(1),
-        u32::try_from(day).unwrap_or(1),
-    )
-}
-
-fn split(unix_ms: u64) -> (i64, u32, u32, u64, u64, u64, u64) {
-    let secs = unix_ms / 1000;
-    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
-    let (y, mo, d) = civil_from_days(days);
-    let rem = secs % 86_400;
-    (
-        y,
-        mo,
-        d,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        unix_ms % 1000,
-    )
-}
-
 /// EC2's XML timestamps: `2024-05-01T12:00:00.000Z`.
 pub fn ec2_time(unix_ms: u64) -> String {
-    let (y, mo, d, h, mi, s, ms) = split(unix_ms);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(unix_ms)).to_string()
 }
 
-/// IMDS credential timestamps: `2024-05-01T12:00:00Z`.
+/// IMDS's timestamps (credentials): `2024-05-01T12:00:00Z`.
 pub fn imds_time(unix_ms: u64) -> String {
-    let (y, mo, d, h, mi, s, _) = split(unix_ms);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(unix_ms)).to_string()
 }
 
 /// A fresh 64-bit value: a process-wide counter mixed with the clock and pid
