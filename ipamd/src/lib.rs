@@ -6,6 +6,7 @@ pub mod config;
 pub mod daemon;
 pub mod datapath;
 pub mod error;
+pub mod overlay;
 pub mod pool;
 pub mod rpc;
 pub mod store;

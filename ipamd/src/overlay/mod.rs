@@ -1,0 +1,4 @@
+//! Overlay networking (VXLAN) for nodes without a VPC fabric.
+
+pub mod peers;
+pub mod vxlan;

@@ -1,0 +1,276 @@
+//! Where the overlay learns which other nodes exist: the peer-source seam, the
+//! peer set it yields and the pure diff the VXLAN datapath applies.
+//!
+//! Sources are level-triggered: each [`PeerSource::next`] returns the whole
+//! current set, not an event. The datapath diffs it against what it last
+//! programmed, so a missed or coalesced change can never leave it out of step,
+//! and a restart is just "diff against an empty set" after reconciling.
+//!
+//! A Kubernetes source (kube-rs) maps onto the same trait:
+//! - a `watcher` over `Node` objects (initial list, then watch events) keeps a
+//!   store of nodes; after each applied event batch (`InitDone`, `Apply`,
+//!   `Delete`) the source builds a fresh [`PeerSet`] from the store and
+//!   returns it from `next` if it differs from the one it returned last;
+//! - a node becomes a [`Peer`] named by `metadata.name`, with `pod_cidr` from
+//!   `spec.podCIDR` and `underlay` from the annotation `vpc-cni.io/underlay-ip`
+//!   (which each ipamd patches onto its own Node); a node missing either is
+//!   not a peer yet (it appears once its ipamd has annotated it);
+//! - its own Node is skipped with [`without_own`] and the set is checked
+//!   with [`validate`], as the file source does. Unlike a file, the Node list
+//!   is not one edit by one author, so that source may rather leave out the
+//!   offending Node (and report it) than reject the whole set.
+
+mod file;
+#[cfg(test)]
+mod file_tests;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use futures::future::BoxFuture;
+
+use crate::config::Ipv4Cidr;
+use crate::error::IpamdError;
+
+pub use file::{parse_peers_file, FilePeers, DEFAULT_POLL_INTERVAL};
+
+/// Another node of the overlay. The VTEP MAC is derived from `underlay`, so
+/// these three fields describe a peer completely.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The node's name (Kubernetes Node name or the peers file's `name`).
+    pub name: String,
+    /// The node's underlay address: the VXLAN remote for its pods.
+    pub underlay: Ipv4Addr,
+    /// The node's pod CIDR, routed through the overlay.
+    pub pod_cidr: Ipv4Cidr,
+}
+
+/// The other nodes, keyed by name (a `BTreeMap` so diffs and logs come out
+/// in a stable order).
+pub type PeerSet = BTreeMap<String, Peer>;
+
+/// A source of the overlay's peers.
+///
+/// Only `Send` is required: `next` takes `&mut self`, so a source is never
+/// shared, and a watch stream (as kube's is) need not be `Sync`.
+pub trait PeerSource: Send {
+    /// Waits until the peer set differs from the one last returned, then
+    /// returns the whole new set. The first call returns the initial set
+    /// without waiting, as soon as the source has one.
+    ///
+    /// An error reports a change the source could not use (an invalid file,
+    /// an API failure); the caller logs it and keeps what it programmed. The
+    /// source stays usable: call `next` again to keep watching.
+    fn next(&mut self) -> BoxFuture<'_, Result<PeerSet, IpamdError>>;
+}
+
+/// Checks a whole list of peers (the node's own entry included, so nobody
+/// else may claim its pod CIDR or address). Names the offending entries.
+///
+/// Rejected: empty or duplicate names; an underlay address that cannot be a
+/// VXLAN remote, or one used twice (both peers would share one VTEP MAC and
+/// FDB entry, so removing one would cut off the other); duplicate or
+/// overlapping pod CIDRs (the routes would shadow each other); a /0 pod CIDR
+/// (it would take over the default route).
+pub fn validate(peers: &[Peer]) -> Result<(), String> {
+    let mut names = BTreeMap::new();
+    let mut underlays = BTreeMap::new();
+    for p in peers {
+        if p.name.trim().is_empty() {
+            return Err(format!(
+                "a peer with pod CIDR {} has an empty name",
+                p.pod_cidr
+            ));
+        }
+        if let Some(first) = names.insert(p.name.as_str(), p) {
+            return Err(format!(
+                "name {:?} appears twice (pod CIDRs {} and {})",
+                p.name, first.pod_cidr, p.pod_cidr
+            ));
+        }
+        let ip = p.underlay;
+        if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
+            return Err(format!(
+                "peer {:?}: underlay address {ip} is not a unicast address another node can have",
+                p.name
+            ));
+        }
+        if let Some(first) = underlays.insert(ip, p) {
+            return Err(format!(
+                "underlay address {ip} is used by both {:?} and {:?}",
+                first.name, p.name
+            ));
+        }
+        if p.pod_cidr.prefix_len == 0 {
+            return Err(format!(
+                "peer {:?}: pod CIDR {} covers every address",
+                p.name, p.pod_cidr
+            ));
+        }
+    }
+    // CIDR blocks either nest or are disjoint, so after sorting by start any
+    // overlap shows between neighbours: a block holding a later start also
+    // holds every start in between.
+    let mut by_start: Vec<&Peer> = peers.iter().collect();
+    by_start.sort_by_key(|p| (u32::from(p.pod_cidr.network), p.pod_cidr.prefix_len));
+    for pair in by_start.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if a.pod_cidr == b.pod_cidr {
+            return Err(format!(
+                "pod CIDR {} is used by both {:?} and {:?}",
+                a.pod_cidr, a.name, b.name
+            ));
+        }
+        if a.pod_cidr.contains(b.pod_cidr.network) {
+            return Err(format!(
+                "pod CIDR {} of {:?} overlaps pod CIDR {} of {:?}",
+                a.pod_cidr, a.name, b.pod_cidr, b.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The peer set without the node itself, recognised by name or by its
+/// underlay address (programming a VXLAN path to ourselves would loop).
+#[must_use]
+pub fn without_own(
+    peers: impl IntoIterator<Item = Peer>,
+    own_name: &str,
+    own_underlay: Option<Ipv4Addr>,
+) -> PeerSet {
+    peers
+        .into_iter()
+        .filter(|p| p.name != own_name && Some(p.underlay) != own_underlay)
+        .map(|p| (p.name.clone(), p))
+        .collect()
+}
+
+/// A peer whose name stayed but whose underlay address or pod CIDR changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerChange {
+    pub old: Peer,
+    pub new: Peer,
+}
+
+/// What the datapath must do to go from one peer set to the next.
+///
+/// Apply every removal (`removed`, then the `old` side of `changed`) before
+/// any addition: an edit may move a pod CIDR or an underlay address from one
+/// peer to another, and the kernel refuses a route or FDB entry that still
+/// exists under the old owner.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerDiff {
+    /// Peers only in the new set, by name.
+    pub added: Vec<Peer>,
+    /// Peers only in the old set, by name.
+    pub removed: Vec<Peer>,
+    /// Peers in both sets whose fields differ.
+    pub changed: Vec<PeerChange>,
+}
+
+impl PeerDiff {
+    /// Whether the two sets were equal.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// Compares two peer sets by name. Each list comes out sorted by name.
+#[must_use]
+pub fn diff(old: &PeerSet, new: &PeerSet) -> PeerDiff {
+    let mut out = PeerDiff::default();
+    for (name, was) in old {
+        match new.get(name) {
+            None => out.removed.push(was.clone()),
+            Some(now) if now != was => out.changed.push(PeerChange {
+                old: was.clone(),
+                new: now.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+    out.added = new
+        .iter()
+        .filter(|(name, _)| !old.contains_key(*name))
+        .map(|(_, peer)| peer.clone())
+        .collect();
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn peer(name: &str, underlay: &str, cidr: &str) -> Peer {
+        Peer {
+            name: name.to_string(),
+            underlay: underlay.parse().unwrap(),
+            pod_cidr: cidr.parse().unwrap(),
+        }
+    }
+
+    fn set(peers: &[Peer]) -> PeerSet {
+        peers.iter().map(|p| (p.name.clone(), p.clone())).collect()
+    }
+
+    #[test]
+    fn diff_of_equal_sets_is_empty() {
+        let a = set(&[
+            peer("n1", "192.168.0.1", "10.244.1.0/24"),
+            peer("n2", "192.168.0.2", "10.244.2.0/24"),
+        ]);
+        assert!(diff(&a, &a.clone()).is_empty());
+        assert!(diff(&PeerSet::new(), &PeerSet::new()).is_empty());
+    }
+
+    #[test]
+    fn diff_reports_added_removed_and_changed() {
+        let n1 = peer("n1", "192.168.0.1", "10.244.1.0/24");
+        let n2 = peer("n2", "192.168.0.2", "10.244.2.0/24");
+        let n3 = peer("n3", "192.168.0.3", "10.244.3.0/24");
+        let n4 = peer("n4", "192.168.0.4", "10.244.4.0/24");
+        let n2_cidr = peer("n2", "192.168.0.2", "10.244.20.0/24");
+        let n3_underlay = peer("n3", "192.168.0.33", "10.244.3.0/24");
+
+        let old = set(&[n1.clone(), n2.clone(), n3.clone()]);
+        let new = set(&[n2_cidr.clone(), n3_underlay.clone(), n4.clone()]);
+        let d = diff(&old, &new);
+
+        assert_eq!(d.added, vec![n4]);
+        assert_eq!(d.removed, vec![n1]);
+        assert_eq!(
+            d.changed,
+            vec![
+                PeerChange {
+                    old: n2,
+                    new: n2_cidr
+                },
+                PeerChange {
+                    old: n3,
+                    new: n3_underlay
+                },
+            ]
+        );
+        assert!(!d.is_empty());
+    }
+
+    #[test]
+    fn diff_from_empty_adds_everything_and_to_empty_removes_everything() {
+        let all = set(&[
+            peer("b", "192.168.0.2", "10.244.2.0/24"),
+            peer("a", "192.168.0.1", "10.244.1.0/24"),
+        ]);
+        let up = diff(&PeerSet::new(), &all);
+        let names: Vec<_> = up.added.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"], "sorted by name");
+        assert!(up.removed.is_empty() && up.changed.is_empty());
+
+        let down = diff(&all, &PeerSet::new());
+        assert_eq!(down.removed.len(), 2);
+        assert!(down.added.is_empty() && down.changed.is_empty());
+    }
+}

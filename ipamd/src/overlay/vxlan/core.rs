@@ -1,0 +1,329 @@
+//! What the overlay should look like in the kernel, computed without touching it: the device
+//! settings, the three entries each peer needs, and the difference between that and what the
+//! kernel holds.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+use crate::config::Ipv4Cidr;
+use crate::error::IpamdError;
+
+/// Name of the overlay device; one per node.
+pub const DEVICE_NAME: &str = "vxlan.vpc";
+/// Default VXLAN network identifier.
+pub const DEFAULT_VNI: u32 = 1;
+/// Default UDP port: the Linux default (4789 is the IANA one, for interop).
+pub const DEFAULT_PORT: u16 = 8472;
+/// Outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14) headers.
+pub const VXLAN_OVERHEAD: u32 = 50;
+/// Protocol number on the routes we add, so that ours are recognisable on a device we do not
+/// own (direct routes sit on the underlay interface).
+pub const ROUTE_PROTOCOL: u8 = 0x56;
+
+/// Smallest device MTU IPv4 allows.
+const MIN_IPV4_MTU: u32 = 68;
+
+/// Another node of the overlay, as the peer sources report it.
+pub use crate::overlay::peers::Peer;
+
+/// The VTEP MAC of the node with this underlay address: locally administered, so it never
+/// collides with a vendor MAC, and derivable by every peer without an exchange.
+#[must_use]
+pub fn vtep_mac(underlay: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = underlay.octets();
+    [0x0e, 0x56, a, b, c, d]
+}
+
+/// This node's side of the overlay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlaySpec {
+    pub vni: u32,
+    pub port: u16,
+    pub underlay_iface: String,
+    pub underlay_ip: Ipv4Addr,
+    pub underlay_mtu: u32,
+    pub own_pod_cidr: Ipv4Cidr,
+    /// Peers on `underlay_subnet` are reached by a plain route through the underlay.
+    pub direct_routing: bool,
+    pub underlay_subnet: Option<Ipv4Cidr>,
+}
+
+impl OverlaySpec {
+    /// MTU of the device, and the MTU pods get: the encapsulation must fit the underlay.
+    #[must_use]
+    pub fn device_mtu(&self) -> u32 {
+        self.underlay_mtu.saturating_sub(VXLAN_OVERHEAD)
+    }
+
+    /// The MAC the device carries, which every peer derives on its own.
+    #[must_use]
+    pub fn own_vtep_mac(&self) -> [u8; 6] {
+        vtep_mac(self.underlay_ip)
+    }
+
+    /// Rejects settings the kernel would take but that cannot carry traffic.
+    pub fn validate(&self) -> Result<(), IpamdError> {
+        if self.vni == 0 || self.vni >= 1 << 24 {
+            return Err(IpamdError::Config {
+                variable: "VXLAN_VNI",
+                reason: format!("{} is outside 1..=16777215", self.vni),
+            });
+        }
+        if self.port == 0 {
+            return Err(IpamdError::Config {
+                variable: "VXLAN_PORT",
+                reason: "port 0 is not a UDP port".to_owned(),
+            });
+        }
+        if self.device_mtu() < MIN_IPV4_MTU {
+            return Err(IpamdError::Config {
+                variable: "VXLAN_UNDERLAY_IFACE",
+                reason: format!(
+                    "underlay {} has MTU {}, too small for {VXLAN_OVERHEAD} bytes of VXLAN headers",
+                    self.underlay_iface, self.underlay_mtu
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn is_direct(&self, peer: &Peer) -> bool {
+        self.direct_routing
+            && self
+                .underlay_subnet
+                .is_some_and(|subnet| subnet.contains(peer.underlay))
+    }
+}
+
+/// A permanent ARP entry on the device: the peer's gateway address -> its VTEP MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NeighbourEntry {
+    pub ip: Ipv4Addr,
+    pub mac: [u8; 6],
+}
+
+/// A forwarding entry on the device: frames to this VTEP MAC go to this underlay address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FdbEntry {
+    pub mac: [u8; 6],
+    pub dst: Ipv4Addr,
+}
+
+/// How a peer's pod CIDR is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteKind {
+    /// `via <peer network address> dev vxlan.vpc onlink`.
+    Overlay,
+    /// `via <peer underlay>` on the underlay interface (direct routing).
+    Direct,
+}
+
+/// A route to a peer's pod CIDR in the main table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RouteEntry {
+    pub dst: (Ipv4Addr, u8),
+    pub gateway: Ipv4Addr,
+    pub kind: RouteKind,
+}
+
+impl std::fmt::Display for RouteEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (net, len) = self.dst;
+        match self.kind {
+            RouteKind::Overlay => write!(
+                f,
+                "{net}/{len} via {} dev {DEVICE_NAME} onlink",
+                self.gateway
+            ),
+            RouteKind::Direct => write!(f, "{net}/{len} via {}", self.gateway),
+        }
+    }
+}
+
+/// The entries one peer needs. A directly routed peer needs only its route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerEntries {
+    pub neighbour: Option<NeighbourEntry>,
+    pub fdb: Option<FdbEntry>,
+    pub route: RouteEntry,
+}
+
+/// What `peer` needs on this node.
+#[must_use]
+pub fn peer_entries(spec: &OverlaySpec, peer: &Peer) -> PeerEntries {
+    let dst = (peer.pod_cidr.network, peer.pod_cidr.prefix_len);
+    if spec.is_direct(peer) {
+        return PeerEntries {
+            neighbour: None,
+            fdb: None,
+            route: RouteEntry {
+                dst,
+                gateway: peer.underlay,
+                kind: RouteKind::Direct,
+            },
+        };
+    }
+    let mac = vtep_mac(peer.underlay);
+    PeerEntries {
+        neighbour: Some(NeighbourEntry {
+            ip: peer.pod_cidr.network,
+            mac,
+        }),
+        fdb: Some(FdbEntry {
+            mac,
+            dst: peer.underlay,
+        }),
+        route: RouteEntry {
+            dst,
+            gateway: peer.pod_cidr.network,
+            kind: RouteKind::Overlay,
+        },
+    }
+}
+
+/// Entries for every usable peer. This node itself, and a second peer claiming a pod CIDR or
+/// underlay address already taken, are left out: their entries would clash with the first.
+#[must_use]
+pub fn desired_entries(spec: &OverlaySpec, peers: &[Peer]) -> Vec<PeerEntries> {
+    let mut cidrs = HashSet::from([(spec.own_pod_cidr.network, spec.own_pod_cidr.prefix_len)]);
+    let mut underlays = HashSet::from([spec.underlay_ip]);
+    let mut out = Vec::with_capacity(peers.len());
+    for peer in peers {
+        let cidr = (peer.pod_cidr.network, peer.pod_cidr.prefix_len);
+        if cidrs.contains(&cidr) || underlays.contains(&peer.underlay) {
+            tracing::warn!(
+                peer = %peer.name,
+                underlay = %peer.underlay,
+                pod_cidr = %peer.pod_cidr,
+                "peer skipped: its pod CIDR or underlay address is this node's or another peer's"
+            );
+            continue;
+        }
+        cidrs.insert(cidr);
+        underlays.insert(peer.underlay);
+        out.push(peer_entries(spec, peer));
+    }
+    out
+}
+
+/// Our entries as the kernel holds them. A route is `None` when it is ours (on the device) but
+/// not of a shape we would add: it can only be stale.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub neighbours: Vec<NeighbourEntry>,
+    pub fdb: Vec<FdbEntry>,
+    pub routes: Vec<Option<RouteEntry>>,
+}
+
+/// The work reconcile does: indexes into [`Observed`] to delete, then entries to add.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub remove_routes: Vec<usize>,
+    pub remove_fdb: Vec<usize>,
+    pub remove_neighbours: Vec<usize>,
+    pub add_neighbours: Vec<NeighbourEntry>,
+    pub add_fdb: Vec<FdbEntry>,
+    pub add_routes: Vec<RouteEntry>,
+}
+
+/// How many entries of each kind changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub neighbours: usize,
+    pub fdb: usize,
+    pub routes: usize,
+}
+
+impl Counts {
+    #[must_use]
+    pub fn total(&self) -> usize {
+        self.neighbours + self.fdb + self.routes
+    }
+}
+
+/// What a reconcile changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub added: Counts,
+    pub removed: Counts,
+}
+
+impl ReconcileReport {
+    #[must_use]
+    pub fn is_unchanged(&self) -> bool {
+        self.added.total() == 0 && self.removed.total() == 0
+    }
+}
+
+impl Plan {
+    /// Removals first (a stale route may hold the destination a new one needs), then additions
+    /// in neighbour, FDB, route order so that no route is usable before its next hop resolves.
+    #[must_use]
+    pub fn new(desired: &[PeerEntries], observed: &Observed) -> Self {
+        fn split<T: Copy + Eq + std::hash::Hash>(
+            want: impl Iterator<Item = T>,
+            have: &[T],
+        ) -> (Vec<usize>, Vec<T>) {
+            let want: Vec<T> = want.collect();
+            let want_set: HashSet<T> = want.iter().copied().collect();
+            let mut seen = HashSet::new();
+            let remove = have
+                .iter()
+                .enumerate()
+                // A duplicate of a wanted entry is stale too: exactly one copy stays.
+                .filter(|(_, e)| !want_set.contains(e) || !seen.insert(**e))
+                .map(|(i, _)| i)
+                .collect();
+            let add = want.into_iter().filter(|e| !seen.contains(e)).collect();
+            (remove, add)
+        }
+        let (remove_neighbours, add_neighbours) = split(
+            desired.iter().filter_map(|p| p.neighbour),
+            &observed.neighbours,
+        );
+        let (remove_fdb, add_fdb) = split(desired.iter().filter_map(|p| p.fdb), &observed.fdb);
+
+        let want_routes: HashSet<RouteEntry> = desired.iter().map(|p| p.route).collect();
+        let mut seen = HashSet::new();
+        let remove_routes = observed
+            .routes
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| match r {
+                Some(r) => !want_routes.contains(r) || !seen.insert(*r),
+                None => true,
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let add_routes = desired
+            .iter()
+            .map(|p| p.route)
+            .filter(|r| !seen.contains(r))
+            .collect();
+        Self {
+            remove_routes,
+            remove_fdb,
+            remove_neighbours,
+            add_neighbours,
+            add_fdb,
+            add_routes,
+        }
+    }
+
+    /// The counts this plan will produce once applied.
+    #[must_use]
+    pub fn report(&self) -> ReconcileReport {
+        ReconcileReport {
+            added: Counts {
+                neighbours: self.add_neighbours.len(),
+                fdb: self.add_fdb.len(),
+                routes: self.add_routes.len(),
+            },
+            removed: Counts {
+                neighbours: self.remove_neighbours.len(),
+                fdb: self.remove_fdb.len(),
+                routes: self.remove_routes.len(),
+            },
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The `vxlan.vpc` device: created, or reused when the kernel's copy already has our settings,
+//! or recreated when it does not (a VNI, port, local address or underlay cannot be changed in
+//! place).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::link::{
+    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::{Handle, LinkUnspec, LinkVxlan};
+
+use super::core::{OverlaySpec, DEVICE_NAME};
+use super::nl::{is_gone, netlink_error};
+use crate::error::IpamdError;
+
+/// What [`ensure_device`] had to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceChange {
+    /// The device was there with our settings, up, with its address.
+    Unchanged,
+    /// The device was there with compatible settings; MTU, MAC, state or address were fixed.
+    Updated,
+    Created,
+    /// The device had settings that cannot change in place and was replaced.
+    Recreated,
+}
+
+/// Link index of the device and what was done to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Device {
+    pub index: u32,
+    pub underlay_index: u32,
+    pub change: DeviceChange,
+}
+
+fn link_name(link: &LinkMessage) -> Option<&str> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.as_str()),
+        _ => None,
+    })
+}
+
+fn link_mtu(link: &LinkMessage) -> Option<u32> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Mtu(m) => Some(*m),
+        _ => None,
+    })
+}
+
+fn link_mac(link: &LinkMessage) -> Option<&[u8]> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Address(m) => Some(m.as_slice()),
+        _ => None,
+    })
+}
+
+/// The VXLAN settings of a link, or `None` when it is not a VXLAN device.
+fn vxlan_info(link: &LinkMessage) -> Option<&[InfoVxlan]> {
+    let infos = link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => Some(infos),
+        _ => None,
+    })?;
+    let is_vxlan = infos
+        .iter()
+        .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Vxlan)));
+    let data = infos.iter().find_map(|i| match i {
+        LinkInfo::Data(InfoData::Vxlan(data)) => Some(data.as_slice()),
+        _ => None,
+    });
+    if is_vxlan {
+        data
+    } else {
+        None
+    }
+}
+
+/// Whether the device's immutable settings are ours.
+fn is_compatible(info: &[InfoVxlan], spec: &OverlaySpec, underlay_index: u32) -> bool {
+    let has = |want: &InfoVxlan| info.iter().any(|i| i == want);
+    has(&InfoVxlan::Id(spec.vni))
+        && has(&InfoVxlan::Port(spec.port))
+        && has(&InfoVxlan::Local(spec.underlay_ip))
+        && has(&InfoVxlan::Link(underlay_index))
+        && has(&InfoVxlan::Learning(false))
+        // A remote or group would flood unknown destinations to it.
+        && !info.iter().any(|i| matches!(i, InfoVxlan::Group(_) | InfoVxlan::Group6(_)))
+        && !info.iter().any(|i| matches!(i, InfoVxlan::CollectMetadata(true)))
+}
+
+async fn links(handle: &Handle) -> Result<Vec<LinkMessage>, IpamdError> {
+    handle
+        .link()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| netlink_error("listing links", e))
+}
+
+async fn create(handle: &Handle, spec: &OverlaySpec, underlay: u32) -> Result<(), IpamdError> {
+    let msg = LinkVxlan::new(DEVICE_NAME, spec.vni)
+        .dev(underlay)
+        .local(spec.underlay_ip)
+        .port(spec.port)
+        .learning(false)
+        .mtu(spec.device_mtu())
+        .address(spec.own_vtep_mac().to_vec())
+        .up()
+        .build();
+    handle.link().add(msg).execute().await.map_err(|e| {
+        netlink_error(
+            format!(
+                "creating {DEVICE_NAME} (VNI {}, port {}, local {} on {})",
+                spec.vni, spec.port, spec.underlay_ip, spec.underlay_iface
+            ),
+            e,
+        )
+    })
+}
+
+/// Makes `vxlan.vpc` in the calling thread's netns match `spec`: settings, MAC, MTU, up, and
+/// the own pod CIDR's network address as its only IPv4 address.
+pub async fn ensure_device(handle: &Handle, spec: &OverlaySpec) -> Result<Device, IpamdError> {
+    spec.validate()?;
+    let all = links(handle).await?;
+    let underlay = all
+        .iter()
+        .find(|l| link_name(l) == Some(spec.underlay_iface.as_str()))
+        .map(|l| l.header.index)
+        .ok_or_else(|| IpamdError::Config {
+            variable: "VXLAN_UNDERLAY_IFACE",
+            reason: format!("no interface named {:?}", spec.underlay_iface),
+        })?;
+
+    let existing = all.iter().find(|l| link_name(l) == Some(DEVICE_NAME));
+    let mut change = match existing {
+        Some(link) if vxlan_info(link).is_some_and(|i| is_compatible(i, spec, underlay)) => {
+            DeviceChange::Unchanged
+        }
+        Some(link) => {
+            tracing::info!(
+                device = DEVICE_NAME,
+                "existing device has other VXLAN settings; recreating it"
+            );
+            match handle.link().del(link.header.index).execute().await {
+                Err(e) if !is_gone(&e) => {
+                    return Err(netlink_error(format!("deleting stale {DEVICE_NAME}"), e))
+                }
+                _ => {}
+            }
+            create(handle, spec, underlay).await?;
+            DeviceChange::Recreated
+        }
+        None => {
+            create(handle, spec, underlay).await?;
+            DeviceChange::Created
+        }
+    };
+
+    let link = links(handle)
+        .await?
+        .into_iter()
+        .find(|l| link_name(l) == Some(DEVICE_NAME))
+        .ok_or_else(|| {
+            IpamdError::Internal(format!("{DEVICE_NAME} vanished right after being set up"))
+        })?;
+    let index = link.header.index;
+    let mac = spec.own_vtep_mac();
+    let up = link.header.flags.contains(LinkFlags::Up);
+    if !up || link_mtu(&link) != Some(spec.device_mtu()) || link_mac(&link) != Some(&mac[..]) {
+        let msg = LinkUnspec::new_with_index(index)
+            .mtu(spec.device_mtu())
+            .address(mac.to_vec())
+            .up()
+            .build();
+        handle.link().set(msg).execute().await.map_err(|e| {
+            netlink_error(
+                format!(
+                    "setting {DEVICE_NAME} up with MTU {} and MAC {}",
+                    spec.device_mtu(),
+                    super::mac_string(mac)
+                ),
+                e,
+            )
+        })?;
+        if change == DeviceChange::Unchanged {
+            change = DeviceChange::Updated;
+        }
+    }
+    if sync_address(handle, index, spec.own_pod_cidr.network).await?
+        && change == DeviceChange::Unchanged
+    {
+        change = DeviceChange::Updated;
+    }
+    Ok(Device {
+        index,
+        underlay_index: underlay,
+        change,
+    })
+}
+
+/// Leaves `address/32` as the device's only IPv4 address; a /32 adds no subnet route, so
+/// nothing but our per-peer routes points at the device. Returns whether anything changed.
+async fn sync_address(handle: &Handle, index: u32, address: Ipv4Addr) -> Result<bool, IpamdError> {
+    let current: Vec<_> = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| netlink_error(format!("listing addresses of {DEVICE_NAME}"), e))?;
+    let mut present = false;
+    let mut changed = false;
+    for msg in current {
+        if msg.header.family != AddressFamily::Inet || msg.header.index != index {
+            continue;
+        }
+        let local = msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Local(IpAddr::V4(a)) => Some(*a),
+            _ => None,
+        });
+        if local == Some(address) && msg.header.prefix_len == 32 {
+            present = true;
+            continue;
+        }
+        let what = format!("removing stale address {local:?} from {DEVICE_NAME}");
+        match handle.address().del(msg).execute().await {
+            Err(e) if !is_gone(&e) => return Err(netlink_error(what, e)),
+            _ => changed = true,
+        }
+    }
+    if !present {
+        handle
+            .address()
+            .add(index, IpAddr::V4(address), 32)
+            .execute()
+            .await
+            .map_err(|e| netlink_error(format!("adding {address}/32 to {DEVICE_NAME}"), e))?;
+        changed = true;
+    }
+    Ok(changed)
+}

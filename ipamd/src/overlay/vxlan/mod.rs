@@ -1,0 +1,133 @@
+//! The VXLAN overlay between nodes without a VPC fabric (DESIGN.md "Node wiring, overlay
+//! mode"): one `vxlan.vpc` device per node, and per peer a permanent neighbour, an FDB entry
+//! and an onlink route (or a plain route through the underlay with direct routing).
+//!
+//! [`core`] computes what the kernel should hold without touching it; [`Overlay`] applies it
+//! over one rtnetlink connection in the netns of the thread that created it.
+
+pub mod core;
+mod device;
+mod entries;
+mod nl;
+
+#[cfg(test)]
+mod tests;
+
+use rtnetlink::Handle;
+
+pub use self::core::{
+    desired_entries, peer_entries, vtep_mac, Counts, FdbEntry, NeighbourEntry, OverlaySpec, Peer,
+    PeerEntries, Plan, ReconcileReport, RouteEntry, RouteKind, DEFAULT_PORT, DEFAULT_VNI,
+    DEVICE_NAME, ROUTE_PROTOCOL, VXLAN_OVERHEAD,
+};
+pub use self::device::{Device, DeviceChange};
+use self::entries::Links;
+use crate::error::IpamdError;
+
+/// `aa:bb:cc:dd:ee:ff`, as `ip` and `bridge` print it.
+#[must_use]
+pub fn mac_string(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The overlay device of this node and the entries for its peers.
+pub struct Overlay {
+    handle: Handle,
+    spec: OverlaySpec,
+    links: Links,
+}
+
+impl Overlay {
+    /// Creates, reuses or recreates `vxlan.vpc` in the calling thread's netns (see
+    /// [`device`]); must run inside a tokio runtime, which serves the netlink connection.
+    pub async fn ensure_device(spec: OverlaySpec) -> Result<(Self, DeviceChange), IpamdError> {
+        let handle = nl::connect()?;
+        let device = device::ensure_device(&handle, &spec).await?;
+        let overlay = Self {
+            handle,
+            spec,
+            links: Links {
+                device: device.index,
+                underlay: device.underlay_index,
+            },
+        };
+        Ok((overlay, device.change))
+    }
+
+    #[must_use]
+    pub fn spec(&self) -> &OverlaySpec {
+        &self.spec
+    }
+
+    /// Link index of `vxlan.vpc`.
+    #[must_use]
+    pub fn device_index(&self) -> u32 {
+        self.links.device
+    }
+
+    /// Makes the kernel hold exactly the entries `peers` need: ours that no peer needs are
+    /// removed, missing ones added, entries on other devices left alone. A second run with the
+    /// same peers changes nothing.
+    pub async fn reconcile(&self, peers: &[Peer]) -> Result<ReconcileReport, IpamdError> {
+        let desired = desired_entries(&self.spec, peers);
+        let (observed, raw_routes) = entries::observe(&self.handle, self.links).await?;
+        let plan = Plan::new(&desired, &observed);
+
+        // Reverse order of addition: routes, FDB, neighbours.
+        for (i, route) in raw_routes.into_iter().enumerate() {
+            if plan.remove_routes.contains(&i) {
+                entries::remove_raw_route(&self.handle, route).await?;
+            }
+        }
+        for &i in &plan.remove_fdb {
+            entries::remove_fdb(&self.handle, self.links, observed.fdb[i]).await?;
+        }
+        for &i in &plan.remove_neighbours {
+            entries::remove_neighbour(&self.handle, self.links, observed.neighbours[i]).await?;
+        }
+
+        for &entry in &plan.add_neighbours {
+            entries::add_neighbour(&self.handle, self.links, entry).await?;
+        }
+        for &entry in &plan.add_fdb {
+            entries::add_fdb(&self.handle, self.links, entry).await?;
+        }
+        for &entry in &plan.add_routes {
+            entries::add_route(&self.handle, self.links, entry).await?;
+        }
+        let report = plan.report();
+        if !report.is_unchanged() {
+            tracing::info!(?report, peers = peers.len(), "VXLAN overlay reconciled");
+        }
+        Ok(report)
+    }
+
+    /// Programs one peer: neighbour, FDB entry, then the route that relies on both. Adding a
+    /// peer already present rewrites the same entries.
+    pub async fn add_peer(&self, peer: &Peer) -> Result<(), IpamdError> {
+        let want = peer_entries(&self.spec, peer);
+        if let Some(n) = want.neighbour {
+            entries::add_neighbour(&self.handle, self.links, n).await?;
+        }
+        if let Some(f) = want.fdb {
+            entries::add_fdb(&self.handle, self.links, f).await?;
+        }
+        entries::add_route(&self.handle, self.links, want.route).await
+    }
+
+    /// Removes one peer's entries in the reverse order; entries already gone are no error.
+    pub async fn remove_peer(&self, peer: &Peer) -> Result<(), IpamdError> {
+        let want = peer_entries(&self.spec, peer);
+        entries::remove_route(&self.handle, self.links, want.route).await?;
+        if let Some(f) = want.fdb {
+            entries::remove_fdb(&self.handle, self.links, f).await?;
+        }
+        if let Some(n) = want.neighbour {
+            entries::remove_neighbour(&self.handle, self.links, n).await?;
+        }
+        Ok(())
+    }
+}
