@@ -136,6 +136,11 @@ pub enum IpamdError {
     /// another actor over the same ENIs.
     #[error("pool did not settle after {steps} steps (last decision: {last})")]
     NoProgress { steps: usize, last: String },
+
+    // --- Overlay mode: peers from Kubernetes ---
+    /// A Kubernetes API call failed; `action` says which (e.g. "patching Node n1").
+    #[error("Kubernetes API: {action}: {reason}")]
+    Kubernetes { action: String, reason: String },
 }
 
 impl IpamdError {

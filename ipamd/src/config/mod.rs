@@ -1,6 +1,7 @@
 //! ipamd's settings: parsed once at start from flags and environment, then
 //! passed down as a typed struct. Nothing deeper reads the environment.
 
+mod overlay;
 mod parse;
 mod unsupported;
 mod vpc;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+pub use overlay::{OverlaySettings, PeerSourceChoice};
 pub use parse::{parse_duration, parse_mtu, CidrList, Ipv4Cidr};
 pub use unsupported::refuse_unsupported_knobs;
 pub use vpc::VpcSettings;
@@ -82,6 +84,9 @@ pub struct Settings {
 
     #[command(flatten)]
     pub vpc: VpcSettings,
+
+    #[command(flatten)]
+    pub overlay: OverlaySettings,
 }
 
 /// Pod MTU when `POD_MTU` is unset, for a node with no underlay to derive it from.
@@ -90,11 +95,9 @@ pub const DEFAULT_POD_MTU: u32 = 1500;
 impl Settings {
     /// Checks the combinations a single flag parser cannot see.
     pub fn validate(&self) -> Result<(), IpamdError> {
+        self.overlay.validate()?;
         if self.mode == ModeSetting::Overlay && self.pod_cidr.is_none() {
-            return Err(IpamdError::Config {
-                variable: "POD_CIDR",
-                reason: "required in overlay mode (the node's pod CIDR, e.g. 10.244.1.0/24)".into(),
-            });
+            self.require_pod_cidr()?;
         }
         if let Some(cidr) = self.pod_cidr {
             if cidr.prefix_len > 30 || cidr.prefix_len < 8 {
@@ -117,6 +120,20 @@ impl Settings {
             });
         }
         Ok(())
+    }
+
+    /// In overlay mode the pool is `POD_CIDR`; only the Kubernetes peer source can supply it
+    /// instead, from the node's `spec.podCIDR`.
+    pub fn require_pod_cidr(&self) -> Result<(), IpamdError> {
+        if self.pod_cidr.is_some() || self.overlay.peer_source() == PeerSourceChoice::Kubernetes {
+            return Ok(());
+        }
+        Err(IpamdError::Config {
+            variable: "POD_CIDR",
+            reason: "required in overlay mode unless ipamd reads its Node from the Kubernetes \
+                     API (the node's pod CIDR, e.g. 10.244.1.0/24)"
+                .into(),
+        })
     }
 
     /// The MTU pods get.
@@ -210,5 +227,57 @@ mod tests {
     fn vpc_and_auto_modes_need_no_pod_cidr_up_front() {
         parse(&["--mode", "vpc"]).unwrap().validate().unwrap();
         parse(&["--mode", "auto"]).unwrap().validate().unwrap();
+    }
+
+    #[test]
+    fn overlay_peer_source_is_the_file_then_the_api_then_none() {
+        let s = parse(&["--peers-file", "/etc/peers.json", "--kubeconfig", "/k"]).unwrap();
+        assert_eq!(
+            s.overlay.peer_source(),
+            PeerSourceChoice::File("/etc/peers.json".into())
+        );
+        let s = parse(&["--kubernetes-service-host", "10.96.0.1"]).unwrap();
+        assert_eq!(s.overlay.peer_source(), PeerSourceChoice::Kubernetes);
+        let s = parse(&[]).unwrap();
+        assert_eq!(s.overlay.peer_source(), PeerSourceChoice::Standalone);
+        assert_eq!(s.overlay.vxlan_vni, 1);
+        assert_eq!(s.overlay.vxlan_port, 8472);
+        assert!(!s.overlay.vxlan_direct_routing);
+    }
+
+    #[test]
+    fn overlay_without_pod_cidr_needs_the_api() {
+        let s = parse(&["--mode", "overlay", "--peers-file", "/p.json"]).unwrap();
+        assert!(s.validate().unwrap_err().to_string().contains("POD_CIDR"));
+        let s = parse(&["--mode", "overlay", "--kubeconfig", "/k"]).unwrap();
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_overlay_values_name_their_variable() {
+        for (args, variable) in [
+            (&["--vxlan-vni", "0"][..], "VXLAN_VNI"),
+            (&["--vxlan-vni", "16777216"][..], "VXLAN_VNI"),
+            (&["--vxlan-port", "0"][..], "VXLAN_PORT"),
+            (&["--node-name", " "][..], "MY_NODE_NAME"),
+            (
+                &["--peers-file-poll-interval", "0"][..],
+                "PEERS_FILE_POLL_INTERVAL",
+            ),
+        ] {
+            let err = parse(args).unwrap().validate().unwrap_err().to_string();
+            assert!(err.contains(variable), "{args:?}: {err}");
+        }
+        for (args, variable) in [
+            (&["--vxlan-port", "70000"][..], "VXLAN_PORT"),
+            (
+                &["--vxlan-direct-routing", "sometimes"][..],
+                "VXLAN_DIRECT_ROUTING",
+            ),
+            (&["--cluster-cidr", "10.0.0.1/8"][..], "CLUSTER_CIDR"),
+        ] {
+            let err = parse(args).unwrap_err().to_string();
+            assert!(err.contains(variable), "{args:?}: {err}");
+        }
     }
 }

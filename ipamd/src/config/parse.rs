@@ -11,6 +11,21 @@ pub struct Ipv4Cidr {
 }
 
 impl Ipv4Cidr {
+    /// The network of `prefix_len` bits that holds `ip` (host bits cleared).
+    #[must_use]
+    pub fn containing(ip: Ipv4Addr, prefix_len: u8) -> Self {
+        let prefix_len = prefix_len.min(32);
+        let mask = if prefix_len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(prefix_len))
+        };
+        Self {
+            network: Ipv4Addr::from(u32::from(ip) & mask),
+            prefix_len,
+        }
+    }
+
     /// Number of addresses the prefix covers.
     #[must_use]
     pub fn size(&self) -> u64 {

@@ -2,6 +2,7 @@
 //! gRPC socket, and the background loops of the chosen mode.
 
 mod os;
+mod overlay;
 mod vpc;
 
 use std::sync::Arc;
@@ -12,11 +13,9 @@ use tracing::{info, warn};
 use vpc_cni_proto::cni_backend_server::CniBackendServer;
 
 use crate::config::{ModeSetting, Settings};
-use crate::datapath::{LocalDatapath, NodeDatapath};
 use crate::error::IpamdError;
-use crate::pool::{PodCidrPool, PoolSource};
-use crate::rpc::{now_ms, Backend, NodeFacts};
-use crate::store::{Checkpoint, CheckpointData, Datastore, FileCheckpoint, Store};
+use crate::rpc::{Backend, NodeFacts};
+use crate::store::{Checkpoint, CheckpointData, FileCheckpoint, Store};
 use crate::sweep::{run_sweeper, sweep_once};
 
 /// File name of the checkpoint inside `IPAMD_STATE_DIR`.
@@ -76,41 +75,6 @@ struct NodeSetup {
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
-async fn overlay_setup(
-    settings: &Settings,
-    checkpoint: Arc<dyn Checkpoint>,
-    loaded: Option<CheckpointData>,
-) -> Result<NodeSetup, IpamdError> {
-    let cidr = settings.pod_cidr.ok_or(IpamdError::Config {
-        variable: "POD_CIDR",
-        reason: "required in overlay mode (the node's pod CIDR, e.g. 10.244.1.0/24)".into(),
-    })?;
-    let source = PodCidrPool::new(cidr);
-    let mut datastore = Datastore::new(source.name(), cooldown_ms(settings));
-    datastore.set_mode(MODE_OVERLAY);
-    datastore.set_pool(source.addresses().await?);
-    if let Some(data) = loaded {
-        let report = datastore.restore(data, now_ms());
-        info!(?report, "restored checkpoint");
-    }
-    let datapath = LocalDatapath;
-    datapath.setup().await?;
-    let store = Arc::new(Store::new(datastore, checkpoint));
-    store.persist().await?;
-    Ok(NodeSetup {
-        store,
-        facts: NodeFacts {
-            mode: datapath.mode(),
-            mtu: settings.effective_pod_mtu(),
-            vpc_cidrs: Vec::new(),
-            pool_wait_timeout: settings.pool_wait_timeout,
-            waker: None,
-        },
-        pool_name: source.name(),
-        background: Vec::new(),
-    })
-}
-
 fn cooldown_ms(settings: &Settings) -> u64 {
     u64::try_from(settings.ip_cooldown_period.as_millis()).unwrap_or(u64::MAX)
 }
@@ -141,7 +105,7 @@ pub async fn run(settings: Settings) -> Result<(), IpamdError> {
     let setup = if mode == MODE_VPC {
         vpc::setup(&settings, checkpoint, loaded, stop_rx.clone()).await?
     } else {
-        overlay_setup(&settings, checkpoint, loaded).await?
+        overlay::setup(&settings, checkpoint, loaded, stop_rx.clone()).await?
     };
     let store = setup.store;
     match sweep_once(&store, settings.assignment_grace_period).await {

@@ -1,4 +1,17 @@
-//! Overlay networking (VXLAN) for nodes without a VPC fabric.
+//! Overlay networking (VXLAN) for nodes without a VPC fabric: the device and per-peer
+//! entries ([`vxlan`]), where peers come from ([`peers`]), the underlay they ride on, the SNAT
+//! table, the node datapath that ties them together and the loop that keeps it current.
 
+pub mod datapath;
 pub mod peers;
+pub mod run;
+pub mod snat;
+pub mod underlay;
 pub mod vxlan;
+
+pub use datapath::OverlayDatapath;
+pub use run::run_peer_loop;
+pub use underlay::Underlay;
+
+#[cfg(test)]
+mod tests;

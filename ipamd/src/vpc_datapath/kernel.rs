@@ -14,7 +14,7 @@ use super::wiring::Sysctl;
 use crate::error::IpamdError;
 
 /// Runs one `nft -j -f -` transaction.
-pub(super) async fn run_nft(batch: &Nftables<'_>, what: &str) -> Result<(), IpamdError> {
+pub(crate) async fn run_nft(batch: &Nftables<'_>, what: &str) -> Result<(), IpamdError> {
     let context = format!("{what} nftables table ip {NFT_TABLE}");
     let payload = serde_json::to_string(batch)
         .map_err(|e| IpamdError::Internal(format!("encoding the nft batch for {context}: {e}")))?;
@@ -34,7 +34,7 @@ pub(super) async fn run_nft(batch: &Nftables<'_>, what: &str) -> Result<(), Ipam
 }
 
 /// Writes each value that differs from the kernel's.
-pub(super) fn apply_sysctls(sysctls: &[Sysctl]) -> Result<(), IpamdError> {
+pub(crate) fn apply_sysctls(sysctls: &[Sysctl]) -> Result<(), IpamdError> {
     for sysctl in sysctls {
         let current = std::fs::read_to_string(&sysctl.path).map_err(|source| IpamdError::Io {
             context: format!("reading {}", sysctl.path),

@@ -6,7 +6,7 @@
 //! makes the calling thread's netns match it, idempotently; [`VpcDatapath`] keeps the current
 //! ENI set for ipamd and re-applies it at start and whenever the pool controller changes it.
 
-mod kernel;
+pub(crate) mod kernel;
 mod netlink;
 pub mod ruleset;
 pub mod wiring;

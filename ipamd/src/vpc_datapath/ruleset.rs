@@ -24,10 +24,10 @@ pub const NFT_TABLE: &str = "vpc-cni";
 /// Destinations that keep the pod's own source address: VPC CIDRs and exclusions.
 const EXEMPT_SET: &str = "snat-exempt";
 const PREROUTING: &str = "prerouting";
-const POSTROUTING: &str = "postrouting";
+pub(crate) const POSTROUTING: &str = "postrouting";
 /// Before conntrack's NAT (-100), so the mark steers the first packet's routing too.
 const PRIO_MANGLE: i32 = -150;
-const PRIO_SRCNAT: i32 = 100;
+pub(crate) const PRIO_SRCNAT: i32 = 100;
 
 /// What the table expresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,7 +198,7 @@ fn mask(prefix_len: u8) -> u32 {
     }
 }
 
-fn table() -> Table<'static> {
+pub(crate) fn table() -> Table<'static> {
     Table {
         family: NfFamily::IP,
         name: NFT_TABLE.into(),
@@ -206,7 +206,12 @@ fn table() -> Table<'static> {
     }
 }
 
-fn base_chain(name: &'static str, kind: NfChainType, hook: NfHook, prio: i32) -> Chain<'static> {
+pub(crate) fn base_chain(
+    name: &'static str,
+    kind: NfChainType,
+    hook: NfHook,
+    prio: i32,
+) -> Chain<'static> {
     Chain {
         family: NfFamily::IP,
         table: NFT_TABLE.into(),
@@ -219,7 +224,7 @@ fn base_chain(name: &'static str, kind: NfChainType, hook: NfHook, prio: i32) ->
     }
 }
 
-fn rule(chain: &'static str, expr: Vec<Statement<'static>>) -> Rule<'static> {
+pub(crate) fn rule(chain: &'static str, expr: Vec<Statement<'static>>) -> Rule<'static> {
     Rule {
         family: NfFamily::IP,
         table: NFT_TABLE.into(),
@@ -229,11 +234,11 @@ fn rule(chain: &'static str, expr: Vec<Statement<'static>>) -> Rule<'static> {
     }
 }
 
-fn pod_veths() -> String {
+pub(crate) fn pod_veths() -> String {
     format!("{HOST_VETH_PREFIX}*")
 }
 
-fn meta(key: MetaKey) -> Expression<'static> {
+pub(crate) fn meta(key: MetaKey) -> Expression<'static> {
     Expression::Named(NamedExpression::Meta(Meta { key }))
 }
 
@@ -249,7 +254,7 @@ fn ct(key: &'static str) -> Expression<'static> {
     }))
 }
 
-fn ip_daddr() -> Expression<'static> {
+pub(crate) fn ip_daddr() -> Expression<'static> {
     Expression::Named(NamedExpression::Payload(
         nftables::expr::Payload::PayloadField(nftables::expr::PayloadField {
             protocol: "ip".into(),
@@ -258,7 +263,7 @@ fn ip_daddr() -> Expression<'static> {
     ))
 }
 
-fn prefix(cidr: &Ipv4Cidr) -> Expression<'static> {
+pub(crate) fn prefix(cidr: &Ipv4Cidr) -> Expression<'static> {
     Expression::Named(NamedExpression::Prefix(Prefix {
         addr: Box::new(Expression::String(cidr.network.to_string().into())),
         len: u32::from(cidr.prefix_len),
@@ -279,7 +284,11 @@ fn or(left: Expression<'static>, value: u32) -> Expression<'static> {
     ])))
 }
 
-fn matches(left: Expression<'static>, right: String, op: Operator) -> Statement<'static> {
+pub(crate) fn matches(
+    left: Expression<'static>,
+    right: String,
+    op: Operator,
+) -> Statement<'static> {
     Statement::Match(Match {
         left,
         right: Expression::String(right.into()),

@@ -11,7 +11,7 @@ mod entries;
 mod nl;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use rtnetlink::Handle;
 

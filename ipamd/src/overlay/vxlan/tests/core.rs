@@ -9,15 +9,15 @@ use crate::overlay::vxlan::{
     RouteKind,
 };
 
-pub(super) fn cidr(s: &str) -> Ipv4Cidr {
+pub(crate) fn cidr(s: &str) -> Ipv4Cidr {
     s.parse().unwrap()
 }
 
-pub(super) fn ip(s: &str) -> Ipv4Addr {
+pub(crate) fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
-pub(super) fn peer(name: &str, underlay: &str, pod_cidr: &str) -> Peer {
+pub(crate) fn peer(name: &str, underlay: &str, pod_cidr: &str) -> Peer {
     Peer {
         name: name.to_owned(),
         underlay: ip(underlay),
@@ -25,7 +25,7 @@ pub(super) fn peer(name: &str, underlay: &str, pod_cidr: &str) -> Peer {
     }
 }
 
-pub(super) fn spec(underlay_iface: &str, underlay_ip: &str, own: &str) -> OverlaySpec {
+pub(crate) fn spec(underlay_iface: &str, underlay_ip: &str, own: &str) -> OverlaySpec {
     OverlaySpec {
         vni: 1,
         port: 8472,

@@ -2,8 +2,8 @@
 //! throwaway namespaces.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod core;
+pub(crate) mod core;
 mod kernel;
-mod netns;
+pub(crate) mod netns;
 mod scale;
 mod traffic;

@@ -11,7 +11,7 @@ use crate::overlay::vxlan::DEVICE_NAME;
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// A namespace named `ovx-<role>-<pid>-<n>` with lo up; deleted on drop, panics included.
-pub(super) struct Ns {
+pub(crate) struct Ns {
     pub name: String,
 }
 
@@ -123,7 +123,7 @@ impl Drop for Ns {
     }
 }
 
-pub(super) fn sh(cmd: &str, args: &[&str]) -> String {
+pub(crate) fn sh(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd).args(args).output().unwrap();
     assert!(
         out.status.success(),

@@ -1,0 +1,130 @@
+//! Overlay mode's [`NodeDatapath`]: the `vxlan.vpc` device, forwarding, the per-peer entries
+//! and the SNAT table, kept in step with the peer set the peer loop hands it.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use tokio::sync::Mutex;
+use vpc_cni_proto::Mode;
+
+use super::peers::{Peer, PeerSet};
+use super::snat::OverlaySnat;
+use super::vxlan::{DeviceChange, Overlay, OverlaySpec, ReconcileReport};
+use crate::config::Ipv4Cidr;
+use crate::datapath::{LocalDatapath, NodeDatapath};
+use crate::error::IpamdError;
+use crate::vpc_datapath::kernel::run_nft;
+
+/// What was last written to the kernel.
+#[derive(Default)]
+struct Applied {
+    peers: Option<Vec<Peer>>,
+    snat: Option<OverlaySnat>,
+}
+
+pub struct OverlayDatapath {
+    overlay: Overlay,
+    cluster_cidr: Option<Ipv4Cidr>,
+    // Held across an apply, so a resync and a peer change cannot interleave their writes.
+    applied: Mutex<Applied>,
+}
+
+impl OverlayDatapath {
+    /// Creates or adopts `vxlan.vpc` (an unchanged device is left as it is, so a restart does
+    /// not interrupt pod traffic).
+    pub async fn new(
+        spec: OverlaySpec,
+        cluster_cidr: Option<Ipv4Cidr>,
+    ) -> Result<(Arc<Self>, DeviceChange), IpamdError> {
+        if let Some(cluster) = cluster_cidr {
+            let own = spec.own_pod_cidr;
+            if !(cluster.prefix_len <= own.prefix_len && cluster.contains(own.network)) {
+                return Err(IpamdError::Config {
+                    variable: "CLUSTER_CIDR",
+                    reason: format!("{cluster} does not hold this node's pod CIDR {own}"),
+                });
+            }
+        }
+        let (overlay, change) = Overlay::ensure_device(spec).await?;
+        let datapath = Self {
+            overlay,
+            cluster_cidr,
+            applied: Mutex::new(Applied::default()),
+        };
+        Ok((Arc::new(datapath), change))
+    }
+
+    #[must_use]
+    pub fn spec(&self) -> &OverlaySpec {
+        self.overlay.spec()
+    }
+
+    /// The MTU pods get by default: the device's, so an encapsulated frame fits the underlay.
+    #[must_use]
+    pub fn pod_mtu(&self) -> u32 {
+        self.spec().device_mtu()
+    }
+
+    /// Makes the kernel hold exactly what `peers` need: their entries (others' untouched) and
+    /// the SNAT table with their pod CIDRs (unless `CLUSTER_CIDR` fixes it).
+    pub async fn apply_peers(&self, peers: &PeerSet) -> Result<ReconcileReport, IpamdError> {
+        let peers: Vec<Peer> = peers.values().cloned().collect();
+        let mut applied = self.applied.lock().await;
+        let report = self.overlay.reconcile(&peers).await?;
+        applied.peers = Some(peers);
+        let snat = self.snat_for(applied.peers.as_deref());
+        if applied.snat.as_ref() != Some(&snat) {
+            run_nft(&snat.replace_batch(), "replacing").await?;
+            applied.snat = Some(snat);
+        }
+        Ok(report)
+    }
+
+    /// Re-applies the last peer set from scratch: repairs entries or rules someone removed.
+    pub async fn resync(&self) -> Result<Option<ReconcileReport>, IpamdError> {
+        let mut applied = self.applied.lock().await;
+        let Some(peers) = applied.peers.clone() else {
+            return Ok(None);
+        };
+        let report = self.overlay.reconcile(&peers).await?;
+        let snat = self.snat_for(Some(&peers));
+        run_nft(&snat.replace_batch(), "replacing").await?;
+        applied.snat = Some(snat);
+        Ok(Some(report))
+    }
+
+    fn snat_for(&self, peers: Option<&[Peer]>) -> OverlaySnat {
+        let own = self.spec().own_pod_cidr;
+        match self.cluster_cidr {
+            Some(cluster) => OverlaySnat::new([cluster]),
+            None => OverlaySnat::new(
+                std::iter::once(own).chain(peers.unwrap_or_default().iter().map(|p| p.pod_cidr)),
+            ),
+        }
+    }
+}
+
+impl NodeDatapath for OverlayDatapath {
+    fn mode(&self) -> Mode {
+        Mode::Overlay
+    }
+
+    /// Forwarding, and the SNAT table when `CLUSTER_CIDR` fixes it. Without `CLUSTER_CIDR` the
+    /// table waits for the first peer set: written earlier, it would SNAT traffic to peers
+    /// whose pod CIDRs it does not know yet, and after a restart that would rewrite the
+    /// working table of the previous run.
+    fn setup(&self) -> BoxFuture<'_, Result<(), IpamdError>> {
+        Box::pin(async move {
+            LocalDatapath.setup().await?;
+            if self.cluster_cidr.is_some() {
+                let mut applied = self.applied.lock().await;
+                let snat = self.snat_for(None);
+                if applied.snat.as_ref() != Some(&snat) {
+                    run_nft(&snat.replace_batch(), "replacing").await?;
+                    applied.snat = Some(snat);
+                }
+            }
+            Ok(())
+        })
+    }
+}
