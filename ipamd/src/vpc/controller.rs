@@ -329,33 +329,45 @@ impl PoolController {
 
     /// Wakes on `wake()`, when the next cooldown ends, and every
     /// `reconcile_interval`; errors back off (doubling, up to the interval).
+    /// While backing off, a wake waits for the backoff to end: otherwise every
+    /// ADD on an empty pool would retry the failing EC2 call at once, which is
+    /// what throttling asks us not to do. The wake is kept, so the pass after
+    /// the backoff still runs.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
         let interval = self.config.reconcile_interval;
         let mut backoff = Duration::from_secs(1).min(interval);
         loop {
-            let delay = match self.reconcile_once().await {
+            let (delay, failed) = match self.reconcile_once().await {
                 Ok(report) => {
                     if !report.actions.is_empty() {
                         tracing::info!(steps = report.actions.len(), "pool reconciled");
                     }
                     backoff = Duration::from_secs(1).min(interval);
                     let now = self.now();
-                    self.store.next_cooldown_expiry(now).map_or(interval, |t| {
+                    let delay = self.store.next_cooldown_expiry(now).map_or(interval, |t| {
                         Duration::from_millis(t.saturating_sub(now) + 1).min(interval)
-                    })
+                    });
+                    (delay, false)
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "pool reconcile failed");
                     let d = backoff;
                     backoff = (backoff * 2).min(interval);
-                    d
+                    (d, true)
                 }
             };
-            tokio::select! {
-                () = &mut shutdown => return,
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(delay) => {}
+            if failed {
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            } else {
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(delay) => {}
+                }
             }
         }
     }

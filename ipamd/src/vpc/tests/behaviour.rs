@@ -219,6 +219,54 @@ async fn run_wakes_on_demand_and_stops_on_shutdown() {
         .unwrap();
 }
 
+#[tokio::test(start_paused = true)]
+async fn wakes_do_not_cut_an_error_backoff_short() {
+    let node = Node::new(config(warm_ip(2))).await;
+    // Every top-up fails, as under sustained throttling.
+    node.sim.set_faults(Faults {
+        fail_next: vec![vpc_cni_cloud::sim::FailNext {
+            action: "AssignPrivateIpAddresses".into(),
+            times: 1000,
+            code: "RequestLimitExceeded".into(),
+        }],
+        ..Faults::default()
+    });
+    let ctl = node.ctl.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        ctl.run(async {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    let attempts = || {
+        node.sim
+            .request_counts()
+            .get("AssignPrivateIpAddresses")
+            .copied()
+            .unwrap_or(0)
+    };
+    let first = wait_for(|| attempts() > 0).await;
+    assert!(first, "the first pass made no top-up call");
+    let after_first = attempts();
+    // A burst of ADDs on the empty pool, all inside the first backoff: the paused clock
+    // does not move while this task keeps running.
+    for _ in 0..50 {
+        node.ctl.wake();
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        attempts(),
+        after_first,
+        "wakes retried the failing call during the backoff"
+    );
+    // Once the backoff has passed, the controller tries again.
+    let retried = wait_for(|| attempts() > after_first).await;
+    assert!(retried, "no retry after the backoff");
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
 /// Polls `f` for up to 10 s (a bound for a hung controller, not a timing check).
 async fn wait_for(f: impl Fn() -> bool) -> bool {
     for _ in 0..1000 {
