@@ -161,6 +161,27 @@ impl Store {
         (dropped, self.commit(generation, |_| {}).await)
     }
 
+    /// Takes `ips` out of the pool if all are free right now, atomically with respect to
+    /// ADDs (see [`Datastore::withdraw_if_free`]); false when one is in use or cooling.
+    pub async fn withdraw_if_free(
+        &self,
+        ips: &[std::net::Ipv4Addr],
+        now_ms: u64,
+    ) -> Result<bool, IpamdError> {
+        let (withdrawn, generation) = {
+            let mut s = self.inner.lock();
+            let cooling_before = s.ds.snapshot_cooling_len();
+            let withdrawn = s.ds.withdraw_if_free(ips, now_ms);
+            // Expired cooldowns of withdrawn addresses leave the checkpoint with them.
+            if s.ds.snapshot_cooling_len() != cooling_before {
+                s.generation += 1;
+            }
+            (withdrawn, s.generation)
+        };
+        self.commit(generation, |_| {}).await?;
+        Ok(withdrawn)
+    }
+
     /// Loads a checkpoint's assignments and cooldowns into the live store (VPC
     /// mode learns its pool from IMDS first, so restore comes after) and
     /// makes the result durable.

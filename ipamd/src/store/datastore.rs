@@ -185,6 +185,30 @@ impl Datastore {
         dropped
     }
 
+    /// Takes `ips` out of the pool when every one of them is free (or already out of it) at
+    /// `now_ms`, and changes nothing otherwise. Checking and removing under one borrow is what
+    /// keeps a pod from being handed an address the controller is about to give back.
+    pub fn withdraw_if_free(&mut self, ips: &[Ipv4Addr], now_ms: u64) -> bool {
+        let all_free = ips.iter().all(|ip| {
+            matches!(
+                self.address_state(*ip, now_ms),
+                Some(AddressState::Free) | None
+            )
+        });
+        if !all_free {
+            return false;
+        }
+        for ip in ips {
+            if self.pool.remove(ip).is_some() {
+                self.free.remove(ip);
+                if let Some(until) = self.cooling.remove(ip) {
+                    self.cooling_queue.remove(&(until, *ip));
+                }
+            }
+        }
+        true
+    }
+
     /// Assigns an address to `key`, lowest free address first.
     ///
     /// Idempotent: if `key` already holds an address, that assignment comes back with `false`

@@ -322,7 +322,7 @@ impl PoolController {
                 eni,
                 addresses,
                 prefixes,
-            } => self.release(snap, eni, addresses, prefixes).await,
+            } => self.release(eni, addresses, prefixes).await,
             PoolDecision::FreeEni { eni } => self.free_eni(snap, eni).await,
         }
     }

@@ -11,7 +11,6 @@ use vpc_cni_cloud::{CloudError, EniQuery, ImdsEni, NewEni};
 use super::controller::PoolController;
 use super::rfc3339;
 use super::snapshot::{prefix_addresses, EniMeta, NodeSnapshot};
-use crate::store::AddressState;
 
 pub const INSTANCE_ID_TAG: &str = "vpc-cni.io/instance-id";
 pub const CREATED_AT_TAG: &str = "vpc-cni.io/created-at";
@@ -151,39 +150,12 @@ impl PoolController {
 
     /// Takes `ips` out of the pool, unless a pod holds or just released one
     /// (the snapshot may be a moment old). False when the step must wait.
-    async fn withdraw(
-        &self,
-        snap: &NodeSnapshot,
-        ips: &HashSet<Ipv4Addr>,
-    ) -> Result<bool, IpamdError> {
+    async fn withdraw(&self, ips: &HashSet<Ipv4Addr>) -> Result<bool, IpamdError> {
         let now = self.now();
-        let all_free = self.store.read(|ds| {
-            ips.iter()
-                .all(|ip| matches!(ds.address_state(*ip, now), Some(AddressState::Free) | None))
-        });
-        if !all_free {
+        let list: Vec<Ipv4Addr> = ips.iter().copied().collect();
+        if !self.store.withdraw_if_free(&list, now).await? {
             return Ok(false);
         }
-        let pool = snap
-            .pool
-            .iter()
-            .filter(|a| !ips.contains(&a.ip))
-            .copied()
-            .collect();
-        let (dropped, written) = self.store.set_pool(pool).await;
-        if !dropped.is_empty() {
-            // A pod was handed one between the check and the swap: put the
-            // pool back and let the next pass choose again. (Needs an atomic
-            // "withdraw if free" in the store to close for good.)
-            for a in &dropped {
-                tracing::error!(ip = %a.ip, container = %a.key.container_id,
-                    "address was assigned while being withdrawn; its assignment was lost");
-            }
-            let (_, restored) = self.store.set_pool(snap.pool.clone()).await;
-            restored?;
-            return Ok(false);
-        }
-        written?;
         let until = now.saturating_add(super::controller::QUARANTINE_MS);
         let mut c = self.caches();
         for ip in ips {
@@ -194,7 +166,6 @@ impl PoolController {
 
     pub(crate) async fn release(
         &self,
-        snap: &NodeSnapshot,
         eni: &str,
         addresses: &[Ipv4Addr],
         prefixes: &[String],
@@ -206,7 +177,7 @@ impl PoolController {
                 .filter_map(|p| prefix_addresses(p))
                 .flatten(),
         );
-        if !self.withdraw(snap, &ips).await? {
+        if !self.withdraw(&ips).await? {
             return Ok(());
         }
         self.ec2
@@ -236,7 +207,7 @@ impl PoolController {
             .chain(view.prefixes.iter().flat_map(|p| p.slots.iter()))
             .map(|s| s.ip)
             .collect();
-        if !self.withdraw(snap, &ips).await? {
+        if !self.withdraw(&ips).await? {
             return Ok(());
         }
         let attachment = self.attachment_of(eni).await?;

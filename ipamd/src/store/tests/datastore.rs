@@ -294,3 +294,39 @@ fn large_pool_with_churn() {
     let ips: HashSet<_> = ds.assignments().map(|a| a.ip).collect();
     assert_eq!(ips.len(), 300);
 }
+
+#[test]
+fn withdraw_if_free_takes_all_or_nothing() {
+    let mut ds = datastore(6, 1_000);
+    let (a, _) = ds.assign(key(1), pod(1), 0).unwrap();
+    let (b, _) = ds.assign(key(2), pod(2), 0).unwrap();
+    ds.release(&key(2), 0);
+    assert_eq!((a.ip, b.ip), (ip(1), ip(2)));
+
+    // One address in use or cooling: nothing is withdrawn.
+    let before = ds.counts(0);
+    assert!(!ds.withdraw_if_free(&[ip(3), ip(1)], 0));
+    assert!(!ds.withdraw_if_free(&[ip(3), ip(2)], 500));
+    assert_eq!(ds.counts(0), before);
+    assert_eq!(ds.address_state(ip(3), 0), Some(AddressState::Free));
+
+    // Free ones, an expired cooldown and an address already gone are all withdrawn.
+    assert!(ds.withdraw_if_free(&[ip(2), ip(3), ip(99)], 1_000));
+    assert_eq!(ds.address_state(ip(2), 1_000), None);
+    assert_eq!(ds.address_state(ip(3), 1_000), None);
+    assert_eq!(
+        ds.counts(1_000),
+        PoolCounts {
+            total: 4,
+            assigned: 1,
+            cooling: 0,
+            available: 3
+        }
+    );
+    assert!(ds.snapshot().cooling.is_empty());
+    // Withdrawn addresses are never handed out.
+    for i in 10..13 {
+        let (c, _) = ds.assign(key(i), pod(i), 1_000).unwrap();
+        assert!(![ip(2), ip(3)].contains(&c.ip), "{} came back", c.ip);
+    }
+}
