@@ -11,6 +11,7 @@ pub mod image;
 pub mod ipamd_proc;
 pub mod netns;
 pub mod node;
+pub mod overlay_cluster;
 pub mod plugin;
 pub mod vpc_cluster;
 pub mod vpcsim;

@@ -2,7 +2,12 @@
 //! namespace fabric) with two nodes running the real ipamd in VPC mode, pods
 //! ADDed through the real plugin on both nodes and on secondary ENIs, an
 //! ALB-style host and the internet; then the node's ENIs and addresses and a
-//! connectivity matrix.
+//! connectivity matrix. Beside them, three on-prem nodes on a plain L2
+//! underlay without IMDS, where ipamd picks overlay mode (VXLAN) on its own.
+
+// In a directory of its own: a file beside demo.rs would be a binary of its own.
+#[path = "demo/overlay.rs"]
+mod overlay;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -48,9 +53,16 @@ fn main() -> anyhow::Result<()> {
     print_enis(&cluster, &pods)?;
     println!("alb: plain VPC host at {alb_ip}; internet: {INTERNET_ADDR} (answers primary addresses only)\n");
 
-    let (ok, total) = matrix(&pods, &alb)?;
-    println!("\nconnectivity: {ok}/{total} ok");
+    let (vpc_ok, vpc_total) = matrix(&pods, &alb)?;
     drop(pods);
+    drop(alb);
+    drop(cluster);
+
+    let (overlay_ok, overlay_total) = overlay::run()?;
+    let (ok, total) = (vpc_ok + overlay_ok, vpc_total + overlay_total);
+    println!(
+        "\nconnectivity: {ok}/{total} ok (VPC {vpc_ok}/{vpc_total}, overlay {overlay_ok}/{overlay_total})"
+    );
     println!("torn down: pods deleted, ipamd stopped, namespaces removed");
     if ok != total {
         bail!("{} of {total} checks failed", total - ok);
