@@ -385,6 +385,10 @@ fn base_env() -> BTreeMap<String, String> {
         ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds_url()),
         ("AWS_REGION", REGION.to_string()),
         ("IP_COOLDOWN_PERIOD", "1".to_string()),
+        // The pacing rules scaled down like the cooldown: still in force, but tests that
+        // wait for a shrink or a freed ENI wait seconds rather than minutes.
+        ("POOL_SHRINK_INTERVAL", "1".to_string()),
+        ("MIN_ENI_AGE", "2".to_string()),
         ("ASSIGNMENT_GRACE_PERIOD", "2".to_string()),
         ("VETH_SWEEP_INTERVAL", "1".to_string()),
         ("IPAMD_LOG", "info".to_string()),

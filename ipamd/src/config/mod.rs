@@ -214,6 +214,9 @@ mod tests {
             Some("net")
         );
         assert_eq!(s.vpc.eni_mtu, 9001);
+        assert_eq!(s.vpc.pool_shrink_interval, Duration::from_secs(30));
+        assert_eq!(s.vpc.min_eni_age, Duration::from_secs(60));
+        assert_eq!(s.vpc.subnet_full_pause, Duration::from_secs(120));
         let err = parse(&["--enable-prefix-delegation", "maybe"]).unwrap_err();
         assert!(
             err.to_string().contains("ENABLE_PREFIX_DELEGATION"),

@@ -100,6 +100,21 @@ pub struct VpcSettings {
           default_value = "5m", value_parser = parse_duration)]
     pub leaked_eni_min_age: Duration,
 
+    /// Least time between two passes that give addresses or ENIs back.
+    #[arg(long, env = "POOL_SHRINK_INTERVAL", value_name = "POOL_SHRINK_INTERVAL",
+          default_value = "30", value_parser = parse_duration)]
+    pub pool_shrink_interval: Duration,
+
+    /// Least age of an ENI before it may be detached and deleted.
+    #[arg(long, env = "MIN_ENI_AGE", value_name = "MIN_ENI_AGE",
+          default_value = "1m", value_parser = parse_duration)]
+    pub min_eni_age: Duration,
+
+    /// How long growth pauses after EC2 reports the subnet full.
+    #[arg(long, env = "SUBNET_FULL_PAUSE", value_name = "SUBNET_FULL_PAUSE",
+          default_value = "2m", value_parser = parse_duration)]
+    pub subnet_full_pause: Duration,
+
     /// Sustained EC2 calls per second (one bucket for every call).
     #[arg(
         long,

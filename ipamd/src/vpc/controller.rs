@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 use vpc_cni_cloud::{Ec2, EniQuery, Imds, InstanceLimits, NodeIdentity};
 
 use super::math::{self, Limits, PoolConfig, PoolDecision};
+use super::pacing::{Pacing, PacingConfig, Verdict};
 use super::snapshot::{self, EniMeta, NodeSnapshot, NO_MANAGE_TAG};
 use crate::config::VpcSettings;
 use crate::store::Store;
@@ -54,6 +55,7 @@ pub struct ControllerConfig {
     pub visibility_backoff: Duration,
     /// Bound on steps per pass, so a fight over the ENIs cannot spin.
     pub max_steps: usize,
+    pub pacing: PacingConfig,
 }
 
 impl Default for ControllerConfig {
@@ -67,6 +69,7 @@ impl Default for ControllerConfig {
             visibility_timeout: Duration::from_secs(60),
             visibility_backoff: Duration::from_millis(100),
             max_steps: 64,
+            pacing: PacingConfig::default(),
         }
     }
 }
@@ -88,15 +91,26 @@ impl ControllerConfig {
             cluster_name: s.cluster_name.clone(),
             additional_eni_tags: s.additional_eni_tags.clone(),
             leaked_eni_min_age: s.leaked_eni_min_age,
+            pacing: PacingConfig {
+                shrink_interval_ms: millis(s.pool_shrink_interval),
+                min_eni_age_ms: millis(s.min_eni_age),
+                subnet_full_pause_ms: millis(s.subnet_full_pause),
+            },
             ..ControllerConfig::default()
         }
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReconcileReport {
     pub actions: Vec<PoolDecision>,
+    /// A step the pacing rules held back, and when it may run (unix ms).
+    pub held: Option<(PoolDecision, u64)>,
 }
 
 #[derive(Default)]
@@ -106,6 +120,7 @@ pub(crate) struct Caches {
     pub released: HashMap<Ipv4Addr, u64>,
     /// Detached ENI -> likewise.
     pub detached: HashMap<String, u64>,
+    pub pacing: Pacing,
 }
 
 pub struct PoolController {
@@ -134,6 +149,7 @@ impl PoolController {
         config: ControllerConfig,
         clock: Clock,
     ) -> Self {
+        let pacing = config.pacing;
         PoolController {
             ec2,
             imds,
@@ -147,7 +163,10 @@ impl PoolController {
             },
             config,
             clock,
-            caches: Mutex::new(Caches::default()),
+            caches: Mutex::new(Caches {
+                pacing: Pacing::new(pacing),
+                ..Caches::default()
+            }),
             wake: Notify::new(),
             datapath: None,
             pass: tokio::sync::Mutex::new(()),
@@ -285,20 +304,40 @@ impl PoolController {
                 EniMeta {
                     no_manage,
                     attachment_id: e.attachment_id.clone(),
+                    created_ms: e
+                        .tags
+                        .get(super::eni_ops::CREATED_AT_TAG)
+                        .and_then(|t| super::rfc3339::parse(t)),
                 },
             );
         }
         Ok(())
     }
 
-    /// Runs passes until the pool math is idle.
+    /// Runs passes until the pool math is idle, or the next step must wait for a pacing rule
+    /// (see [`super::pacing`]).
     pub async fn reconcile_once(&self) -> Result<ReconcileReport, IpamdError> {
         let _pass = self.pass.lock().await;
         let mut report = ReconcileReport::default();
+        let mut shrunk = false;
         loop {
             let snap = self.snapshot().await?;
             let decision = math::decide(&snap.views, &self.config.pool, &self.limits);
             if decision == PoolDecision::Idle {
+                return Ok(report);
+            }
+            let now = self.now();
+            let verdict = {
+                let c = self.caches();
+                let created = match &decision {
+                    PoolDecision::FreeEni { eni } => c.meta.get(eni).and_then(|m| m.created_ms),
+                    _ => None,
+                };
+                c.pacing.check(&decision, created, now, shrunk)
+            };
+            if let Verdict::HoldUntil(until) = verdict {
+                tracing::debug!(?decision, until, "pool step held back by pacing");
+                report.held = Some((decision, until));
                 return Ok(report);
             }
             if report.actions.len() >= self.config.max_steps {
@@ -308,7 +347,24 @@ impl PoolController {
                 });
             }
             tracing::debug!(?decision, "pool step");
-            self.execute(&snap, &decision).await?;
+            if let Err(e) = self.execute(&snap, &decision).await {
+                if matches!(
+                    e.cloud_error(),
+                    Some(vpc_cni_cloud::CloudError::SubnetFull { .. })
+                ) {
+                    tracing::warn!(
+                        pause_ms = self.config.pacing.subnet_full_pause_ms,
+                        "subnet full: growth paused"
+                    );
+                    self.caches().pacing.subnet_full(self.now());
+                }
+                return Err(e);
+            }
+            self.caches().pacing.record(&decision, self.now());
+            shrunk |= matches!(
+                decision,
+                PoolDecision::Release { .. } | PoolDecision::FreeEni { .. }
+            );
             report.actions.push(decision);
         }
     }
@@ -345,7 +401,14 @@ impl PoolController {
                     }
                     backoff = Duration::from_secs(1).min(interval);
                     let now = self.now();
-                    let delay = self.store.next_cooldown_expiry(now).map_or(interval, |t| {
+                    let next = [
+                        self.store.next_cooldown_expiry(now),
+                        report.held.as_ref().map(|(_, until)| *until),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                    let delay = next.map_or(interval, |t| {
                         Duration::from_millis(t.saturating_sub(now) + 1).min(interval)
                     });
                     (delay, false)

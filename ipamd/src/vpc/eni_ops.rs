@@ -119,6 +119,7 @@ impl PoolController {
             EniMeta {
                 no_manage: false,
                 attachment_id: Some(attachment),
+                created_ms: Some(self.now()),
             },
         );
         self.reclaim(

@@ -9,6 +9,7 @@
 pub mod controller;
 pub mod leaked;
 pub mod math;
+pub mod pacing;
 pub mod snapshot;
 
 mod eni_ops;

@@ -15,6 +15,8 @@ use crate::store::{AddressState, PoolAddress, Store};
 pub(crate) struct EniMeta {
     pub no_manage: bool,
     pub attachment_id: Option<String>,
+    /// From our creation tag (unix ms); `None` for ENIs we did not create.
+    pub created_ms: Option<u64>,
 }
 
 /// The AWS VPC CNI's opt-out tag, honoured for drop-in use.

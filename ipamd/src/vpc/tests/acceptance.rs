@@ -1,7 +1,7 @@
 //! Issue 5's acceptance table: warm pools on an m5.4xlarge (8 ENIs, 30 IPv4
 //! each, so 29 pod addresses per ENI), counted once the controller is idle.
 
-use super::harness::{config, Node, Shape, COOLDOWN_MS};
+use super::harness::{config, Node, Shape, SETTLE_MS};
 use crate::vpc::math::PoolConfig;
 
 /// (ENIs, addresses or prefixes) at 0 pods, 10, 40, and back to 0.
@@ -33,7 +33,7 @@ async fn row(label: &str, pool: PoolConfig, want: Row) {
         "{label}: cooling addresses were given back"
     );
 
-    node.advance(COOLDOWN_MS + 1);
+    node.advance(SETTLE_MS);
     node.idle().await;
     assert_eq!(units(node.shape()), want[3], "{label}: back to 0");
     // Freed ENIs were deleted, not left behind.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use vpc_cni_cloud::sim::Faults;
 
-use super::harness::{config, world, Node, COOLDOWN_MS};
+use super::harness::{config, world, Node, COOLDOWN_MS, SETTLE_MS};
 use crate::vpc::math::{PoolConfig, PoolDecision};
 use crate::vpc::{CLUSTER_TAG, CREATED_AT_TAG, INSTANCE_ID_TAG, NO_MANAGE_TAG};
 
@@ -129,7 +129,7 @@ async fn no_manage_enis_are_left_alone() {
         .any(|a| a.device_number == 2 && a.route_table == 3));
 
     node.remove_all_pods().await;
-    node.advance(COOLDOWN_MS + 1);
+    node.advance(SETTLE_MS);
     node.idle().await;
     let view = node.sim.imds_instance(&node.instance_id).unwrap();
     assert_eq!(view.interfaces.len(), 2);

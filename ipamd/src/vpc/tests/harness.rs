@@ -15,6 +15,13 @@ use crate::vpc::{ControllerConfig, PoolController, ReconcileReport};
 
 pub const COOLDOWN_MS: u64 = 30_000;
 pub const START_MS: u64 = 1_700_000_000_000;
+/// Long enough for released addresses to leave cooldown and for new ENIs to reach the
+/// minimum age at which they may be freed.
+pub const SETTLE_MS: u64 = if COOLDOWN_MS > crate::vpc::pacing::MIN_ENI_AGE_MS {
+    COOLDOWN_MS + 1
+} else {
+    crate::vpc::pacing::MIN_ENI_AGE_MS + 1
+};
 
 pub struct Node {
     pub sim: SimVpc,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use vpc_cni_cloud::sim::{FailNext, Faults};
 
-use super::harness::{config, Node, COOLDOWN_MS};
+use super::harness::{config, Node, SETTLE_MS};
 use crate::vpc::math::PoolConfig;
 use crate::vpc::{CREATED_AT_TAG, INSTANCE_ID_TAG, NO_MANAGE_TAG};
 
@@ -31,7 +31,7 @@ async fn only_old_available_enis_of_ours_are_deleted() {
         ..Faults::default()
     });
     node.remove_all_pods().await;
-    node.advance(COOLDOWN_MS + 1);
+    node.advance(SETTLE_MS);
     node.idle().await;
     assert_eq!(node.shape().enis, 1);
     let status = |id: &str| {

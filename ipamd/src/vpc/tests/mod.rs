@@ -8,4 +8,5 @@ mod behaviour;
 mod harness;
 mod leaked;
 mod math;
+mod pacing;
 mod reclaim;
