@@ -89,6 +89,17 @@ pub struct Settings {
     pub overlay: OverlaySettings,
 }
 
+/// The error for an overlay node with no way to learn its pod CIDR.
+#[must_use]
+pub fn missing_pod_cidr() -> IpamdError {
+    IpamdError::Config {
+        variable: "POD_CIDR",
+        reason: "required in overlay mode unless ipamd reads its Node from the Kubernetes API \
+                 (the node's pod CIDR, e.g. 10.244.1.0/24)"
+            .into(),
+    }
+}
+
 /// Pod MTU when `POD_MTU` is unset, for a node with no underlay to derive it from.
 pub const DEFAULT_POD_MTU: u32 = 1500;
 
@@ -128,12 +139,7 @@ impl Settings {
         if self.pod_cidr.is_some() || self.overlay.peer_source() == PeerSourceChoice::Kubernetes {
             return Ok(());
         }
-        Err(IpamdError::Config {
-            variable: "POD_CIDR",
-            reason: "required in overlay mode unless ipamd reads its Node from the Kubernetes \
-                     API (the node's pod CIDR, e.g. 10.244.1.0/24)"
-                .into(),
-        })
+        Err(missing_pod_cidr())
     }
 
     /// The MTU pods get.

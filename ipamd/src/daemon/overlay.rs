@@ -7,10 +7,12 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::{cooldown_ms, NodeSetup, MODE_OVERLAY};
-use crate::config::{Ipv4Cidr, PeerSourceChoice, Settings};
+use crate::config::{missing_pod_cidr, Ipv4Cidr, PeerSourceChoice, Settings};
 use crate::datapath::{LocalDatapath, NodeDatapath};
 use crate::error::IpamdError;
-use crate::overlay::peers::{FilePeers, PeerSource};
+use crate::overlay::peers::{
+    annotate_own_node, client_from_environment, own_pod_cidr, FilePeers, KubePeers, PeerSource,
+};
 use crate::overlay::vxlan::OverlaySpec;
 use crate::overlay::{run_peer_loop, underlay, OverlayDatapath};
 use crate::pool::{PodCidrPool, PoolSource};
@@ -38,17 +40,16 @@ pub(super) async fn setup(
     loaded: Option<CheckpointData>,
     stop: watch::Receiver<bool>,
 ) -> Result<NodeSetup, IpamdError> {
-    settings.require_pod_cidr()?;
     let choice = settings.overlay.peer_source();
     let name = node_name(settings)?;
-    let pod_cidr = match settings.pod_cidr {
-        Some(cidr) => cidr,
-        None => {
-            return Err(IpamdError::Config {
-                variable: "POD_CIDR",
-                reason: "reading it from the Node object is not available in this build".into(),
-            })
-        }
+    let kube = match choice {
+        PeerSourceChoice::Kubernetes => Some(client_from_environment().await?),
+        _ => None,
+    };
+    let pod_cidr = match (settings.pod_cidr, &kube) {
+        (Some(cidr), _) => cidr,
+        (None, Some(client)) => node_pod_cidr(client, &name).await?,
+        (None, None) => return Err(missing_pod_cidr()),
     };
 
     let source = PodCidrPool::new(pod_cidr);
@@ -71,8 +72,17 @@ pub(super) async fn setup(
             settings.effective_pod_mtu()
         }
         PeerSourceChoice::File(_) | PeerSourceChoice::Kubernetes => {
-            let (datapath, peers) = start_overlay(settings, &name, pod_cidr, &choice).await?;
+            let (datapath, peers) =
+                start_overlay(settings, &name, pod_cidr, &choice, kube.as_ref()).await?;
             let mtu = pod_mtu(settings, &datapath)?;
+            if let Some(client) = kube {
+                background.push(tokio::spawn(annotate_until_done(
+                    client,
+                    name.clone(),
+                    datapath.spec().underlay_ip,
+                    stop.clone(),
+                )));
+            }
             background.push(tokio::spawn(run_peer_loop(datapath, peers, stop)));
             mtu
         }
@@ -101,6 +111,7 @@ async fn start_overlay(
     name: &str,
     pod_cidr: Ipv4Cidr,
     choice: &PeerSourceChoice,
+    kube: Option<&kube::Client>,
 ) -> Result<(Arc<OverlayDatapath>, Box<dyn PeerSource>), IpamdError> {
     let ov = &settings.overlay;
     let underlay = underlay::discover(ov.vxlan_underlay_iface.as_deref()).await?;
@@ -133,12 +144,14 @@ async fn start_overlay(
                 .with_own_underlay(underlay.ip)
                 .with_poll_interval(ov.peers_file_poll_interval),
         ),
-        PeerSourceChoice::Kubernetes | PeerSourceChoice::Standalone => {
-            return Err(IpamdError::Config {
-                variable: "PEERS_FILE",
-                reason: "the Kubernetes peer source is not available in this build".into(),
-            })
-        }
+        PeerSourceChoice::Kubernetes | PeerSourceChoice::Standalone => match kube {
+            Some(client) => Box::new(KubePeers::new(client.clone(), name, Some(underlay.ip))),
+            None => {
+                return Err(IpamdError::Internal(
+                    "the overlay has neither a peers file nor a Kubernetes client".into(),
+                ))
+            }
+        },
     };
     Ok((datapath, peers))
 }
@@ -158,5 +171,49 @@ fn pod_mtu(settings: &Settings, datapath: &OverlayDatapath) -> Result<u32, Ipamd
                 datapath.spec().underlay_mtu
             ),
         }),
+    }
+}
+
+/// How often the own Node is asked again while it has no pod CIDR or the API fails.
+const NODE_RETRY: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The own Node's `spec.podCIDR`, waiting while the controller manager has not assigned one
+/// yet (a just-registered Node) or the API does not answer; a value that is not an IPv4 CIDR
+/// stops ipamd.
+async fn node_pod_cidr(client: &kube::Client, name: &str) -> Result<Ipv4Cidr, IpamdError> {
+    loop {
+        match own_pod_cidr(client, name).await {
+            Ok(Some(cidr)) => {
+                info!(node = name, pod_cidr = %cidr, "pod CIDR from the Node object");
+                return Ok(cidr);
+            }
+            Ok(None) => info!(node = name, "waiting for the Node's spec.podCIDR"),
+            Err(e @ IpamdError::Config { .. }) => return Err(e),
+            Err(e) => warn!(error = %e, "reading the own Node; retrying"),
+        }
+        tokio::time::sleep(NODE_RETRY).await;
+    }
+}
+
+/// Puts this node's underlay address on its Node, which is how the other nodes learn it;
+/// retried until it succeeds or ipamd stops.
+async fn annotate_until_done(
+    client: kube::Client,
+    name: String,
+    underlay: std::net::Ipv4Addr,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        match annotate_own_node(&client, &name, underlay).await {
+            Ok(()) => {
+                info!(node = %name, %underlay, "Node annotated with the underlay address");
+                return;
+            }
+            Err(e) => warn!(error = %e, retry_in = ?NODE_RETRY, "annotating the own Node"),
+        }
+        tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            () = tokio::time::sleep(NODE_RETRY) => {}
+        }
     }
 }

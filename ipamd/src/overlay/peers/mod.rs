@@ -6,23 +6,26 @@
 //! programmed, so a missed or coalesced change can never leave it out of step,
 //! and a restart is just "diff against an empty set" after reconciling.
 //!
-//! A Kubernetes source (kube-rs) maps onto the same trait:
-//! - a `watcher` over `Node` objects (initial list, then watch events) keeps a
-//!   store of nodes; after each applied event batch (`InitDone`, `Apply`,
-//!   `Delete`) the source builds a fresh [`PeerSet`] from the store and
-//!   returns it from `next` if it differs from the one it returned last;
-//! - a node becomes a [`Peer`] named by `metadata.name`, with `pod_cidr` from
-//!   `spec.podCIDR` and `underlay` from the annotation `vpc-cni.io/underlay-ip`
-//!   (which each ipamd patches onto its own Node); a node missing either is
-//!   not a peer yet (it appears once its ipamd has annotated it);
-//! - its own Node is skipped with [`without_own`] and the set is checked
-//!   with [`validate`], as the file source does. Unlike a file, the Node list
-//!   is not one edit by one author, so that source may rather leave out the
-//!   offending Node (and report it) than reject the whole set.
+//! Two sources implement it:
+//! - [`FilePeers`]: the `PEERS_FILE` JSON, polled; an invalid edit is rejected
+//!   whole and the last good set kept.
+//! - [`KubePeers`]: a kube-rs `watcher` over `Node` objects. A Node becomes a
+//!   [`Peer`] named by `metadata.name`, with `pod_cidr` from `spec.podCIDR`
+//!   and `underlay` from the annotation `vpc-cni.io/underlay-ip`, which each
+//!   ipamd patches onto its own Node; a Node missing either is not a peer yet.
+//!   The Node list is not one edit by one author, so a Node with an unusable
+//!   or clashing value is left out (and reported) rather than the whole set
+//!   rejected.
 
 mod file;
 #[cfg(test)]
 mod file_tests;
+mod kube;
+mod kube_nodes;
+#[cfg(test)]
+mod kube_tests;
+#[cfg(test)]
+mod kube_watch_tests;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -32,6 +35,9 @@ use futures::future::BoxFuture;
 use crate::config::Ipv4Cidr;
 use crate::error::IpamdError;
 
+pub use self::kube::{
+    annotate_own_node, client_from_environment, own_pod_cidr, KubePeers, UNDERLAY_ANNOTATION,
+};
 pub use file::{parse_peers_file, FilePeers, DEFAULT_POLL_INTERVAL};
 
 /// Another node of the overlay. The VTEP MAC is derived from `underlay`, so

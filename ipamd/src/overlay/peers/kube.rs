@@ -1,0 +1,223 @@
+//! Peers from the Kubernetes API: every Node with a pod CIDR and our
+//! underlay annotation (see the module docs of `peers` for the mapping), and
+//! the calls ipamd makes on its own Node.
+//!
+//! RBAC: `get`, `list`, `watch` and `patch` on `nodes` (cluster scope).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use ::kube::api::{Api, Patch, PatchParams};
+use ::kube::runtime::watcher::{self, Event};
+use ::kube::runtime::WatchStreamExt;
+use ::kube::Client;
+use futures::future::BoxFuture;
+use futures::stream::{BoxStream, StreamExt};
+use k8s_openapi::api::core::v1::Node;
+
+pub use super::kube_nodes::UNDERLAY_ANNOTATION;
+use super::kube_nodes::{facts, ipv4_pod_cidr, underlay_annotation, NodeFacts, NodeStore};
+use super::{PeerSet, PeerSource};
+use crate::config::Ipv4Cidr;
+use crate::error::IpamdError;
+
+/// Names our writes in the Node's `managedFields`.
+const FIELD_MANAGER: &str = "vpc-cni";
+
+type NodeEvents = BoxStream<'static, Result<Event<Node>, watcher::Error>>;
+
+/// Peers from a watch on all Node objects.
+///
+/// The watcher lists the Nodes, then watches from the list's resource
+/// version; it resumes a broken watch and re-lists when the API server has
+/// forgotten that version. Its errors come out of [`PeerSource::next`] and
+/// the next call goes on after kube's default backoff.
+///
+/// `next` is cancel-safe: everything learnt so far lives in `self`, so a
+/// caller may race it against shutdown in a `select!`.
+pub struct KubePeers {
+    api: Api<Node>,
+    own_name: String,
+    own_underlay: Option<Ipv4Addr>,
+    /// Started on the first `next`, so building a source makes no API call.
+    events: Option<NodeEvents>,
+    store: NodeStore,
+    /// Nodes seen so far in a (re-)list in progress; the store keeps the
+    /// previous listing in force until the new one is complete.
+    listing: Option<BTreeMap<String, NodeFacts>>,
+    /// Whether a listing ever completed: before that there is no set.
+    listed: bool,
+    returned: Option<PeerSet>,
+}
+
+impl fmt::Debug for KubePeers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KubePeers")
+            .field("own_name", &self.own_name)
+            .field("own_underlay", &self.own_underlay)
+            .field("watching", &self.events.is_some())
+            .field("listed", &self.listed)
+            .field("returned", &self.returned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubePeers {
+    /// Watches all Nodes; the Node named `own_name` (and any Node annotated
+    /// with `own_underlay`) is this node and is skipped.
+    #[must_use]
+    pub fn new(
+        client: Client,
+        own_name: impl Into<String>,
+        own_underlay: Option<Ipv4Addr>,
+    ) -> Self {
+        Self {
+            api: Api::all(client),
+            own_name: own_name.into(),
+            own_underlay,
+            events: None,
+            store: NodeStore::default(),
+            listing: None,
+            listed: false,
+            returned: None,
+        }
+    }
+
+    /// Takes one watcher event into the store. Returns whether the peer set
+    /// may have changed.
+    fn take(&mut self, event: Event<Node>) -> bool {
+        match event {
+            Event::Init => {
+                self.listing = Some(BTreeMap::new());
+                false
+            }
+            Event::InitApply(node) => {
+                if let Some((name, facts)) = facts(&node) {
+                    self.listing
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(name, facts);
+                }
+                false
+            }
+            Event::InitDone => {
+                self.store.replace(self.listing.take().unwrap_or_default());
+                self.listed = true;
+                true
+            }
+            Event::Apply(node) => self.store.apply(&node) && self.listed,
+            Event::Delete(node) => self.store.delete(&node) && self.listed,
+        }
+    }
+
+    /// The current set, if it differs from the one returned last.
+    fn changed_set(&mut self) -> Option<PeerSet> {
+        let set = self.store.peers(&self.own_name, self.own_underlay);
+        if self.returned.as_ref() == Some(&set) {
+            return None;
+        }
+        self.returned = Some(set.clone());
+        Some(set)
+    }
+}
+
+impl PeerSource for KubePeers {
+    fn next(&mut self) -> BoxFuture<'_, Result<PeerSet, IpamdError>> {
+        Box::pin(async move {
+            loop {
+                let api = &self.api;
+                let events = self.events.get_or_insert_with(|| {
+                    ::kube::runtime::watcher(api.clone(), watcher::Config::default())
+                        .default_backoff()
+                        .boxed()
+                });
+                match events.next().await {
+                    Some(Ok(event)) => {
+                        if self.take(event) {
+                            if let Some(set) = self.changed_set() {
+                                return Ok(set);
+                            }
+                        }
+                    }
+                    Some(Err(e)) => return Err(kube_error("watching Nodes", &e)),
+                    None => {
+                        // The watcher never ends by itself; should it, the
+                        // next call starts a new one (with a fresh list).
+                        self.events = None;
+                        return Err(IpamdError::Kubernetes {
+                            action: "watching Nodes".into(),
+                            reason: "the watch stream ended".into(),
+                        });
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Puts `underlay` into this node's [`UNDERLAY_ANNOTATION`], leaving every
+/// other field alone. Reads the Node first and writes only when the value
+/// differs, so a restart costs one GET.
+pub async fn annotate_own_node(
+    client: &Client,
+    node_name: &str,
+    underlay: Ipv4Addr,
+) -> Result<(), IpamdError> {
+    let api: Api<Node> = Api::all(client.clone());
+    let node = api
+        .get(node_name)
+        .await
+        .map_err(|e| kube_error(format!("getting Node {node_name}"), &e))?;
+    let current = underlay_annotation(&node).and_then(|v| v.trim().parse::<Ipv4Addr>().ok());
+    if current == Some(underlay) {
+        return Ok(());
+    }
+    let mut annotations = serde_json::Map::new();
+    annotations.insert(UNDERLAY_ANNOTATION.into(), underlay.to_string().into());
+    let patch = serde_json::json!({ "metadata": { "annotations": annotations } });
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    api.patch(node_name, &params, &Patch::Merge(&patch))
+        .await
+        .map_err(|e| {
+            kube_error(
+                format!("annotating Node {node_name} with {UNDERLAY_ANNOTATION}={underlay}"),
+                &e,
+            )
+        })?;
+    Ok(())
+}
+
+/// This node's IPv4 pod CIDR from its Node (`spec.podCIDR`, or the first
+/// IPv4 entry of `spec.podCIDRs`); `None` while none is assigned.
+pub async fn own_pod_cidr(
+    client: &Client,
+    node_name: &str,
+) -> Result<Option<Ipv4Cidr>, IpamdError> {
+    let api: Api<Node> = Api::all(client.clone());
+    let node = api
+        .get(node_name)
+        .await
+        .map_err(|e| kube_error(format!("getting Node {node_name}"), &e))?;
+    ipv4_pod_cidr(&node).map_err(|reason| IpamdError::Config {
+        variable: "POD_CIDR",
+        reason: format!("Node {node_name}: {reason}"),
+    })
+}
+
+/// A client from `KUBECONFIG` (or `~/.kube/config`) when there is one,
+/// else from the in-cluster service account (kube's `Config::infer` order).
+pub async fn client_from_environment() -> Result<Client, IpamdError> {
+    Client::try_default()
+        .await
+        .map_err(|e| kube_error("loading KUBECONFIG or the in-cluster configuration", &e))
+}
+
+fn kube_error(action: impl Into<String>, e: &dyn std::error::Error) -> IpamdError {
+    IpamdError::Kubernetes {
+        action: action.into(),
+        reason: e.to_string(),
+    }
+}

@@ -1,0 +1,237 @@
+//! From Node objects to peers: what the Kubernetes source keeps of each Node,
+//! and how it turns all of them into one conflict-free [`PeerSet`].
+//!
+//! Only the distilled facts of each Node are kept, not the object: a Node's
+//! status (images, conditions) is most of its size and none of our business.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use k8s_openapi::api::core::v1::Node;
+
+use super::{validate, without_own, Peer, PeerSet};
+use crate::config::Ipv4Cidr;
+
+/// The annotation each ipamd puts on its own Node: the underlay address its
+/// peers send VXLAN traffic to.
+pub const UNDERLAY_ANNOTATION: &str = "vpc-cni.io/underlay-ip";
+
+/// What one Node contributes to the overlay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct NodeFacts {
+    /// The Node's IPv4 pod CIDR when it has a usable one; kept apart from
+    /// `status` because the own Node's CIDR counts even before it is annotated.
+    pub pod_cidr: Option<Ipv4Cidr>,
+    pub status: Status,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Status {
+    /// A peer, unless it clashes with another Node.
+    Peer(Peer),
+    /// Not a peer yet (no pod CIDR assigned, or its ipamd has not annotated
+    /// it yet); normal while a node joins.
+    Incomplete(String),
+    /// Carries a value that cannot be used; worth a warning.
+    Invalid(String),
+}
+
+/// The text of the Node's IPv4 pod CIDR: `spec.podCIDR`, or the first IPv4
+/// entry of `spec.podCIDRs` (in an IPv6-first dual-stack cluster `podCIDR`
+/// is the IPv6 one).
+fn pod_cidr_text(node: &Node) -> Option<&str> {
+    let spec = node.spec.as_ref()?;
+    spec.pod_cidr
+        .iter()
+        .chain(spec.pod_cidrs.iter().flatten())
+        .map(|s| s.trim())
+        .find(|s| !s.is_empty() && !s.contains(':'))
+}
+
+/// The Node's IPv4 pod CIDR; `Err` names the unusable value.
+pub(super) fn ipv4_pod_cidr(node: &Node) -> Result<Option<Ipv4Cidr>, String> {
+    match pod_cidr_text(node) {
+        None => Ok(None),
+        Some(text) => text
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("pod CIDR {text:?} is unusable: {e}")),
+    }
+}
+
+/// Our annotation's raw value on `node`, if present.
+pub(super) fn underlay_annotation(node: &Node) -> Option<&str> {
+    node.metadata
+        .annotations
+        .as_ref()?
+        .get(UNDERLAY_ANNOTATION)
+        .map(String::as_str)
+}
+
+/// The Node's name and facts; `None` for a Node without a name (the API
+/// server never sends one).
+pub(super) fn facts(node: &Node) -> Option<(String, NodeFacts)> {
+    let name = node.metadata.name.clone()?;
+    let cidr = ipv4_pod_cidr(node);
+    let pod_cidr = cidr.as_ref().ok().copied().flatten();
+    let underlay = underlay_annotation(node).map(|raw| {
+        raw.trim()
+            .parse::<Ipv4Addr>()
+            .map_err(|_| format!("annotation {UNDERLAY_ANNOTATION}={raw:?} is not an IPv4 address"))
+    });
+    let status = match (cidr, underlay) {
+        (Err(reason), _) | (_, Some(Err(reason))) => Status::Invalid(reason),
+        (Ok(None), _) => Status::Incomplete("no IPv4 pod CIDR (spec.podCIDR) yet".into()),
+        (_, None) => Status::Incomplete(format!("no {UNDERLAY_ANNOTATION} annotation yet")),
+        (Ok(Some(pod_cidr)), Some(Ok(underlay))) => {
+            let peer = Peer {
+                name: name.clone(),
+                underlay,
+                pod_cidr,
+            };
+            // One peer alone: only the checks on its own fields can fail.
+            match validate(std::slice::from_ref(&peer)) {
+                Ok(()) => Status::Peer(peer),
+                Err(reason) => Status::Invalid(reason),
+            }
+        }
+    };
+    Some((name, NodeFacts { pod_cidr, status }))
+}
+
+/// The facts of every Node, plus what was reported about them, so each
+/// problem is logged when it appears rather than at every event.
+#[derive(Debug, Default)]
+pub(super) struct NodeStore {
+    nodes: BTreeMap<String, NodeFacts>,
+    /// Peers left out for clashing with another Node at the last build.
+    clashes: BTreeMap<String, String>,
+}
+
+impl NodeStore {
+    /// Records a Node's current state. Returns whether its facts changed
+    /// (a heartbeat or label edit does not change them).
+    pub fn apply(&mut self, node: &Node) -> bool {
+        let Some((name, new)) = facts(node) else {
+            return false;
+        };
+        if self.nodes.get(&name) == Some(&new) {
+            return false;
+        }
+        report(&name, &new);
+        self.nodes.insert(name, new);
+        true
+    }
+
+    /// Forgets a deleted Node. Returns whether it was known.
+    pub fn delete(&mut self, node: &Node) -> bool {
+        node.metadata
+            .name
+            .as_ref()
+            .is_some_and(|name| self.nodes.remove(name).is_some())
+    }
+
+    /// Replaces everything with a fresh listing (the watcher's initial list
+    /// or a re-list): Nodes missing from it are gone.
+    pub fn replace(&mut self, listed: BTreeMap<String, NodeFacts>) {
+        for (name, facts) in &listed {
+            if self.nodes.get(name) != Some(facts) {
+                report(name, facts);
+            }
+        }
+        self.nodes = listed;
+    }
+
+    /// The peers: every complete Node except this one, with clashes resolved.
+    ///
+    /// Clashes (the same underlay address, overlapping pod CIDRs) are
+    /// resolved in name order, the smaller name winning, so the outcome does
+    /// not depend on the order events arrived in and every node of the
+    /// cluster makes the same choice. This node's own pod CIDR is taken
+    /// first: a Node claiming it would steal our pods' traffic.
+    pub fn peers(&mut self, own_name: &str, own_underlay: Option<Ipv4Addr>) -> PeerSet {
+        let candidates = self.nodes.values().filter_map(|f| match &f.status {
+            Status::Peer(p) => Some(p.clone()),
+            Status::Incomplete(_) | Status::Invalid(_) => None,
+        });
+        let mut taken = Taken::default();
+        if let Some(own) = self.nodes.get(own_name).and_then(|f| f.pod_cidr) {
+            taken
+                .cidrs
+                .insert(u32::from(own.network), (own, own_name.to_string()));
+        }
+        let mut clashes = BTreeMap::new();
+        let mut set = PeerSet::new();
+        // `without_own` yields a name-ordered map, which is the winning order.
+        for (name, peer) in without_own(candidates, own_name, own_underlay) {
+            match taken.clash(&peer) {
+                Some(reason) => {
+                    clashes.insert(name, reason);
+                }
+                None => {
+                    taken.take(&peer);
+                    set.insert(name, peer);
+                }
+            }
+        }
+        for (name, reason) in &clashes {
+            if self.clashes.get(name) != Some(reason) {
+                tracing::warn!(node = %name, "Node left out of the overlay: {reason}");
+            }
+        }
+        self.clashes = clashes;
+        set
+    }
+}
+
+/// Logs why a Node is not a peer, when its facts change.
+fn report(name: &str, facts: &NodeFacts) {
+    match &facts.status {
+        Status::Peer(_) => {}
+        Status::Incomplete(why) => tracing::debug!(node = %name, "Node is not a peer yet: {why}"),
+        Status::Invalid(why) => {
+            tracing::warn!(node = %name, "Node left out of the overlay: {why}");
+        }
+    }
+}
+
+/// Pod CIDRs (by first address) and underlay addresses already given out.
+#[derive(Default)]
+struct Taken {
+    cidrs: BTreeMap<u32, (Ipv4Cidr, String)>,
+    underlays: BTreeMap<Ipv4Addr, String>,
+}
+
+impl Taken {
+    /// Why `peer` cannot join the ones taken, if it cannot.
+    fn clash(&self, peer: &Peer) -> Option<String> {
+        if let Some(owner) = self.underlays.get(&peer.underlay) {
+            return Some(format!(
+                "underlay address {} is already used by Node {owner:?}",
+                peer.underlay
+            ));
+        }
+        let cidr = peer.pod_cidr;
+        let start = u32::from(cidr.network);
+        // CIDR blocks nest or are disjoint and the taken ones are disjoint,
+        // so only two can overlap a new one: the last taken block starting
+        // at or before it (if it holds its start) and the first one starting
+        // after it (if the new block holds that one's start).
+        let before = self.cidrs.range(..=start).next_back();
+        let after = self.cidrs.range(start..).next();
+        let hit = before
+            .filter(|(_, (c, _))| c.contains(cidr.network))
+            .or_else(|| after.filter(|(_, (c, _))| cidr.contains(c.network)));
+        hit.map(|(_, (other, owner))| {
+            format!("pod CIDR {cidr} overlaps pod CIDR {other} of Node {owner:?}")
+        })
+    }
+
+    fn take(&mut self, peer: &Peer) {
+        self.underlays.insert(peer.underlay, peer.name.clone());
+        self.cidrs.insert(
+            u32::from(peer.pod_cidr.network),
+            (peer.pod_cidr, peer.name.clone()),
+        );
+    }
+}
