@@ -15,15 +15,15 @@ use crate::datapath::{LocalDatapath, NodeDatapath};
 use crate::error::IpamdError;
 use crate::vpc_datapath::kernel::run_nft;
 
-/// What was last written to the kernel.
-#[derive(Default)]
+/// The device and what was last written to the kernel.
 struct Applied {
+    overlay: Overlay,
     peers: Option<Vec<Peer>>,
     snat: Option<OverlaySnat>,
 }
 
 pub struct OverlayDatapath {
-    overlay: Overlay,
+    spec: OverlaySpec,
     cluster_cidr: Option<Ipv4Cidr>,
     // Held across an apply, so a resync and a peer change cannot interleave their writes.
     applied: Mutex<Applied>,
@@ -45,18 +45,22 @@ impl OverlayDatapath {
                 });
             }
         }
-        let (overlay, change) = Overlay::ensure_device(spec).await?;
+        let (overlay, change) = Overlay::ensure_device(spec.clone()).await?;
         let datapath = Self {
-            overlay,
+            spec,
             cluster_cidr,
-            applied: Mutex::new(Applied::default()),
+            applied: Mutex::new(Applied {
+                overlay,
+                peers: None,
+                snat: None,
+            }),
         };
         Ok((Arc::new(datapath), change))
     }
 
     #[must_use]
     pub fn spec(&self) -> &OverlaySpec {
-        self.overlay.spec()
+        &self.spec
     }
 
     /// The MTU pods get by default: the device's, so an encapsulated frame fits the underlay.
@@ -70,7 +74,9 @@ impl OverlayDatapath {
     pub async fn apply_peers(&self, peers: &PeerSet) -> Result<ReconcileReport, IpamdError> {
         let peers: Vec<Peer> = peers.values().cloned().collect();
         let mut applied = self.applied.lock().await;
-        let report = self.overlay.reconcile(&peers).await?;
+        // A device deleted under us would make every entry fail to apply.
+        applied.overlay.refresh_device().await?;
+        let report = applied.overlay.reconcile(&peers).await?;
         applied.peers = Some(peers);
         let snat = self.snat_for(applied.peers.as_deref());
         if applied.snat.as_ref() != Some(&snat) {
@@ -80,13 +86,21 @@ impl OverlayDatapath {
         Ok(report)
     }
 
-    /// Re-applies the last peer set from scratch: repairs entries or rules someone removed.
+    /// Re-applies the last peer set from scratch: repairs the device, entries or rules
+    /// someone changed or removed.
     pub async fn resync(&self) -> Result<Option<ReconcileReport>, IpamdError> {
         let mut applied = self.applied.lock().await;
+        let change = applied.overlay.refresh_device().await?;
+        if change != DeviceChange::Unchanged {
+            tracing::warn!(
+                ?change,
+                "the VXLAN device had been changed and was restored"
+            );
+        }
         let Some(peers) = applied.peers.clone() else {
             return Ok(None);
         };
-        let report = self.overlay.reconcile(&peers).await?;
+        let report = applied.overlay.reconcile(&peers).await?;
         let snat = self.snat_for(Some(&peers));
         run_nft(&snat.replace_batch(), "replacing").await?;
         applied.snat = Some(snat);

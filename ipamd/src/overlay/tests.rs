@@ -222,3 +222,43 @@ fn cluster_cidr_fixes_the_snat_set_at_setup_and_must_hold_the_own_pod_cidr() {
         "{err}"
     );
 }
+
+#[test]
+fn a_deleted_device_is_recreated_with_its_entries() {
+    let ns = node();
+    let two = set(&[
+        ("b", "192.168.50.2", "10.244.1.0/24"),
+        ("c", "192.168.50.3", "10.244.2.0/24"),
+    ]);
+    let peers = two.clone();
+    with_datapath(&ns, None, move |dp| {
+        Box::pin(async move {
+            dp.apply_peers(&peers).await.unwrap();
+            let before = std::process::Command::new("ip")
+                .args(["-d", "link", "show", "vxlan.vpc"])
+                .output()
+                .unwrap();
+            let gone = std::process::Command::new("ip")
+                .args(["link", "del", "vxlan.vpc"])
+                .output()
+                .unwrap();
+            assert!(gone.status.success(), "{gone:?}");
+            let report = dp.resync().await.unwrap().unwrap();
+            assert_eq!(report.added.total(), 6, "{report:?}");
+            let after = std::process::Command::new("ip")
+                .args(["-d", "link", "show", "vxlan.vpc"])
+                .output()
+                .unwrap();
+            assert!(after.status.success());
+            // Same settings; only the index (first field) differs.
+            let settings = |o: &std::process::Output| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_once(": ")
+                    .map(|(_, rest)| rest.to_owned())
+                    .unwrap()
+            };
+            assert_eq!(settings(&before), settings(&after));
+        })
+    });
+    assert_eq!(ns.overlay_entries().len(), 6);
+}

@@ -57,6 +57,17 @@ impl Overlay {
         Ok((overlay, device.change))
     }
 
+    /// Checks the device again and puts right what someone changed: a deleted or replaced
+    /// device is created anew (losing its entries, which the next reconcile restores).
+    pub async fn refresh_device(&mut self) -> Result<DeviceChange, IpamdError> {
+        let device = device::ensure_device(&self.handle, &self.spec).await?;
+        self.links = Links {
+            device: device.index,
+            underlay: device.underlay_index,
+        };
+        Ok(device.change)
+    }
+
     #[must_use]
     pub fn spec(&self) -> &OverlaySpec {
         &self.spec
