@@ -7,6 +7,7 @@
 
 pub mod bins;
 pub mod fabric;
+pub mod fake_kube;
 pub mod image;
 pub mod ipamd_proc;
 pub mod netns;

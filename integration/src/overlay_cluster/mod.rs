@@ -1,12 +1,14 @@
 //! A small overlay-mode cluster: node namespaces on a plain L2 underlay with
 //! no IMDS, each running the real ipamd in `auto` mode (it must pick overlay on
-//! its own) with its peers from a peers file the harness writes, and pods
-//! ADDed through the real plugin. The end-to-end tests of issue 6 and the
-//! demo's on-prem part build on it.
+//! its own) with its peers from a peers file the harness writes or, in a
+//! cluster built with [`OverlayCluster::with_kube`], from Node objects in a
+//! fake Kubernetes API; pods are ADDed through the real plugin. The
+//! end-to-end tests of issue 6 and the demo's on-prem part build on it.
 //!
 //! Hygiene: every namespace has a unique name and goes with its guard, ipamd
 //! processes are killed before the namespaces they run in.
 
+mod kube;
 mod pods;
 mod snapshot;
 mod underlay;
@@ -18,10 +20,13 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use crate::fake_kube::FakeKube;
 use crate::ipamd_proc::IpamdProcess;
 use crate::netns::Netns;
 use crate::unique_name;
 
+use kube::kube_diagnostics;
+pub use kube::Starting;
 pub use pods::OverlayPod;
 pub use snapshot::{is_peer_line, node_state_dump, OverlaySnapshot, VxlanDevice, DEVICE};
 pub use underlay::{pod_cidr, underlay_ip, Underlay, CLUSTER_CIDR, OUTSIDE_IP};
@@ -113,12 +118,45 @@ impl OverlayNode {
     }
 }
 
+/// A node whose namespace is wired but whose ipamd has not started.
+struct PreparedNode {
+    name: String,
+    number: u8,
+    underlay_ip: Ipv4Addr,
+    netns: Netns,
+    dir: tempfile::TempDir,
+    env: BTreeMap<String, String>,
+}
+
+impl PreparedNode {
+    /// Starts ipamd; returns once it answers STATUS.
+    fn start_ipamd(&self) -> io::Result<IpamdProcess> {
+        IpamdProcess::start(&self.netns, self.dir.path(), self.env.clone())
+            .map_err(|e| io::Error::other(format!("starting ipamd on {}: {e}", self.name)))
+    }
+
+    fn into_node(self, ipamd: IpamdProcess, pod_cidr: String) -> OverlayNode {
+        OverlayNode {
+            ipamd,
+            name: self.name,
+            number: self.number,
+            underlay_ip: self.underlay_ip,
+            pod_cidr,
+            netns: self.netns,
+            dir: self.dir,
+        }
+    }
+}
+
 /// The cluster. Dropping it kills every ipamd, then deletes the node
 /// namespaces, the outside host and the switch. Pods belong to the caller and
 /// should go first (declare them after the cluster).
 pub struct OverlayCluster {
     // Field order is drop order.
     nodes: Vec<OverlayNode>,
+    /// The Kubernetes API of a cluster whose nodes follow Nodes; it listens
+    /// in the outside host, so it stops before that namespace goes.
+    kube: Option<FakeKube>,
     underlay: Underlay,
     listed: BTreeSet<String>,
     prefix: String,
@@ -136,8 +174,20 @@ impl OverlayCluster {
     /// [`OverlayCluster::new`] with extra ipamd environment on every node
     /// (overriding the harness's).
     pub fn with_env(prefix: &str, count: u8, mtu: u32, env: &[(&str, &str)]) -> io::Result<Self> {
-        let mut cluster = Self {
+        let mut cluster = Self::empty(prefix, mtu, env)?;
+        cluster.listed = (1..=count).map(node_name).collect();
+        cluster.write_peers()?;
+        for _ in 0..count {
+            cluster.start_node()?;
+        }
+        Ok(cluster)
+    }
+
+    /// The underlay and nothing on it yet.
+    fn empty(prefix: &str, mtu: u32, env: &[(&str, &str)]) -> io::Result<Self> {
+        Ok(Self {
             nodes: Vec::new(),
+            kube: None,
             underlay: Underlay::new(prefix, mtu)?,
             listed: BTreeSet::new(),
             prefix: prefix.to_string(),
@@ -146,13 +196,7 @@ impl OverlayCluster {
                 .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
                 .collect(),
             dir: tempfile::tempdir()?,
-        };
-        cluster.listed = (1..=count).map(node_name).collect();
-        cluster.write_peers()?;
-        for _ in 0..count {
-            cluster.start_node()?;
-        }
-        Ok(cluster)
+        })
     }
 
     /// Starts the next node (`node-<n+1>`); `listed` says whether the peers
@@ -169,19 +213,33 @@ impl OverlayCluster {
 
     fn start_node(&mut self) -> io::Result<()> {
         let number = next_number(self.nodes.len())?;
+        let mut prepared = self.prepare_node(number)?;
+        let cidr = pod_cidr(number);
+        prepared.env.insert("POD_CIDR".into(), cidr.clone());
+        prepared
+            .env
+            .insert("PEERS_FILE_POLL_INTERVAL".into(), PEERS_POLL.into());
+        prepared
+            .env
+            .insert("PEERS_FILE".into(), self.peers_file().display().to_string());
+        prepared.env.extend(self.extra_env.iter().cloned());
+        let ipamd = prepared.start_ipamd()?;
+        self.nodes.push(prepared.into_node(ipamd, cidr));
+        Ok(())
+    }
+
+    /// Node `number`'s namespace on the underlay, its directory and the
+    /// environment every node's ipamd gets, whatever its peer source.
+    fn prepare_node(&self, number: u8) -> io::Result<PreparedNode> {
         let name = node_name(number);
         let netns = Netns::new(&unique_name(&format!("{}n{number}", self.prefix)))?;
         let ip = underlay_ip(number);
         self.underlay
             .attach_node(&netns, &format!("p{number}"), ip)?;
-        let dir = tempfile::tempdir()?;
-        let cidr = pod_cidr(number);
-        let mut env: BTreeMap<String, String> = [
+        let env = [
             ("VPC_CNI_MODE", "auto"),
             ("MY_NODE_NAME", name.as_str()),
-            ("POD_CIDR", cidr.as_str()),
             ("CLUSTER_CIDR", CLUSTER_CIDR),
-            ("PEERS_FILE_POLL_INTERVAL", PEERS_POLL),
             // The short periods NodeOptions uses, for tests that wait on them.
             ("IP_COOLDOWN_PERIOD", "1"),
             ("ASSIGNMENT_GRACE_PERIOD", "2"),
@@ -191,20 +249,14 @@ impl OverlayCluster {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        env.insert("PEERS_FILE".into(), self.peers_file().display().to_string());
-        env.extend(self.extra_env.iter().cloned());
-        let ipamd = IpamdProcess::start(&netns, dir.path(), env)
-            .map_err(|e| io::Error::other(format!("starting ipamd on {name}: {e}")))?;
-        self.nodes.push(OverlayNode {
-            ipamd,
+        Ok(PreparedNode {
             name,
             number,
             underlay_ip: ip,
-            pod_cidr: cidr,
             netns,
-            dir,
-        });
-        Ok(())
+            dir: tempfile::tempdir()?,
+            env,
+        })
     }
 
     /// The peers file every ipamd of the cluster polls.
@@ -293,7 +345,8 @@ impl OverlayCluster {
         )
     }
 
-    /// [`OverlayCluster::diagnostics`] for every node, plus the peers file.
+    /// [`OverlayCluster::diagnostics`] for every node, plus the peers file
+    /// or the Kubernetes API's Nodes and last requests.
     #[must_use]
     pub fn all_diagnostics(&self) -> String {
         let mut text: String = self
@@ -302,9 +355,14 @@ impl OverlayCluster {
             .map(|n| self.diagnostics(&n.name))
             .collect::<Vec<_>>()
             .join("\n");
-        let peers = std::fs::read_to_string(self.peers_file())
-            .unwrap_or_else(|e| format!("(unreadable: {e})"));
-        text.push_str(&format!("\n=== peers file ===\n{peers}\n"));
+        match &self.kube {
+            Some(kube) => text.push_str(&kube_diagnostics(kube)),
+            None => {
+                let peers = std::fs::read_to_string(self.peers_file())
+                    .unwrap_or_else(|e| format!("(unreadable: {e})"));
+                text.push_str(&format!("\n=== peers file ===\n{peers}\n"));
+            }
+        }
         text
     }
 }
