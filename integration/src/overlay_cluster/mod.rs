@@ -29,7 +29,9 @@ use kube::kube_diagnostics;
 pub use kube::Starting;
 pub use pods::OverlayPod;
 pub use snapshot::{is_peer_line, node_state_dump, OverlaySnapshot, VxlanDevice, DEVICE};
-pub use underlay::{pod_cidr, underlay_ip, Underlay, CLUSTER_CIDR, OUTSIDE_IP};
+pub use underlay::{
+    pod_cidr, underlay_ip, write_peers_file, PeerEntry, Underlay, CLUSTER_CIDR, OUTSIDE_IP,
+};
 
 /// The CNI version the cluster's runtime speaks: 1.1.0 results carry the
 /// interface MTU, which the tests check.
