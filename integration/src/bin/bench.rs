@@ -1,9 +1,17 @@
 //! `make bench`: CNI ADD+DEL latency of vpc-cni (warm pool) against Debian's
 //! `ptp` + `host-local` in the same run, alternating one call pair of each so
 //! machine noise hits both alike; medians and the ratio are reported. Also
-//! reports ipamd's resident memory with 250 pods assigned.
+//! reports ipamd's resident memory with 250 pods assigned, then TCP
+//! throughput pod-to-pod across nodes against node-to-node over the same
+//! network, in VPC mode and in overlay mode.
 //!
 //! Nothing here asserts a time: this prints figures for people to compare.
+
+// In a directory of their own: a file beside bench.rs would be a binary.
+#[path = "bench/tcp.rs"]
+mod tcp;
+#[path = "bench/throughput.rs"]
+mod throughput;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -25,6 +33,13 @@ fn main() -> anyhow::Result<()> {
     if !Path::new(REFERENCE_PLUGINS).join("ptp").exists() {
         bail!("{REFERENCE_PLUGINS}/ptp is missing: install containernetworking-plugins");
     }
+    latency_and_memory()?;
+    throughput::run()
+}
+
+/// The CNI latency comparison and ipamd's memory, on one node of their own
+/// that is gone before the throughput clusters start.
+fn latency_and_memory() -> anyhow::Result<()> {
     let node = TestNode::start("bench", NodeOptions::new("10.128.0.0/16"))
         .context("starting the node and ipamd")?;
     let state = tempfile::tempdir()?;
