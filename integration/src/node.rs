@@ -59,6 +59,69 @@ pub struct TestPod {
     pub result: Value,
 }
 
+impl TestPod {
+    /// A fresh pod namespace (named from `netns_prefix`) and container id.
+    pub fn create(name: &str, netns_prefix: &str) -> std::io::Result<Self> {
+        Ok(Self {
+            name: name.to_string(),
+            container_id: unique_name("ctr"),
+            netns: Netns::new(&unique_name(netns_prefix))?,
+            ip: None,
+            result: Value::Null,
+        })
+    }
+
+    /// The runtime's invocation for this pod, netns set.
+    #[must_use]
+    pub fn invocation(&self, command: &str, conf: &Value) -> Invocation {
+        let netns = self.netns.path().display().to_string();
+        Invocation::for_pod(command, &self.container_id, Some(&netns), &self.name, conf)
+    }
+
+    /// CNI ADD through the real plugin in `node`; records the address and
+    /// result on success.
+    pub fn add_in(&mut self, node: &Netns, conf: &Value) -> std::io::Result<PluginOutput> {
+        let out = self.invocation("ADD", conf).run(node)?;
+        if out.success() {
+            self.ip = out.ip().and_then(|ip| ip.parse().ok());
+            self.result = out.json();
+        }
+        Ok(out)
+    }
+
+    /// CNI DEL in `node` with the ADD result as prevResult, as containerd's
+    /// first DEL.
+    pub fn del_in(&self, node: &Netns, mut conf: Value) -> std::io::Result<PluginOutput> {
+        if !self.result.is_null() {
+            conf["prevResult"] = self.result.clone();
+        }
+        self.invocation("DEL", &conf).run(node)
+    }
+}
+
+/// A pod on one node of a multi-node cluster; its namespace goes on drop
+/// (the runtime's DEL is the test's business).
+pub struct ClusterPod {
+    pub node: String,
+    pub pod: TestPod,
+}
+
+impl std::ops::Deref for ClusterPod {
+    type Target = TestPod;
+    fn deref(&self) -> &TestPod {
+        &self.pod
+    }
+}
+
+impl ClusterPod {
+    /// The address ADD gave this pod; an error if ADD has not succeeded.
+    pub fn ip(&self) -> std::io::Result<Ipv4Addr> {
+        self.pod.ip.ok_or_else(|| {
+            std::io::Error::other(format!("pod {} on {} has no address", self.name, self.node))
+        })
+    }
+}
+
 /// Node namespace + ipamd; dropping it kills ipamd and deletes the namespace.
 pub struct TestNode {
     // Field order is drop order: ipamd dies before its namespace goes.
@@ -108,42 +171,23 @@ impl TestNode {
 
     /// A fresh pod namespace with a unique name.
     pub fn new_pod(&self, name: &str) -> std::io::Result<TestPod> {
-        let netns = Netns::new(&unique_name("vcp"))?;
-        Ok(TestPod {
-            name: name.to_string(),
-            container_id: unique_name("ctr"),
-            netns,
-            ip: None,
-            result: Value::Null,
-        })
+        TestPod::create(name, "vcp")
     }
 
     /// The runtime's invocation for `pod`, netns set for ADD/CHECK.
     #[must_use]
     pub fn invocation(&self, command: &str, pod: &TestPod, conf: &Value) -> Invocation {
-        let netns = pod.netns.path().display().to_string();
-        Invocation::for_pod(command, &pod.container_id, Some(&netns), &pod.name, conf)
+        pod.invocation(command, conf)
     }
 
     /// CNI ADD through the real plugin; records the address and result.
     pub fn add(&self, pod: &mut TestPod) -> std::io::Result<PluginOutput> {
-        let out = self
-            .invocation("ADD", pod, &self.conf("1.0.0"))
-            .run(&self.netns)?;
-        if out.success() {
-            pod.ip = out.ip().and_then(|ip| ip.parse().ok());
-            pod.result = out.json();
-        }
-        Ok(out)
+        pod.add_in(&self.netns, &self.conf("1.0.0"))
     }
 
     /// CNI DEL with prevResult, as containerd's first DEL.
     pub fn del(&self, pod: &TestPod) -> std::io::Result<PluginOutput> {
-        let mut conf = self.conf("1.0.0");
-        if !pod.result.is_null() {
-            conf["prevResult"] = pod.result.clone();
-        }
-        self.invocation("DEL", pod, &conf).run(&self.netns)
+        pod.del_in(&self.netns, self.conf("1.0.0"))
     }
 
     /// Creates a pod namespace and ADDs it; panics on failure (test helper).

@@ -8,7 +8,6 @@ mod probe;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::Ipv4Addr;
-use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,9 +17,8 @@ use vpc_cni_cloud::sim::{CreateEni, Eni, Instance, SimVpc, Subnet};
 use crate::fabric::{ec2_url, imds_url, Fabric, FabricServices, Follower, Net};
 use crate::ipamd_proc::IpamdProcess;
 use crate::netns::Netns;
-use crate::node::TestPod;
-use crate::plugin::{Invocation, PluginOutput};
-use crate::unique_name;
+use crate::node::{ClusterPod, TestPod};
+use crate::plugin::PluginOutput;
 
 pub use probe::{reachable, tcp_peer};
 
@@ -76,26 +74,7 @@ impl VpcNode {
 
 /// A pod on one node of the cluster; its namespace goes on drop (the
 /// runtime's DEL is the test's business, see [`VpcCluster::del`]).
-pub struct VpcPod {
-    pub node: String,
-    pub pod: TestPod,
-}
-
-impl Deref for VpcPod {
-    type Target = TestPod;
-    fn deref(&self) -> &TestPod {
-        &self.pod
-    }
-}
-
-impl VpcPod {
-    /// The address ADD gave this pod; an error if ADD has not succeeded.
-    pub fn ip(&self) -> io::Result<Ipv4Addr> {
-        self.pod.ip.ok_or_else(|| {
-            io::Error::other(format!("pod {} on {} has no address", self.name, self.node))
-        })
-    }
-}
+pub type VpcPod = ClusterPod;
 
 /// The whole cluster. Dropping it stops ipamd on every node, then the
 /// servers, then the follower, then deletes every namespace of the fabric.
@@ -219,41 +198,21 @@ impl VpcCluster {
         self.node(node)?;
         Ok(VpcPod {
             node: node.to_string(),
-            pod: TestPod {
-                name: name.to_string(),
-                container_id: unique_name("ctr"),
-                netns: Netns::new(&unique_name("vvp"))?,
-                ip: None,
-                result: Value::Null,
-            },
+            pod: TestPod::create(name, "vvp")?,
         })
-    }
-
-    fn invocation(command: &str, pod: &VpcPod, conf: &Value) -> Invocation {
-        let netns = pod.netns.path().display().to_string();
-        Invocation::for_pod(command, &pod.container_id, Some(&netns), &pod.name, conf)
     }
 
     /// CNI ADD through the real plugin in the pod's node; records the
     /// address and result on success.
     pub fn add(&self, pod: &mut VpcPod) -> io::Result<PluginOutput> {
         let node = self.node(&pod.node)?;
-        let out = Self::invocation("ADD", pod, &node.conf("1.0.0")).run(&node.netns)?;
-        if out.success() {
-            pod.pod.ip = out.ip().and_then(|ip| ip.parse().ok());
-            pod.pod.result = out.json();
-        }
-        Ok(out)
+        pod.pod.add_in(&node.netns, &node.conf("1.0.0"))
     }
 
     /// CNI DEL with prevResult, as containerd's first DEL.
     pub fn del(&self, pod: &VpcPod) -> io::Result<PluginOutput> {
         let node = self.node(&pod.node)?;
-        let mut conf = node.conf("1.0.0");
-        if !pod.result.is_null() {
-            conf["prevResult"] = pod.result.clone();
-        }
-        Self::invocation("DEL", pod, &conf).run(&node.netns)
+        pod.del_in(&node.netns, node.conf("1.0.0"))
     }
 
     /// Creates a pod on `node` and ADDs it; panics with the plugin's output

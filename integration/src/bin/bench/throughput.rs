@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use vpc_cni_integration::ipamd_proc::wait_for;
 use vpc_cni_integration::netns::Netns;
+use vpc_cni_integration::node::ClusterPod;
 use vpc_cni_integration::overlay_cluster::OverlayCluster;
 use vpc_cni_integration::vpc_cluster::{reachable, VpcCluster};
 
@@ -41,6 +42,35 @@ struct Paths<'a> {
     nodes: (End<'a>, End<'a>),
 }
 
+impl<'a> Paths<'a> {
+    /// Between the two pods (ADDed) and the two node addresses.
+    fn new(pods: &'a [ClusterPod; 2], nodes: [(&'a Netns, Ipv4Addr); 2]) -> anyhow::Result<Self> {
+        let [pa, pb] = pods;
+        let [na, nb] = nodes;
+        Ok(Self {
+            pods: (
+                End {
+                    ns: &pa.netns,
+                    ip: pa.ip()?,
+                },
+                End {
+                    ns: &pb.netns,
+                    ip: pb.ip()?,
+                },
+            ),
+            nodes: (End { ns: na.0, ip: na.1 }, End { ns: nb.0, ip: nb.1 }),
+        })
+    }
+}
+
+/// One pod on each of two nodes, made and ADDed by `add`.
+fn two_pods(
+    nodes: [&str; 2],
+    add: impl Fn(&str) -> anyhow::Result<ClusterPod>,
+) -> anyhow::Result<[ClusterPod; 2]> {
+    Ok([add(nodes[0])?, add(nodes[1])?])
+}
+
 pub fn run() -> anyhow::Result<()> {
     println!(
         "\nTCP throughput across nodes, one stream, {}-KiB writes, {ROUNDS} alternating rounds \
@@ -56,41 +86,20 @@ pub fn run() -> anyhow::Result<()> {
 fn vpc() -> anyhow::Result<()> {
     let cluster = VpcCluster::new("bvpc", &[("a", INSTANCE_TYPE), ("b", INSTANCE_TYPE)], &[])
         .context("starting vpc-sim, the fabric and ipamd on nodes a and b")?;
-    let mut pods = Vec::new();
-    for node in ["a", "b"] {
+    let pods = two_pods(["a", "b"], |node| {
         let mut pod = cluster.new_pod(node, &format!("tput-{node}"))?;
         let out = cluster.add(&mut pod)?;
         if !out.success() {
             bail!("ADD on node {node} failed: {}{}", out.stdout, out.stderr);
         }
-        pods.push(pod);
-    }
-    let (Some(pa), Some(pb)) = (pods.first(), pods.get(1)) else {
-        bail!("two pods were ADDed but fewer are held");
-    };
+        Ok(pod)
+    })?;
     let (na, nb) = (cluster.node("a")?, cluster.node("b")?);
-    let paths = Paths {
-        pods: (
-            End {
-                ns: &pa.netns,
-                ip: pa.ip()?,
-            },
-            End {
-                ns: &pb.netns,
-                ip: pb.ip()?,
-            },
-        ),
-        nodes: (
-            End {
-                ns: na.netns(),
-                ip: na.primary_ip(),
-            },
-            End {
-                ns: nb.netns(),
-                ip: nb.primary_ip(),
-            },
-        ),
-    };
+    let paths = Paths::new(
+        &pods,
+        [(na.netns(), na.primary_ip()), (nb.netns(), nb.primary_ip())],
+    )?;
+    let pa = &pods[0];
     converge(&paths).with_context(|| cluster.all_diagnostics())?;
     let calls = settled_counts(&cluster);
     println!(
@@ -113,41 +122,20 @@ fn vpc() -> anyhow::Result<()> {
 fn overlay() -> anyhow::Result<()> {
     let cluster = OverlayCluster::new("bov", 2, UNDERLAY_MTU)
         .context("starting the overlay nodes and their ipamd")?;
-    let mut pods = Vec::new();
-    for node in ["node-1", "node-2"] {
+    let pods = two_pods(["node-1", "node-2"], |node| {
         let mut pod = cluster.new_pod(node, &format!("tput-{node}"))?;
         let out = cluster.add(&mut pod)?;
         if !out.success() {
             bail!("ADD on {node} failed: {}{}", out.stdout, out.stderr);
         }
-        pods.push(pod);
-    }
-    let (Some(pa), Some(pb)) = (pods.first(), pods.get(1)) else {
-        bail!("two pods were ADDed but fewer are held");
-    };
+        Ok(pod)
+    })?;
     let (na, nb) = (cluster.node("node-1")?, cluster.node("node-2")?);
-    let paths = Paths {
-        pods: (
-            End {
-                ns: &pa.netns,
-                ip: pa.ip()?,
-            },
-            End {
-                ns: &pb.netns,
-                ip: pb.ip()?,
-            },
-        ),
-        nodes: (
-            End {
-                ns: na.netns(),
-                ip: na.underlay_ip,
-            },
-            End {
-                ns: nb.netns(),
-                ip: nb.underlay_ip,
-            },
-        ),
-    };
+    let paths = Paths::new(
+        &pods,
+        [(na.netns(), na.underlay_ip), (nb.netns(), nb.underlay_ip)],
+    )?;
+    let pa = &pods[0];
     converge(&paths).with_context(|| cluster.all_diagnostics())?;
     println!(
         "overlay mode (for information): two nodes on an L2 underlay (MTU {UNDERLAY_MTU}), \
