@@ -2,13 +2,76 @@
 //! SDK (feature `aws`) and `cloud::sim` in memory (feature `sim`).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::Ipv4Addr;
 
 use futures::future::BoxFuture;
+use vpc_cni_proto::net::{Ipv4Cidr, MacAddr};
 
 use crate::error::CloudError;
 
 pub type CloudResult<T> = Result<T, CloudError>;
+
+/// An EC2 resource id (`eni-…`, `subnet-…`): opaque text EC2 hands out, kept apart by type so
+/// one kind is never passed where another is meant.
+macro_rules! resource_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+        pub struct $name(String);
+
+        impl $name {
+            #[must_use]
+            pub fn new(id: impl Into<String>) -> Self {
+                Self(id.into())
+            }
+
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(id: &str) -> Self {
+                Self(id.to_owned())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(id: String) -> Self {
+                Self(id)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+
+resource_id!(
+    /// An elastic network interface, `eni-…`.
+    EniId
+);
+resource_id!(
+    /// A subnet, `subnet-…`.
+    SubnetId
+);
 
 /// Limits of an instance type, as DescribeInstanceTypes reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,16 +87,16 @@ pub struct InstanceLimits {
 /// An ENI as EC2 describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EniInfo {
-    pub id: String,
-    pub mac: String,
-    pub subnet_id: String,
+    pub id: EniId,
+    pub mac: MacAddr,
+    pub subnet_id: SubnetId,
     pub description: String,
     pub status: String,
     pub tags: BTreeMap<String, String>,
     /// Primary address first.
     pub addresses: Vec<Ipv4Addr>,
-    /// Delegated /28s, "a.b.c.d/28".
-    pub prefixes: Vec<String>,
+    /// Delegated /28s.
+    pub prefixes: Vec<Ipv4Cidr>,
     pub attachment_id: Option<String>,
     pub instance_id: Option<String>,
     pub device_index: Option<u32>,
@@ -42,7 +105,7 @@ pub struct EniInfo {
 /// What a new ENI is created with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewEni {
-    pub subnet_id: String,
+    pub subnet_id: SubnetId,
     pub description: String,
     pub security_groups: Vec<String>,
     pub tags: BTreeMap<String, String>,
@@ -53,7 +116,7 @@ pub struct NewEni {
 /// Which ENIs a describe call asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EniQuery {
-    Ids(Vec<String>),
+    Ids(Vec<EniId>),
     AttachedTo(String),
     /// `available` ENIs carrying this tag key (leaked-ENI cleanup).
     AvailableTagged(String),
@@ -66,32 +129,32 @@ pub trait Ec2: Send + Sync {
     /// Attaches and sets DeleteOnTermination; returns the attachment id.
     fn attach_eni<'a>(
         &'a self,
-        eni_id: &'a str,
+        eni_id: &'a EniId,
         instance_id: &'a str,
         device_index: u32,
     ) -> BoxFuture<'a, CloudResult<String>>;
     fn assign_addresses<'a>(
         &'a self,
-        eni_id: &'a str,
+        eni_id: &'a EniId,
         count: u32,
     ) -> BoxFuture<'a, CloudResult<Vec<Ipv4Addr>>>;
     fn assign_prefixes<'a>(
         &'a self,
-        eni_id: &'a str,
+        eni_id: &'a EniId,
         count: u32,
-    ) -> BoxFuture<'a, CloudResult<Vec<String>>>;
+    ) -> BoxFuture<'a, CloudResult<Vec<Ipv4Cidr>>>;
     fn unassign<'a>(
         &'a self,
-        eni_id: &'a str,
+        eni_id: &'a EniId,
         addresses: &'a [Ipv4Addr],
-        prefixes: &'a [String],
+        prefixes: &'a [Ipv4Cidr],
     ) -> BoxFuture<'a, CloudResult<()>>;
     fn detach_eni<'a>(&'a self, attachment_id: &'a str) -> BoxFuture<'a, CloudResult<()>>;
-    fn delete_eni<'a>(&'a self, eni_id: &'a str) -> BoxFuture<'a, CloudResult<()>>;
+    fn delete_eni<'a>(&'a self, eni_id: &'a EniId) -> BoxFuture<'a, CloudResult<()>>;
     fn describe_enis(&self, query: EniQuery) -> BoxFuture<'_, CloudResult<Vec<EniInfo>>>;
     fn create_tags<'a>(
         &'a self,
-        resource_ids: &'a [String],
+        enis: &'a [EniId],
         tags: &'a BTreeMap<String, String>,
     ) -> BoxFuture<'a, CloudResult<()>>;
 }
@@ -103,24 +166,25 @@ pub struct NodeIdentity {
     pub instance_type: String,
     pub region: String,
     pub availability_zone: String,
-    pub primary_mac: String,
+    pub primary_mac: MacAddr,
     pub local_ipv4: Ipv4Addr,
 }
 
 /// One attached ENI as IMDS shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImdsEni {
-    pub mac: String,
-    pub eni_id: String,
+    pub mac: MacAddr,
+    pub eni_id: EniId,
     pub device_number: u32,
-    pub subnet_id: String,
+    pub subnet_id: SubnetId,
     pub vpc_id: String,
     pub security_groups: Vec<String>,
-    pub subnet_cidr: String,
-    pub vpc_cidrs: Vec<String>,
+    pub subnet_cidr: Ipv4Cidr,
+    pub vpc_cidrs: Vec<Ipv4Cidr>,
     /// Primary first.
     pub addresses: Vec<Ipv4Addr>,
-    pub prefixes: Vec<String>,
+    /// Delegated /28s.
+    pub prefixes: Vec<Ipv4Cidr>,
 }
 
 /// Node-local facts, IMDSv2 only.

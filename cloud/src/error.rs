@@ -54,9 +54,51 @@ pub enum CloudError {
     /// IMDS gave a value we could not parse.
     #[error("IMDS {path}: {reason}")]
     BadMetadata { path: String, reason: String },
+
+    /// EC2 answered with something it should never send (a field missing, a value that does
+    /// not parse): not retried, since asking again gets the same answer.
+    #[error("{action}: malformed reply: {reason}")]
+    MalformedReply { action: String, reason: String },
+}
+
+/// Parses one value of a reply: `FromStr` with its error kept as text.
+fn parse_text<T: std::str::FromStr>(value: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .parse()
+        .map_err(|e| format!("{value:?} does not parse: {e}"))
 }
 
 impl CloudError {
+    /// A value read from IMDS at `path`, as a `T`.
+    pub fn parse_metadata<T: std::str::FromStr>(path: &str, value: &str) -> Result<T, Self>
+    where
+        T::Err: std::fmt::Display,
+    {
+        parse_text(value).map_err(|reason| Self::BadMetadata {
+            path: path.to_string(),
+            reason,
+        })
+    }
+
+    /// A value of `action`'s reply, as a `T`.
+    pub fn parse_reply<T: std::str::FromStr>(action: &str, value: &str) -> Result<T, Self>
+    where
+        T::Err: std::fmt::Display,
+    {
+        parse_text(value).map_err(|reason| Self::malformed(action, reason))
+    }
+
+    /// A reply of `action` that is missing something or makes no sense.
+    pub fn malformed(action: &str, reason: impl Into<String>) -> Self {
+        Self::MalformedReply {
+            action: action.to_string(),
+            reason: reason.into(),
+        }
+    }
+
     /// Classifies an EC2 error code the way every implementation must.
     #[must_use]
     pub fn from_code(action: &str, code: &str, message: &str) -> Self {

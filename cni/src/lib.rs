@@ -1,6 +1,6 @@
 //! The vpc-cni CNI plugin as a library: spec types for every supported CNI
-//! version, the ipamd client, and the netlink/netns code (`dataplane`) that
-//! ipamd shares.
+//! version, the ipamd client, the pod wiring (`dataplane`) and the netlink helpers
+//! (`netlink`) that ipamd's node wiring uses too.
 
 pub mod error;
 
@@ -8,4 +8,5 @@ pub use error::CniError;
 pub mod client;
 pub mod commands;
 pub mod dataplane;
+pub mod netlink;
 pub mod spec;

@@ -90,7 +90,7 @@ impl Sim {
     }
 
     /// The model's ENI, or None when it does not exist.
-    fn model_eni(&self, id: &str) -> Option<Eni> {
+    fn model_eni(&self, id: impl std::fmt::Display) -> Option<Eni> {
         let filter = EniFilter {
             ids: vec![id.to_string()],
             ..EniFilter::default()
@@ -104,7 +104,7 @@ impl Sim {
 
     fn new_eni(&self, secondary_count: u32) -> NewEni {
         NewEni {
-            subnet_id: self.subnet_id.clone(),
+            subnet_id: self.subnet_id.clone().into(),
             description: format!("vpc-cni-{}", self.instance_id),
             security_groups: Vec::new(),
             tags: BTreeMap::from([(TAG.to_string(), self.instance_id.clone())]),
@@ -114,17 +114,21 @@ impl Sim {
     }
 }
 
+fn texts<T: ToString>(values: &[T]) -> Vec<String> {
+    values.iter().map(ToString::to_string).collect()
+}
+
 /// What the seam reported equals what the model holds.
 fn assert_matches_model(info: &EniInfo, model: &Eni) {
-    assert_eq!(info.id, model.id);
-    assert_eq!(info.mac, model.mac, "{}", info.id);
-    assert_eq!(info.subnet_id, model.subnet_id, "{}", info.id);
+    assert_eq!(info.id.as_str(), model.id);
+    assert_eq!(info.mac.to_string(), model.mac, "{}", info.id);
+    assert_eq!(info.subnet_id.as_str(), model.subnet_id, "{}", info.id);
     assert_eq!(info.description, model.description, "{}", info.id);
     assert_eq!(info.status, model.status, "{}", info.id);
     assert_eq!(info.tags, model.tags, "{}", info.id);
     let addresses: Vec<_> = model.private_ips.iter().map(|p| p.address).collect();
     assert_eq!(info.addresses, addresses, "{} (primary first)", info.id);
-    assert_eq!(info.prefixes, model.prefixes, "{}", info.id);
+    assert_eq!(texts(&info.prefixes), model.prefixes, "{}", info.id);
     let att = model.attachment.as_ref();
     assert_eq!(info.attachment_id, att.map(|a| a.id.clone()), "{}", info.id);
     assert_eq!(info.instance_id, att.map(|a| a.instance_id.clone()));
@@ -205,7 +209,7 @@ async fn every_ec2_method_agrees_with_the_model() {
     assert!(added
         .iter()
         .all(|a| model.private_ips.iter().any(|p| p.address == *a)));
-    assert_eq!(model.prefixes, prefixes);
+    assert_eq!(model.prefixes, texts(&prefixes));
     assert!(ec2
         .assign_addresses(&created.id, 0)
         .await
@@ -278,7 +282,7 @@ async fn imds_agrees_with_the_model() {
     assert_eq!(id.instance_type, "t3.medium");
     assert_eq!(id.region, "us-west-2");
     assert_eq!(id.availability_zone, "us-west-2a");
-    assert_eq!(id.primary_mac, view.mac);
+    assert_eq!(id.primary_mac.to_string(), view.mac);
     assert_eq!(id.local_ipv4, view.local_ipv4);
 
     // A second ENI with addresses and a prefix, so both the 404 (primary:
@@ -296,18 +300,18 @@ async fn imds_agrees_with_the_model() {
         let want = view
             .interfaces
             .iter()
-            .find(|i| i.mac == got.mac)
+            .find(|i| i.mac == got.mac.to_string())
             .unwrap_or_else(|| panic!("IMDS listed {} the model lacks", got.mac));
-        assert_eq!(got.eni_id, want.interface_id);
+        assert_eq!(got.eni_id.as_str(), want.interface_id);
         assert_eq!(got.device_number, want.device_number);
-        assert_eq!(got.subnet_id, want.subnet_id);
+        assert_eq!(got.subnet_id.as_str(), want.subnet_id);
         assert_eq!(got.vpc_id, s.vpc_id);
         assert_eq!(got.vpc_id, want.vpc_id);
         assert_eq!(got.security_groups, want.security_group_ids);
-        assert_eq!(got.subnet_cidr, want.subnet_cidr);
-        assert_eq!(got.vpc_cidrs, want.vpc_cidrs);
+        assert_eq!(got.subnet_cidr.to_string(), want.subnet_cidr);
+        assert_eq!(texts(&got.vpc_cidrs), want.vpc_cidrs);
         assert_eq!(got.addresses, want.local_ipv4s);
-        assert_eq!(got.prefixes, want.ipv4_prefixes);
+        assert_eq!(texts(&got.prefixes), want.ipv4_prefixes);
     }
     assert_eq!(enis[0].device_number, 0);
     assert!(enis[0].prefixes.is_empty());
@@ -392,7 +396,10 @@ async fn ec2_errors_map_to_their_variants() {
     let s = Sim::start().await;
     let ec2 = s.ec2(100.0, 100, 3);
 
-    let missing = ec2.delete_eni("eni-0123456789abcdef0").await.unwrap_err();
+    let missing = ec2
+        .delete_eni(&"eni-0123456789abcdef0".into())
+        .await
+        .unwrap_err();
     assert!(
         matches!(&missing, CloudError::NotFound { code, .. } if code == "InvalidNetworkInterfaceID.NotFound"),
         "{missing}"
@@ -428,7 +435,7 @@ async fn ec2_errors_map_to_their_variants() {
         .create_subnet(&s.vpc_id, "10.0.1.0/28", "us-west-2a")
         .unwrap();
     let mut big = s.new_eni(20);
-    big.subnet_id = small.id;
+    big.subnet_id = small.id.into();
     let full = ec2.create_eni(big).await.unwrap_err();
     assert!(
         matches!(&full, CloudError::SubnetFull { code, .. } if code == "InsufficientFreeAddressesInSubnet"),

@@ -94,7 +94,7 @@ fn overlay_nodes_choose_overlay_and_pods_talk_across_them() {
     assert_eq!(addresses.len(), pods.len(), "two pods share an address");
     for pod in &pods {
         let node = cluster.node(&pod.node).unwrap();
-        let cidr: ipamd::config::Ipv4Cidr = node.pod_cidr.parse().unwrap();
+        let cidr: vpc_cni_proto::net::Ipv4Cidr = node.pod_cidr.parse().unwrap();
         assert!(
             cidr.contains(ip(pod)) && ip(pod) != cidr.network,
             "{} on {} got {}, outside its pod CIDR {} or its network address",

@@ -9,7 +9,6 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use ipamd::config::Ipv4Cidr;
 use ipamd::overlay::peers::UNDERLAY_ANNOTATION;
 use vpc_cni_integration::fake_kube::{node_object, Call};
 use vpc_cni_integration::ipamd_proc::wait_for;
@@ -18,6 +17,7 @@ use vpc_cni_integration::overlay_cluster::{
 };
 use vpc_cni_integration::require_root;
 use vpc_cni_integration::vpc_cluster::reachable;
+use vpc_cni_proto::net::Ipv4Cidr;
 
 /// Harness bound for convergence (never asserted as a duration).
 const EVENTUAL: Duration = Duration::from_secs(30);

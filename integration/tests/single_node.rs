@@ -20,7 +20,7 @@ fn netlink_two_pods_reach_each_other_and_the_node() {
     let b = node.pod("beta");
     let (ip_a, ip_b) = (a.ip.unwrap(), b.ip.unwrap());
     assert_ne!(ip_a, ip_b, "two pods got one address");
-    let cidr: ipamd::config::Ipv4Cidr = "10.21.0.0/24".parse().unwrap();
+    let cidr: vpc_cni_proto::net::Ipv4Cidr = "10.21.0.0/24".parse().unwrap();
     assert!(
         cidr.contains(ip_a) && cidr.contains(ip_b),
         "{ip_a} {ip_b} outside POD_CIDR"

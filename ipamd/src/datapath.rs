@@ -1,64 +1,112 @@
-//! Node datapaths: what ipamd sets up on the node itself, beside the per-pod
-//! wiring the plugin does. VPC (ENI tables, SNAT) and VXLAN datapaths plug in
-//! here in later work; a node with only a local pod CIDR needs forwarding on.
+//! Node datapaths: what ipamd sets up on the node itself, beside each pod's wiring, behind one
+//! small seam that every mode implements (the shape of flannel's backends): VPC mode's ENI
+//! tables, rules and SNAT ([`crate::vpc_datapath`]), the VXLAN overlay
+//! ([`crate::overlay::OverlayDatapath`]), and forwarding alone for a node without peers
+//! ([`LocalDatapath`]). [`Upkeep`] keeps whichever one runs applied and reports its damage.
 
-use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
-use vpc_cni_cloud::ImdsEni;
+use tokio::sync::{watch, Notify};
+use tracing::{debug, warn};
 use vpc_cni_proto::Mode;
 
 use crate::error::IpamdError;
+use crate::kernel::{apply_sysctls, Sysctl, IP_FORWARD};
 
 /// Node-wide network setup for one mode.
 pub trait NodeDatapath: Send + Sync {
     /// The mode reported to the plugin.
     fn mode(&self) -> Mode;
 
-    /// Makes the node's kernel state match what this datapath needs.
-    /// Idempotent: ipamd runs it at every start.
-    fn setup(&self) -> BoxFuture<'_, Result<(), IpamdError>>;
+    /// Makes the node's kernel state what this datapath needs now, from scratch: at start,
+    /// and again to repair what someone changed. Idempotent: an intact node is not touched.
+    fn apply(&self) -> BoxFuture<'_, Result<(), IpamdError>>;
 
-    /// The node's ENIs changed (or may have): wire what is new, unwire what
-    /// is gone, and answer the device numbers whose addresses may now be
-    /// handed to pods. An ENI whose link has not appeared yet is left out,
-    /// so no pod gets an address its node cannot route yet.
-    fn enis_changed<'a>(
-        &'a self,
-        enis: &'a [ImdsEni],
-    ) -> BoxFuture<'a, Result<BTreeSet<u32>, IpamdError>> {
-        Box::pin(async move { Ok(enis.iter().map(|e| e.device_number).collect()) })
-    }
+    /// The parts that should be there and are not, named for STATUS and logs; empty when the
+    /// datapath is intact. Only reads.
+    fn damage(&self) -> BoxFuture<'_, Result<Vec<String>, IpamdError>>;
 }
 
-/// Pods reachable within the node only: routing between pod veths and the
-/// node needs IPv4 forwarding in the node's namespace, nothing else.
+/// Pods reachable within the node only: routing between pod veths and the node needs IPv4
+/// forwarding in the node's namespace, nothing else.
 pub struct LocalDatapath;
-
-const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 
 impl NodeDatapath for LocalDatapath {
     fn mode(&self) -> Mode {
         Mode::Overlay
     }
 
-    fn setup(&self) -> BoxFuture<'_, Result<(), IpamdError>> {
-        Box::pin(async {
-            let current = tokio::fs::read_to_string(IP_FORWARD)
-                .await
-                .map_err(|source| IpamdError::Io {
-                    context: format!("reading {IP_FORWARD}"),
-                    source,
-                })?;
-            if current.trim() != "1" {
-                tokio::fs::write(IP_FORWARD, "1")
-                    .await
-                    .map_err(|source| IpamdError::Io {
-                        context: format!("enabling forwarding in {IP_FORWARD}"),
-                        source,
-                    })?;
+    fn apply(&self) -> BoxFuture<'_, Result<(), IpamdError>> {
+        Box::pin(async { apply_sysctls(&[Sysctl::ip_forward()]) })
+    }
+
+    fn damage(&self) -> BoxFuture<'_, Result<Vec<String>, IpamdError>> {
+        Box::pin(async { Ok(forwarding_damage()?.into_iter().collect()) })
+    }
+}
+
+/// "IPv4 forwarding is off" when it is; every mode routes pod traffic through the node.
+pub fn forwarding_damage() -> Result<Option<String>, IpamdError> {
+    let value = std::fs::read_to_string(IP_FORWARD).map_err(|source| IpamdError::Sysctl {
+        path: IP_FORWARD.to_owned(),
+        action: "reading",
+        source,
+    })?;
+    Ok((value.trim() != "1").then(|| format!("IPv4 forwarding is off ({IP_FORWARD})")))
+}
+
+/// How often a node datapath is applied again from scratch, repairing outside damage
+/// (`DATAPATH_RESYNC_INTERVAL`).
+pub const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Keeps a node datapath applied: every `interval`, and at once after a check found damage.
+pub struct Upkeep {
+    datapath: Arc<dyn NodeDatapath>,
+    interval: Duration,
+    repair: Notify,
+}
+
+impl Upkeep {
+    #[must_use]
+    pub fn new(datapath: Arc<dyn NodeDatapath>, interval: Duration) -> Self {
+        Self {
+            datapath,
+            interval,
+            repair: Notify::new(),
+        }
+    }
+
+    #[must_use]
+    pub fn datapath(&self) -> &Arc<dyn NodeDatapath> {
+        &self.datapath
+    }
+
+    /// The datapath's damage now (see [`NodeDatapath::damage`]); damage found also asks the
+    /// upkeep loop for a repair, so what STATUS reports broken is mended right after.
+    pub async fn check(&self) -> Result<Vec<String>, IpamdError> {
+        let damage = self.datapath.damage().await?;
+        if !damage.is_empty() {
+            warn!(?damage, "node datapath damaged; repairing");
+            self.repair.notify_one();
+        }
+        Ok(damage)
+    }
+
+    /// Applies the datapath every `interval` and whenever a check asked for it, until `stop`
+    /// turns true. A failed apply is retried at the next turn.
+    pub async fn run(&self, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|stopped| *stopped) => return,
+                () = self.repair.notified() => {}
+                () = tokio::time::sleep(self.interval) => {}
             }
-            Ok(())
-        })
+            match self.datapath.apply().await {
+                Ok(()) => debug!("node datapath applied"),
+                Err(e) => warn!(error = %e, "applying the node datapath failed"),
+            }
+        }
     }
 }

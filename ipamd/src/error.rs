@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use vpc_cni_proto::net::MacAddr;
+
 /// Everything that can go wrong inside ipamd.
 #[derive(Debug, thiserror::Error)]
 pub enum IpamdError {
@@ -107,6 +109,46 @@ pub enum IpamdError {
     #[error(transparent)]
     Dataplane(#[from] vpc_cni::CniError),
 
+    // --- node datapath ---
+    /// A netlink request of ipamd's own node wiring failed; `operation` says which.
+    #[error("netlink: {operation} failed")]
+    Netlink {
+        operation: String,
+        #[source]
+        source: vpc_cni::netlink::Error,
+    },
+
+    /// `nft` refused or failed to apply a batch to our table; `detail` is what it said.
+    #[error("{action}: {detail}")]
+    Nft { action: String, detail: String },
+
+    /// A batch for `nft` could not be turned into JSON.
+    #[error("cannot encode an nftables batch")]
+    NftEncode {
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A `/proc/sys` value could not be read or written.
+    #[error("{action} {path} failed")]
+    Sysctl {
+        path: String,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An ENI EC2 attached has no link with its MAC in the node (yet).
+    #[error("no link has the MAC {mac} of the ENI at device index {device} (yet)")]
+    EniLinkMissing { device: u32, mac: MacAddr },
+
+    /// No netlink socket could be opened in the node's namespace.
+    #[error("cannot open a netlink socket in the node's network namespace")]
+    NetlinkSocket {
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A should-not-happen condition, reported rather than panicking.
     #[error("internal error: {0}")]
     Internal(String),
@@ -123,14 +165,14 @@ pub enum IpamdError {
     /// IMDS never showed what EC2 acknowledged, within the bounded wait.
     #[error("ENI {eni_id} did not show {what} in IMDS after {waited_ms} ms")]
     NotVisible {
-        eni_id: String,
+        eni_id: vpc_cni_cloud::EniId,
         what: String,
         waited_ms: u64,
     },
 
     /// IMDS lists no interface at device 0 with the primary MAC.
     #[error("IMDS shows no primary ENI (MAC {mac})")]
-    NoPrimaryEni { mac: String },
+    NoPrimaryEni { mac: MacAddr },
 
     /// The pool kept changing without settling; a bug or a fight with
     /// another actor over the same ENIs.
@@ -144,6 +186,12 @@ pub enum IpamdError {
 }
 
 impl IpamdError {
+    /// Wraps a netlink failure with the operation that failed.
+    pub fn netlink(operation: impl Into<String>) -> impl FnOnce(vpc_cni::netlink::Error) -> Self {
+        let operation = operation.into();
+        move |source| Self::Netlink { operation, source }
+    }
+
     /// Wraps a cloud failure with what was being done.
     pub fn cloud(context: impl Into<String>) -> impl FnOnce(vpc_cni_cloud::CloudError) -> Self {
         let context = context.into();

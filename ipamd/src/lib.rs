@@ -1,13 +1,22 @@
-//! ipamd, the vpc-cni node daemon, as a library: configuration, the address
-//! datastore and its checkpoint, pool sources, the node datapath, the gRPC
-//! service and the veth-presence sweep.
+//! ipamd, the vpc-cni node daemon, as a library.
+//!
+//! - `config`: settings, parsed once from flags and environment.
+//! - `store`: the address pool, its assignments and their durable checkpoint (no kernel or
+//!   cloud I/O).
+//! - `rpc`: the CniBackend gRPC service the plugin calls.
+//! - `datapath`: the node datapath seam both modes implement, and its upkeep.
+//! - `kernel`: netlink connections, sysctls and our nftables table, shared by both modes.
+//! - `vpc` (pool controller over EC2) and `vpc_datapath` (ENI tables, rules, SNAT): VPC mode.
+//! - `overlay`: VXLAN peers and device: overlay mode.
+//! - `sweep`: reclaiming addresses of pods that vanished without a DEL.
+//! - `daemon`: start-up, mode choice and shutdown.
 
 pub mod config;
 pub mod daemon;
 pub mod datapath;
 pub mod error;
+pub mod kernel;
 pub mod overlay;
-pub mod pool;
 pub mod rpc;
 pub mod store;
 pub mod sweep;

@@ -3,32 +3,22 @@
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 use tracing::{debug, info, warn};
 use vpc_cni::dataplane::host_veth_name;
 use vpc_cni_proto::cni_backend_server::CniBackend;
+use vpc_cni_proto::net::Ipv4Cidr;
+use vpc_cni_proto::time::Clock;
 use vpc_cni_proto::{
     AddNetworkReply, AttachmentRequest, CheckNetworkReply, DelNetworkReply, GarbageCollectReply,
-    GarbageCollectRequest, IpAddress, Mode, ReleasedAttachment, StatusReply, StatusRequest,
+    GarbageCollectRequest, IpAddress, ReleasedAttachment, StatusReply, StatusRequest,
 };
 
+use crate::datapath::Upkeep;
 use crate::error::IpamdError;
-use crate::store::{AttachmentKey, PodIdentity, Store};
-
-/// How often a waiting ADD looks again while the controller grows the pool.
-const CONTROLLER_POLL: Duration = Duration::from_millis(100);
-
-/// Wall-clock milliseconds since the epoch: the store's notion of time, kept
-/// in the checkpoint so cooldowns and grace periods survive restarts.
-#[must_use]
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
+use crate::store::{Assignment, AttachmentKey, PodIdentity, Store};
 
 /// Asks the pool controller for a pass (VPC mode).
 pub type PoolWaker = Arc<dyn Fn() + Send + Sync>;
@@ -36,9 +26,8 @@ pub type PoolWaker = Arc<dyn Fn() + Send + Sync>;
 /// What the service tells the plugin about this node.
 #[derive(Clone)]
 pub struct NodeFacts {
-    pub mode: Mode,
     pub mtu: u32,
-    pub vpc_cidrs: Vec<String>,
+    pub vpc_cidrs: Vec<Ipv4Cidr>,
     pub pool_wait_timeout: Duration,
     /// Set when a controller grows the pool: an ADD on an empty pool wakes
     /// it and waits (bounded) instead of failing at once.
@@ -48,12 +37,72 @@ pub struct NodeFacts {
 pub struct Backend {
     store: Arc<Store>,
     facts: NodeFacts,
+    upkeep: Arc<Upkeep>,
+    /// Unix ms for the store (cooldowns, grace periods); the wall clock in the daemon.
+    clock: Clock,
 }
 
 impl Backend {
     #[must_use]
-    pub fn new(store: Arc<Store>, facts: NodeFacts) -> Self {
-        Self { store, facts }
+    pub fn new(store: Arc<Store>, facts: NodeFacts, upkeep: Arc<Upkeep>, clock: Clock) -> Self {
+        Self {
+            store,
+            facts,
+            upkeep,
+            clock,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
+    /// Assigns an address to `key`, waiting (up to `POOL_WAIT_TIMEOUT`) when the pool is
+    /// empty: for an address to leave cooldown, or for one to be freed or added (a DEL, the
+    /// controller growing the pool), woken by the store the moment that happens.
+    async fn assign_waiting(
+        &self,
+        key: &AttachmentKey,
+        pod: &PodIdentity,
+    ) -> Result<Assignment, Status> {
+        let deadline = tokio::time::Instant::now() + self.facts.pool_wait_timeout;
+        let mut freed = self.store.subscribe_freed();
+        loop {
+            // Marked seen before looking, so a release right after this look still wakes us.
+            freed.borrow_and_update();
+            let exhausted = match self
+                .store
+                .assign(key.clone(), pod.clone(), self.now())
+                .await
+            {
+                Ok(assignment) => return Ok(assignment),
+                Err(e @ IpamdError::PoolExhausted { .. }) => e,
+                Err(e) => return Err(internal(&e)),
+            };
+            if let Some(waker) = &self.facts.waker {
+                waker();
+            }
+            let now = self.now();
+            let cooldown_end = self.store.next_cooldown_expiry(now).map(|until| {
+                tokio::time::Instant::now() + Duration::from_millis(until.saturating_sub(now))
+            });
+            if cooldown_end.is_none() && self.facts.waker.is_none() {
+                // Nothing will come back by itself and nobody grows the pool.
+                return Err(Status::resource_exhausted(exhausted.to_string()));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Status::resource_exhausted(exhausted.to_string()));
+            }
+            let wake_at = cooldown_end.map_or(deadline, |end| end.min(deadline));
+            tokio::select! {
+                changed = freed.changed() => {
+                    if changed.is_err() {
+                        return Err(Status::resource_exhausted(exhausted.to_string()));
+                    }
+                }
+                () = tokio::time::sleep_until(wake_at) => {}
+            }
+        }
     }
 }
 
@@ -121,33 +170,7 @@ impl CniBackend for Backend {
         let req = request.into_inner();
         let key = attachment_key(&req)?;
         let pod = pod_identity(&req);
-        let deadline = tokio::time::Instant::now() + self.facts.pool_wait_timeout;
-        let assignment = loop {
-            match self.store.assign(key.clone(), pod.clone(), now_ms()).await {
-                Ok(assignment) => break assignment,
-                Err(e @ IpamdError::PoolExhausted { .. }) => {
-                    // Addresses come back by themselves (cooldown) or from the
-                    // controller: wait for them, bounded, instead of failing
-                    // the pod.
-                    if let Some(waker) = &self.facts.waker {
-                        waker();
-                    }
-                    let now = now_ms();
-                    let wait = match (self.store.next_cooldown_expiry(now), &self.facts.waker) {
-                        (Some(expiry), _) => Duration::from_millis(expiry.saturating_sub(now) + 5),
-                        (None, Some(_)) => CONTROLLER_POLL,
-                        (None, None) => return Err(Status::resource_exhausted(e.to_string())),
-                    };
-                    if tokio::time::Instant::now() >= deadline {
-                        return Err(Status::resource_exhausted(e.to_string()));
-                    }
-                    let wake =
-                        (tokio::time::Instant::now() + wait.min(CONTROLLER_POLL)).min(deadline);
-                    tokio::time::sleep_until(wake).await;
-                }
-                Err(e) => return Err(internal(&e)),
-            }
-        };
+        let assignment = self.assign_waiting(&key, &pod).await?;
         debug!(container = %key.container_id, ip = %assignment.ip, "assigned");
         // The pool may now be below its warm target.
         if let Some(waker) = &self.facts.waker {
@@ -158,8 +181,13 @@ impl CniBackend for Backend {
             route_table: assignment.route_table,
             device_number: assignment.device_number,
             mtu: self.facts.mtu,
-            mode: self.facts.mode.into(),
-            vpc_cidrs: self.facts.vpc_cidrs.clone(),
+            mode: self.upkeep.datapath().mode().into(),
+            vpc_cidrs: self
+                .facts
+                .vpc_cidrs
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         }))
     }
 
@@ -171,7 +199,7 @@ impl CniBackend for Backend {
         let key = attachment_key(&req)?;
         let released = self
             .store
-            .release(key.clone(), now_ms())
+            .release(key.clone(), self.now())
             .await
             .map_err(|e| internal(&e))?;
         let reply = match released {
@@ -208,7 +236,7 @@ impl CniBackend for Backend {
             ip: Some(ip_message(a.ip)),
             route_table: a.route_table,
             mtu: self.facts.mtu,
-            mode: self.facts.mode.into(),
+            mode: self.upkeep.datapath().mode().into(),
         }))
     }
 
@@ -232,7 +260,7 @@ impl CniBackend for Backend {
             .collect();
         let keys = stale.iter().map(|a| a.key.clone()).collect();
         self.store
-            .release_many(keys, now_ms())
+            .release_many(keys, self.now())
             .await
             .map_err(|e| internal(&e))?;
         if !stale.is_empty() {
@@ -261,13 +289,24 @@ impl CniBackend for Backend {
             );
             return Err(status);
         }
-        let counts = self.store.counts(now_ms());
+        let counts = self.store.counts(self.now());
         let narrow = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        // A datapath that cannot even be looked at counts as damaged.
+        let datapath_damage = self
+            .upkeep
+            .check()
+            .await
+            .unwrap_or_else(|e| vec![format!("cannot check the node datapath: {e}")]);
         Ok(Response::new(StatusReply {
-            mode: self.facts.mode.into(),
+            mode: self.upkeep.datapath().mode().into(),
             total_addresses: narrow(counts.total),
             assigned_addresses: narrow(counts.assigned),
             cooling_addresses: narrow(counts.cooling),
+            datapath_damage,
         }))
     }
 }
+
+#[cfg(test)]
+#[path = "rpc_tests.rs"]
+mod tests;

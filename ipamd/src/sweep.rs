@@ -11,13 +11,14 @@ use tracing::{info, warn};
 use vpc_cni::dataplane::{host_links_with_prefix, unwire_host};
 use vpc_cni_proto::HOST_VETH_PREFIX;
 
+use vpc_cni_proto::time::{millis, now_ms};
+
 use crate::error::IpamdError;
-use crate::rpc::now_ms;
 use crate::store::Store;
 
 /// One pass; returns how many assignments were released.
 pub async fn sweep_once(store: &Store, grace: Duration) -> Result<usize, IpamdError> {
-    let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+    let grace_ms = millis(grace);
     let present: HashSet<String> = host_links_with_prefix(HOST_VETH_PREFIX)
         .await?
         .into_iter()

@@ -1,5 +1,9 @@
-//! The ipamd gRPC contract and the dataplane constants that ipamd and the
-//! `vpc-cni` plugin must agree on.
+//! What every vpc-cni crate agrees on: the ipamd gRPC contract, the dataplane constants
+//! ipamd and the plugin share, and the plain values passed between all of them
+//! ([`net`]: IPv4 networks and MAC addresses; [`time`]: unix-millisecond clocks).
+
+pub mod net;
+pub mod time;
 
 #[allow(clippy::pedantic, clippy::unwrap_used, clippy::expect_used)]
 mod generated {
@@ -41,3 +45,32 @@ pub fn eni_route_table(device_number: u32) -> u32 {
 
 /// The gRPC service name ipamd registers with the standard health service.
 pub const HEALTH_SERVICE_NAME: &str = "vpccni.ipamd.v1.CniBackend";
+
+impl Mode {
+    /// The name settings, the checkpoint and logs use for the mode: `vpc` or `overlay`
+    /// (`unspecified` for the wire's zero value, which no setting produces).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Vpc => "vpc",
+            Mode::Overlay => "overlay",
+            Mode::Unspecified => "unspecified",
+        }
+    }
+
+    /// The mode of a [`Mode::name`]; `None` for anything else.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Mode> {
+        match name {
+            "vpc" => Some(Mode::Vpc),
+            "overlay" => Some(Mode::Overlay),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

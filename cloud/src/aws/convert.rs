@@ -7,8 +7,9 @@ use std::net::Ipv4Addr;
 
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::NetworkInterface;
+use vpc_cni_proto::net::{Ipv4Cidr, MacAddr};
 
-use crate::api::{CloudResult, EniInfo};
+use crate::api::{CloudResult, EniId, EniInfo, SubnetId};
 use crate::error::CloudError;
 
 /// Classifies a failed SDK call. EC2's error code decides when there is
@@ -56,36 +57,27 @@ where
     }
 }
 
-/// A reply EC2 should never give (a field missing, an address that does
-/// not parse): not retried, since asking again gets the same answer.
-pub(crate) fn bad_reply(action: &str, what: impl Into<String>) -> CloudError {
-    CloudError::Fatal {
-        action: action.to_string(),
-        code: "MalformedReply".to_string(),
-        message: what.into(),
-    }
-}
-
-pub(crate) fn parse_ipv4(action: &str, s: &str) -> CloudResult<Ipv4Addr> {
-    s.parse()
-        .map_err(|_| bad_reply(action, format!("not an IPv4 address: {s:?}")))
-}
-
 pub(crate) fn to_u32(action: &str, field: &str, v: Option<i32>) -> CloudResult<u32> {
     v.and_then(|v| u32::try_from(v).ok())
-        .ok_or_else(|| bad_reply(action, format!("{field} missing or negative: {v:?}")))
+        .ok_or_else(|| CloudError::malformed(action, format!("{field} missing or negative: {v:?}")))
 }
 
 /// One ENI as the seam describes it; addresses primary first.
 pub(crate) fn eni_info(action: &str, ni: &NetworkInterface) -> CloudResult<EniInfo> {
     let id = ni
         .network_interface_id()
-        .ok_or_else(|| bad_reply(action, "network interface without an id"))?
-        .to_string();
+        .ok_or_else(|| CloudError::malformed(action, "network interface without an id"))?;
+    let mac = ni.mac_address().ok_or_else(|| {
+        CloudError::malformed(action, format!("network interface {id} without a MAC"))
+    })?;
+    let mac: MacAddr = CloudError::parse_reply(action, mac)?;
     let mut ips: Vec<(bool, Ipv4Addr)> = Vec::new();
     for p in ni.private_ip_addresses() {
         if let Some(addr) = p.private_ip_address() {
-            ips.push((p.primary().unwrap_or(false), parse_ipv4(action, addr)?));
+            ips.push((
+                p.primary().unwrap_or(false),
+                CloudError::parse_reply(action, addr)?,
+            ));
         }
     }
     // Stable: secondaries keep EC2's order behind the primary.
@@ -101,10 +93,16 @@ pub(crate) fn eni_info(action: &str, ni: &NetworkInterface) -> CloudResult<EniIn
         })
         .collect();
     let attachment = ni.attachment();
+    let prefixes = ni
+        .ipv4_prefixes()
+        .iter()
+        .filter_map(|p| p.ipv4_prefix())
+        .map(|p| CloudError::parse_reply::<Ipv4Cidr>(action, p))
+        .collect::<CloudResult<Vec<_>>>()?;
     Ok(EniInfo {
-        id,
-        mac: ni.mac_address().unwrap_or_default().to_string(),
-        subnet_id: ni.subnet_id().unwrap_or_default().to_string(),
+        id: EniId::new(id),
+        mac,
+        subnet_id: SubnetId::new(ni.subnet_id().unwrap_or_default()),
         description: ni.description().unwrap_or_default().to_string(),
         status: ni
             .status()
@@ -112,11 +110,7 @@ pub(crate) fn eni_info(action: &str, ni: &NetworkInterface) -> CloudResult<EniIn
             .unwrap_or_default(),
         tags,
         addresses: ips.into_iter().map(|(_, ip)| ip).collect(),
-        prefixes: ni
-            .ipv4_prefixes()
-            .iter()
-            .filter_map(|p| p.ipv4_prefix().map(str::to_string))
-            .collect(),
+        prefixes,
         attachment_id: attachment
             .and_then(|a| a.attachment_id())
             .map(str::to_string),

@@ -27,8 +27,10 @@ use aws_sdk_ec2::types::{
 use aws_sdk_ec2::Client;
 use futures::future::BoxFuture;
 
-use super::convert::{bad_reply, eni_info, parse_ipv4, sdk_error, to_u32};
-use crate::api::{CloudResult, Ec2, EniInfo, EniQuery, InstanceLimits, NewEni};
+use super::convert::{eni_info, sdk_error, to_u32};
+use vpc_cni_proto::net::Ipv4Cidr;
+
+use crate::api::{CloudResult, Ec2, EniId, EniInfo, EniQuery, InstanceLimits, NewEni};
 use crate::error::CloudError;
 use crate::limiter::TokenBucket;
 use crate::retry::{with_retries, RetryPolicy};
@@ -155,9 +157,9 @@ impl AwsEc2 {
                 code: "InvalidInstanceType".to_string(),
                 message: format!("EC2 does not describe instance type {instance_type:?}"),
             })?;
-        let network = info
-            .network_info()
-            .ok_or_else(|| bad_reply(ACTION, format!("{instance_type}: no networkInfo")))?;
+        let network = info.network_info().ok_or_else(|| {
+            CloudError::malformed(ACTION, format!("{instance_type}: no networkInfo"))
+        })?;
         Ok(InstanceLimits {
             max_enis: to_u32(
                 ACTION,
@@ -185,7 +187,11 @@ impl AwsEc2 {
             // No ids and no filter would list every ENI of the account.
             EniQuery::Ids(ids) if ids.is_empty() => return Ok(Vec::new()),
             // EC2 refuses MaxResults together with explicit ids.
-            EniQuery::Ids(ids) => (Some(ids), None, None),
+            EniQuery::Ids(ids) => (
+                Some(ids.iter().map(|id| id.as_str().to_owned()).collect()),
+                None,
+                None,
+            ),
             EniQuery::AttachedTo(instance) => (
                 None,
                 Some(vec![filter("attachment.instance-id", &instance)]),
@@ -278,7 +284,7 @@ impl Ec2 for AwsEc2 {
             let out = self
                 .call(ACTION, |c| {
                     c.create_network_interface()
-                        .subnet_id(&eni.subnet_id)
+                        .subnet_id(eni.subnet_id.as_str())
                         .set_description(
                             (!eni.description.is_empty()).then(|| eni.description.clone()),
                         )
@@ -292,14 +298,14 @@ impl Ec2 for AwsEc2 {
                 .await?;
             let ni = out
                 .network_interface()
-                .ok_or_else(|| bad_reply(ACTION, "reply without networkInterface"))?;
+                .ok_or_else(|| CloudError::malformed(ACTION, "reply without networkInterface"))?;
             eni_info(ACTION, ni)
         })
     }
 
     fn attach_eni<'a>(
         &'a self,
-        eni_id: &'a str,
+        eni_id: &'a EniId,
         instance_id: &'a str,
         device_index: u32,
     ) -> BoxFuture<'a, CloudResult<String>> {
@@ -313,7 +319,7 @@ impl Ec2 for AwsEc2 {
             let out = self
                 .call(ATTACH, |c| {
                     c.attach_network_interface()
-                        .network_interface_id(eni_id)
+                        .network_interface_id(eni_id.as_str())
                         .instance_id(instance_id)
                         .device_index(index)
                         .send()
@@ -321,7 +327,7 @@ impl Ec2 for AwsEc2 {
                 .await?;
             let attachment_id = out
                 .attachment_id()
-                .ok_or_else(|| bad_reply(ATTACH, "reply without attachmentId"))?
+                .ok_or_else(|| CloudError::malformed(ATTACH, "reply without attachmentId"))?
                 .to_string();
             // Without this an ENI outlives its instance as a leak; if it
             // fails the ENI stays attached and the error says so, and the
@@ -332,7 +338,7 @@ impl Ec2 for AwsEc2 {
                 .build();
             self.call("ModifyNetworkInterfaceAttribute", |c| {
                 c.modify_network_interface_attribute()
-                    .network_interface_id(eni_id)
+                    .network_interface_id(eni_id.as_str())
                     .attachment(changes.clone())
                     .send()
             })
@@ -343,7 +349,7 @@ impl Ec2 for AwsEc2 {
 
     fn assign_addresses<'a>(
         &'a self,
-        eni_id: &'a str,
+        eni_id: &'a EniId,
         count: u32,
     ) -> BoxFuture<'a, CloudResult<Vec<Ipv4Addr>>> {
         Box::pin(async move {
@@ -354,7 +360,7 @@ impl Ec2 for AwsEc2 {
             let out = self
                 .call(ACTION, |c| {
                     c.assign_private_ip_addresses()
-                        .network_interface_id(eni_id)
+                        .network_interface_id(eni_id.as_str())
                         .secondary_private_ip_address_count(count)
                         .send()
                 })
@@ -362,52 +368,54 @@ impl Ec2 for AwsEc2 {
             out.assigned_private_ip_addresses()
                 .iter()
                 .filter_map(|a| a.private_ip_address())
-                .map(|s| parse_ipv4(ACTION, s))
+                .map(|s| CloudError::parse_reply(ACTION, s))
                 .collect()
         })
     }
 
     fn assign_prefixes<'a>(
         &'a self,
-        eni_id: &'a str,
+        eni_id: &'a EniId,
         count: u32,
-    ) -> BoxFuture<'a, CloudResult<Vec<String>>> {
+    ) -> BoxFuture<'a, CloudResult<Vec<Ipv4Cidr>>> {
         Box::pin(async move {
+            const ACTION: &str = "AssignPrivateIpAddresses";
             let Some(count) = count_param(count) else {
                 return Ok(Vec::new());
             };
             let out = self
-                .call("AssignPrivateIpAddresses", |c| {
+                .call(ACTION, |c| {
                     c.assign_private_ip_addresses()
-                        .network_interface_id(eni_id)
+                        .network_interface_id(eni_id.as_str())
                         .ipv4_prefix_count(count)
                         .send()
                 })
                 .await?;
-            Ok(out
-                .assigned_ipv4_prefixes()
+            out.assigned_ipv4_prefixes()
                 .iter()
-                .filter_map(|p| p.ipv4_prefix().map(str::to_string))
-                .collect())
+                .filter_map(|p| p.ipv4_prefix())
+                .map(|p| CloudError::parse_reply(ACTION, p))
+                .collect()
         })
     }
 
     fn unassign<'a>(
         &'a self,
-        eni_id: &'a str,
+        eni_id: &'a EniId,
         addresses: &'a [Ipv4Addr],
-        prefixes: &'a [String],
+        prefixes: &'a [Ipv4Cidr],
     ) -> BoxFuture<'a, CloudResult<()>> {
         Box::pin(async move {
             if addresses.is_empty() && prefixes.is_empty() {
                 return Ok(());
             }
             let addresses: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+            let prefixes: Vec<String> = prefixes.iter().map(ToString::to_string).collect();
             self.call("UnassignPrivateIpAddresses", |c| {
                 c.unassign_private_ip_addresses()
-                    .network_interface_id(eni_id)
+                    .network_interface_id(eni_id.as_str())
                     .set_private_ip_addresses(non_empty(&addresses))
-                    .set_ipv4_prefixes(non_empty(prefixes))
+                    .set_ipv4_prefixes(non_empty(&prefixes))
                     .send()
             })
             .await?;
@@ -427,11 +435,11 @@ impl Ec2 for AwsEc2 {
         })
     }
 
-    fn delete_eni<'a>(&'a self, eni_id: &'a str) -> BoxFuture<'a, CloudResult<()>> {
+    fn delete_eni<'a>(&'a self, eni_id: &'a EniId) -> BoxFuture<'a, CloudResult<()>> {
         Box::pin(async move {
             self.call("DeleteNetworkInterface", |c| {
                 c.delete_network_interface()
-                    .network_interface_id(eni_id)
+                    .network_interface_id(eni_id.as_str())
                     .send()
             })
             .await?;
@@ -445,17 +453,18 @@ impl Ec2 for AwsEc2 {
 
     fn create_tags<'a>(
         &'a self,
-        resource_ids: &'a [String],
+        enis: &'a [EniId],
         tags: &'a BTreeMap<String, String>,
     ) -> BoxFuture<'a, CloudResult<()>> {
         Box::pin(async move {
-            if resource_ids.is_empty() || tags.is_empty() {
+            if enis.is_empty() || tags.is_empty() {
                 return Ok(());
             }
+            let resource_ids: Vec<String> = enis.iter().map(|id| id.as_str().to_owned()).collect();
             let tags = tag_list(tags);
             self.call("CreateTags", |c| {
                 c.create_tags()
-                    .set_resources(Some(resource_ids.to_vec()))
+                    .set_resources(Some(resource_ids.clone()))
                     .set_tags(Some(tags.clone()))
                     .send()
             })

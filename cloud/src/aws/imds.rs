@@ -10,8 +10,9 @@ use aws_config::imds::client::error::ImdsError;
 use aws_config::imds::Client;
 use aws_sdk_ec2::error::DisplayErrorContext;
 use futures::future::BoxFuture;
+use vpc_cni_proto::net::{Ipv4Cidr, MacAddr};
 
-use crate::api::{CloudResult, Imds, ImdsEni, NodeIdentity};
+use crate::api::{CloudResult, EniId, Imds, ImdsEni, NodeIdentity, SubnetId};
 use crate::error::CloudError;
 
 const PREFIX: &str = "/latest/meta-data/";
@@ -101,37 +102,56 @@ impl AwsImds {
         Ok(lines(&self.get(path).await?))
     }
 
+    /// One value parsed as `T`; a value that does not parse is `BadMetadata` naming the path.
+    async fn get_parsed<T: std::str::FromStr>(&self, path: &str) -> CloudResult<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let value = self.get(path).await?;
+        CloudError::parse_metadata(path, &value)
+    }
+
+    /// Every line of a value parsed as `T`.
+    async fn get_parsed_lines<T: std::str::FromStr>(&self, path: &str) -> CloudResult<Vec<T>>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.get_lines(path)
+            .await?
+            .iter()
+            .map(|line| CloudError::parse_metadata(path, line))
+            .collect()
+    }
+
     async fn eni(&self, mac: &str) -> CloudResult<ImdsEni> {
         let base = format!("network/interfaces/macs/{mac}");
-        let device_path = format!("{base}/device-number");
-        let device = self.get(&device_path).await?;
-        let mut addresses = Vec::new();
-        let addresses_path = format!("{base}/local-ipv4s");
-        for line in self.get_lines(&addresses_path).await? {
-            addresses.push(parse_ipv4(&addresses_path, &line)?);
-        }
+        let prefixes_path = format!("{base}/ipv4-prefix");
+        let prefixes = match self.get_optional(&prefixes_path).await? {
+            Some(value) => lines(&value)
+                .iter()
+                .map(|line| CloudError::parse_metadata::<Ipv4Cidr>(&prefixes_path, line))
+                .collect::<CloudResult<Vec<_>>>()?,
+            None => Vec::new(),
+        };
         Ok(ImdsEni {
-            mac: mac.to_string(),
-            eni_id: self.get(&format!("{base}/interface-id")).await?,
-            device_number: device.parse().map_err(|_| CloudError::BadMetadata {
-                path: device_path,
-                reason: format!("not a device number: {device:?}"),
-            })?,
-            subnet_id: self.get(&format!("{base}/subnet-id")).await?,
+            mac: CloudError::parse_metadata(&base, mac)?,
+            eni_id: EniId::new(self.get(&format!("{base}/interface-id")).await?),
+            device_number: self.get_parsed(&format!("{base}/device-number")).await?,
+            subnet_id: SubnetId::new(self.get(&format!("{base}/subnet-id")).await?),
             vpc_id: self.get(&format!("{base}/vpc-id")).await?,
             security_groups: self
                 .get_lines(&format!("{base}/security-group-ids"))
                 .await?,
-            subnet_cidr: self.get(&format!("{base}/subnet-ipv4-cidr-block")).await?,
-            vpc_cidrs: self
-                .get_lines(&format!("{base}/vpc-ipv4-cidr-blocks"))
+            subnet_cidr: self
+                .get_parsed(&format!("{base}/subnet-ipv4-cidr-block"))
                 .await?,
-            addresses,
-            prefixes: self
-                .get_optional(&format!("{base}/ipv4-prefix"))
-                .await?
-                .map(|v| lines(&v))
-                .unwrap_or_default(),
+            vpc_cidrs: self
+                .get_parsed_lines(&format!("{base}/vpc-ipv4-cidr-blocks"))
+                .await?,
+            addresses: self
+                .get_parsed_lines(&format!("{base}/local-ipv4s"))
+                .await?,
+            prefixes,
         })
     }
 }
@@ -143,13 +163,6 @@ fn lines(value: &str) -> Vec<String> {
         .filter(|l| !l.is_empty())
         .map(str::to_string)
         .collect()
-}
-
-fn parse_ipv4(path: &str, value: &str) -> CloudResult<Ipv4Addr> {
-    value.parse().map_err(|_| CloudError::BadMetadata {
-        path: path.to_string(),
-        reason: format!("not an IPv4 address: {value:?}"),
-    })
 }
 
 /// 404 is `NotFound` (the path does not exist, or no longer: an ENI
@@ -189,14 +202,13 @@ fn imds_error(path: &str, err: &ImdsError) -> CloudError {
 impl Imds for AwsImds {
     fn identity(&self) -> BoxFuture<'_, CloudResult<NodeIdentity>> {
         Box::pin(async move {
-            let local = self.get("local-ipv4").await?;
             Ok(NodeIdentity {
                 instance_id: self.get("instance-id").await?,
                 instance_type: self.get("instance-type").await?,
                 region: self.get("placement/region").await?,
                 availability_zone: self.get("placement/availability-zone").await?,
-                primary_mac: self.get("mac").await?,
-                local_ipv4: parse_ipv4("local-ipv4", &local)?,
+                primary_mac: self.get_parsed::<MacAddr>("mac").await?,
+                local_ipv4: self.get_parsed::<Ipv4Addr>("local-ipv4").await?,
             })
         })
     }

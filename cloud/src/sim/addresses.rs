@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use super::alloc::PREFIX_SIZE;
-use super::cidr::Cidr;
+use vpc_cni_proto::net::Ipv4Cidr;
+
+use super::cidr::{base, block_at, parse_cidr};
 use super::errors::{err, ErrorCode, SimError};
 use super::instance_types::{instance_type, InstanceType};
 use super::state::State;
@@ -17,7 +19,7 @@ use super::SimVpc;
 #[derive(Default)]
 pub(crate) struct Taken {
     pub addresses: Vec<Ipv4Addr>,
-    pub prefixes: Vec<Cidr>,
+    pub prefixes: Vec<Ipv4Cidr>,
 }
 
 impl State {
@@ -32,7 +34,7 @@ impl State {
             .subnets
             .get_mut(subnet_id)
             .ok_or_else(|| not_found_subnet(subnet_id))?;
-        let base = rec.cidr.base;
+        let base = base(&rec.cidr);
         let Some(offs) = rec.pool.take_many(count) else {
             return err(
                 ErrorCode::InsufficientFreeAddressesInSubnet,
@@ -66,13 +68,13 @@ impl State {
             if !seen.insert(ip) {
                 return bad_value(format!("address {ip} is listed twice"));
             }
-            if !cidr.contains(n) {
+            if !cidr.contains(ip) {
                 return bad_value(format!(
                     "address {ip} is not in subnet {subnet_id} ({cidr})"
                 ));
             }
-            let off = n - cidr.base;
-            if off < 4 || n == cidr.last() {
+            let off = n - base(&cidr);
+            if off < 4 || ip == cidr.last() {
                 return bad_value(format!("address {ip} is reserved in subnet {subnet_id}"));
             }
             if rec.pool.is_free(off) {
@@ -104,7 +106,7 @@ impl State {
             .get_mut(subnet_id)
             .ok_or_else(|| not_found_subnet(subnet_id))?;
         for &ip in addrs {
-            let off = u32::from(ip) - cidr.base;
+            let off = u32::from(ip) - base(&cidr);
             if rec.pool.take(off) {
                 taken.addresses.push(ip);
             }
@@ -124,25 +126,19 @@ impl State {
         subnet_id: &str,
         count: u32,
         taken: &mut Taken,
-    ) -> Result<Vec<Cidr>, SimError> {
+    ) -> Result<Vec<Ipv4Cidr>, SimError> {
         let rec = self
             .subnets
             .get_mut(subnet_id)
             .ok_or_else(|| not_found_subnet(subnet_id))?;
-        let base = rec.cidr.base;
+        let subnet = rec.cidr;
         let Some(starts) = rec.pool.take_blocks(count) else {
             return err(
                 ErrorCode::InsufficientCidrBlocks,
                 format!("subnet {subnet_id} has fewer than {count} free aligned /28 blocks"),
             );
         };
-        let got: Vec<Cidr> = starts
-            .iter()
-            .map(|&s| Cidr {
-                base: base + s,
-                len: 28,
-            })
-            .collect();
+        let got: Vec<Ipv4Cidr> = starts.iter().map(|&s| block_at(&subnet, s)).collect();
         taken.prefixes.extend(&got);
         Ok(got)
     }
@@ -153,15 +149,15 @@ impl State {
         subnet_id: &str,
         prefixes: &[String],
         taken: &mut Taken,
-    ) -> Result<Vec<Cidr>, SimError> {
+    ) -> Result<Vec<Ipv4Cidr>, SimError> {
         let cidr = self.subnet(subnet_id)?.cidr;
         let mut parsed = Vec::new();
         for p in prefixes {
-            let c = Cidr::parse(p)?;
-            if c.len != 28 {
+            let c = parse_cidr(p)?;
+            if c.prefix_len != 28 {
                 return bad_value(format!("prefix {p} is not a /28"));
             }
-            if !cidr.contains_cidr(c) {
+            if !cidr.contains_cidr(&c) {
                 return bad_value(format!("prefix {p} is not in subnet {subnet_id} ({cidr})"));
             }
             if parsed.contains(&c) {
@@ -174,7 +170,7 @@ impl State {
             .get_mut(subnet_id)
             .ok_or_else(|| not_found_subnet(subnet_id))?;
         for c in &parsed {
-            if !rec.pool.take_block(c.base - cidr.base) {
+            if !rec.pool.take_block(base(c) - base(&cidr)) {
                 return bad_value(format!("prefix {c} overlaps addresses in use"));
             }
             taken.prefixes.push(*c);
@@ -195,15 +191,16 @@ impl State {
     pub(crate) fn release_address(&mut self, subnet_id: &str, ip: Ipv4Addr) {
         self.addr_owner.remove(&ip);
         if let Some(rec) = self.subnets.get_mut(subnet_id) {
-            let off = u32::from(ip).wrapping_sub(rec.cidr.base);
+            let off = u32::from(ip).wrapping_sub(base(&rec.cidr));
             rec.pool.release(off);
         }
     }
 
-    pub(crate) fn release_prefix(&mut self, subnet_id: &str, c: Cidr) {
-        self.prefix_owner.remove(&Ipv4Addr::from(c.base));
+    pub(crate) fn release_prefix(&mut self, subnet_id: &str, c: Ipv4Cidr) {
+        self.prefix_owner.remove(&c.network);
         if let Some(rec) = self.subnets.get_mut(subnet_id) {
-            rec.pool.release_block(c.base.wrapping_sub(rec.cidr.base));
+            rec.pool
+                .release_block(base(&c).wrapping_sub(base(&rec.cidr)));
         }
     }
 
@@ -307,9 +304,8 @@ impl State {
             self.addr_owner.insert(*ip, eni_id.to_string());
         }
         for p in &what.prefixes {
-            if let Ok(c) = Cidr::parse(p) {
-                self.prefix_owner
-                    .insert(Ipv4Addr::from(c.base), eni_id.to_string());
+            if let Ok(c) = parse_cidr(p) {
+                self.prefix_owner.insert(c.network, eni_id.to_string());
             }
         }
         if let Some(rec) = self.enis.get_mut(eni_id) {
@@ -353,7 +349,7 @@ impl State {
         }
         let mut cidrs = Vec::new();
         for p in prefixes {
-            let c = Cidr::parse(p)?;
+            let c = parse_cidr(p)?;
             if !e.prefixes.contains(&c.to_string()) {
                 return bad_value(format!("prefix {p} is not assigned to {eni_id}"));
             }
@@ -402,10 +398,8 @@ fn combination<T>(what: &str) -> Result<T, SimError> {
 
 /// Addresses a prefix covers, for tests and the fabric.
 pub fn prefix_addresses(prefix: &str) -> Result<Vec<Ipv4Addr>, SimError> {
-    let c = Cidr::parse(prefix)?;
-    Ok((0..PREFIX_SIZE.min(c.size()))
-        .map(|i| Ipv4Addr::from(c.base + i))
-        .collect())
+    let take = usize::try_from(PREFIX_SIZE).unwrap_or(usize::MAX);
+    Ok(parse_cidr(prefix)?.addresses().take(take).collect())
 }
 
 impl SimVpc {

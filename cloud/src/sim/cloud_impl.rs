@@ -10,12 +10,14 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use vpc_cni_proto::net::Ipv4Cidr;
 
 use super::errors::SimError;
 use super::types::{AssignIps, CreateEni, Eni, EniFilter, ImdsView};
 use super::SimVpc;
 use crate::api::{
-    CloudResult, Ec2, EniInfo, EniQuery, Imds, ImdsEni, InstanceLimits, NewEni, NodeIdentity,
+    CloudResult, Ec2, EniId, EniInfo, EniQuery, Imds, ImdsEni, InstanceLimits, NewEni,
+    NodeIdentity, SubnetId,
 };
 use crate::error::CloudError;
 
@@ -79,31 +81,43 @@ async fn sleep(d: Duration) {
     let _ = rx.await;
 }
 
-fn eni_info(e: Eni) -> EniInfo {
+/// The model's wire-format values as the seam's types. The model only holds values it made
+/// or checked, so a failure here is a bug in the sim, reported like a malformed EC2 reply.
+fn typed_all<T: std::str::FromStr>(action: &str, values: &[String]) -> CloudResult<Vec<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    values
+        .iter()
+        .map(|v| CloudError::parse_reply(action, v))
+        .collect()
+}
+
+fn eni_info(action: &str, e: Eni) -> CloudResult<EniInfo> {
     let addresses = e.private_ips.iter().map(|p| p.address).collect();
     let (attachment_id, instance_id, device_index) = match e.attachment {
         Some(a) => (Some(a.id), Some(a.instance_id), Some(a.device_index)),
         None => (None, None, None),
     };
-    EniInfo {
-        id: e.id,
-        mac: e.mac,
-        subnet_id: e.subnet_id,
+    Ok(EniInfo {
+        mac: CloudError::parse_reply(action, &e.mac)?,
+        prefixes: typed_all(action, &e.prefixes)?,
+        id: EniId::new(e.id),
+        subnet_id: SubnetId::new(e.subnet_id),
         description: e.description,
         status: e.status,
         tags: e.tags,
         addresses,
-        prefixes: e.prefixes,
         attachment_id,
         instance_id,
         device_index,
-    }
+    })
 }
 
 fn filter_of(query: EniQuery) -> EniFilter {
     match query {
         EniQuery::Ids(ids) => EniFilter {
-            ids,
+            ids: ids.iter().map(|id| id.as_str().to_owned()).collect(),
             ..EniFilter::default()
         },
         EniQuery::AttachedTo(instance) => EniFilter {
@@ -146,7 +160,7 @@ impl Ec2 for SimCloud {
     fn create_eni(&self, eni: NewEni) -> BoxFuture<'_, CloudResult<EniInfo>> {
         Box::pin(async move {
             let req = CreateEni {
-                subnet_id: eni.subnet_id,
+                subnet_id: eni.subnet_id.as_str().to_owned(),
                 description: eni.description,
                 security_groups: eni.security_groups,
                 tags: eni.tags,
@@ -154,28 +168,29 @@ impl Ec2 for SimCloud {
                 secondary_count: eni.secondary_count,
                 prefix_count: eni.prefix_count,
             };
-            self.call("CreateNetworkInterface", |s| {
-                s.create_network_interface(req)
-            })
-            .await
-            .map(eni_info)
+            let eni = self
+                .call("CreateNetworkInterface", |s| {
+                    s.create_network_interface(req)
+                })
+                .await?;
+            eni_info("CreateNetworkInterface", eni)
         })
     }
 
     fn attach_eni<'a>(
         &'a self,
-        eni_id: &'a str,
+        eni_id: &'a EniId,
         instance_id: &'a str,
         device_index: u32,
     ) -> BoxFuture<'a, CloudResult<String>> {
         Box::pin(async move {
             let att = self
                 .call("AttachNetworkInterface", |s| {
-                    s.attach_network_interface(eni_id, instance_id, device_index)
+                    s.attach_network_interface(eni_id.as_str(), instance_id, device_index)
                 })
                 .await?;
             self.call("ModifyNetworkInterfaceAttribute", |s| {
-                s.set_delete_on_termination(eni_id, &att.id, true)
+                s.set_delete_on_termination(eni_id.as_str(), &att.id, true)
             })
             .await?;
             Ok(att.id)
@@ -184,7 +199,7 @@ impl Ec2 for SimCloud {
 
     fn assign_addresses<'a>(
         &'a self,
-        eni_id: &'a str,
+        eni_id: &'a EniId,
         count: u32,
     ) -> BoxFuture<'a, CloudResult<Vec<Ipv4Addr>>> {
         Box::pin(async move {
@@ -193,7 +208,7 @@ impl Ec2 for SimCloud {
                 ..AssignIps::default()
             };
             self.call("AssignPrivateIpAddresses", |s| {
-                s.assign_private_ip_addresses(eni_id, req)
+                s.assign_private_ip_addresses(eni_id.as_str(), req)
             })
             .await
             .map(|a| a.addresses)
@@ -202,31 +217,33 @@ impl Ec2 for SimCloud {
 
     fn assign_prefixes<'a>(
         &'a self,
-        eni_id: &'a str,
+        eni_id: &'a EniId,
         count: u32,
-    ) -> BoxFuture<'a, CloudResult<Vec<String>>> {
+    ) -> BoxFuture<'a, CloudResult<Vec<Ipv4Cidr>>> {
         Box::pin(async move {
             let req = AssignIps {
                 prefix_count: count,
                 ..AssignIps::default()
             };
-            self.call("AssignPrivateIpAddresses", |s| {
-                s.assign_private_ip_addresses(eni_id, req)
-            })
-            .await
-            .map(|a| a.prefixes)
+            let assigned = self
+                .call("AssignPrivateIpAddresses", |s| {
+                    s.assign_private_ip_addresses(eni_id.as_str(), req)
+                })
+                .await?;
+            typed_all("AssignPrivateIpAddresses", &assigned.prefixes)
         })
     }
 
     fn unassign<'a>(
         &'a self,
-        eni_id: &'a str,
+        eni_id: &'a EniId,
         addresses: &'a [Ipv4Addr],
-        prefixes: &'a [String],
+        prefixes: &'a [Ipv4Cidr],
     ) -> BoxFuture<'a, CloudResult<()>> {
         Box::pin(async move {
+            let prefixes: Vec<String> = prefixes.iter().map(ToString::to_string).collect();
             self.call("UnassignPrivateIpAddresses", |s| {
-                s.unassign_private_ip_addresses(eni_id, addresses, prefixes)
+                s.unassign_private_ip_addresses(eni_id.as_str(), addresses, &prefixes)
             })
             .await
         })
@@ -241,10 +258,10 @@ impl Ec2 for SimCloud {
         })
     }
 
-    fn delete_eni<'a>(&'a self, eni_id: &'a str) -> BoxFuture<'a, CloudResult<()>> {
+    fn delete_eni<'a>(&'a self, eni_id: &'a EniId) -> BoxFuture<'a, CloudResult<()>> {
         Box::pin(async move {
             self.call("DeleteNetworkInterface", |s| {
-                s.delete_network_interface(eni_id)
+                s.delete_network_interface(eni_id.as_str())
             })
             .await
         })
@@ -262,7 +279,9 @@ impl Ec2 for SimCloud {
                         s.describe_network_interfaces(&filter, Some(1000), token.as_deref())
                     })
                     .await?;
-                out.extend(page.items.into_iter().map(eni_info));
+                for eni in page.items {
+                    out.push(eni_info("DescribeNetworkInterfaces", eni)?);
+                }
                 match page.next_token {
                     Some(t) => token = Some(t),
                     None => return Ok(out),
@@ -273,11 +292,12 @@ impl Ec2 for SimCloud {
 
     fn create_tags<'a>(
         &'a self,
-        resource_ids: &'a [String],
+        enis: &'a [EniId],
         tags: &'a BTreeMap<String, String>,
     ) -> BoxFuture<'a, CloudResult<()>> {
         Box::pin(async move {
-            self.call("CreateTags", |s| s.create_tags(resource_ids, tags))
+            let resource_ids: Vec<String> = enis.iter().map(|id| id.as_str().to_owned()).collect();
+            self.call("CreateTags", |s| s.create_tags(&resource_ids, tags))
                 .await
         })
     }
@@ -292,7 +312,7 @@ impl Imds for SimCloud {
                 instance_type: v.instance_type,
                 region: v.region,
                 availability_zone: v.availability_zone,
-                primary_mac: v.mac,
+                primary_mac: CloudError::parse_metadata("mac", &v.mac)?,
                 local_ipv4: v.local_ipv4,
             })
         })
@@ -301,21 +321,32 @@ impl Imds for SimCloud {
     fn enis(&self) -> BoxFuture<'_, CloudResult<Vec<ImdsEni>>> {
         Box::pin(async move {
             let v = self.imds_view()?;
-            Ok(v.interfaces
+            v.interfaces
                 .into_iter()
-                .map(|i| ImdsEni {
-                    mac: i.mac,
-                    eni_id: i.interface_id,
-                    device_number: i.device_number,
-                    subnet_id: i.subnet_id,
-                    vpc_id: i.vpc_id,
-                    security_groups: i.security_group_ids,
-                    subnet_cidr: i.subnet_cidr,
-                    vpc_cidrs: i.vpc_cidrs,
-                    addresses: i.local_ipv4s,
-                    prefixes: i.ipv4_prefixes,
+                .map(|i| {
+                    let path = format!("network/interfaces/macs/{}", i.mac);
+                    Ok(ImdsEni {
+                        mac: CloudError::parse_metadata(&path, &i.mac)?,
+                        eni_id: EniId::new(i.interface_id),
+                        device_number: i.device_number,
+                        subnet_id: SubnetId::new(i.subnet_id),
+                        vpc_id: i.vpc_id,
+                        security_groups: i.security_group_ids,
+                        subnet_cidr: CloudError::parse_metadata(&path, &i.subnet_cidr)?,
+                        vpc_cidrs: i
+                            .vpc_cidrs
+                            .iter()
+                            .map(|c| CloudError::parse_metadata(&path, c))
+                            .collect::<CloudResult<_>>()?,
+                        addresses: i.local_ipv4s,
+                        prefixes: i
+                            .ipv4_prefixes
+                            .iter()
+                            .map(|p| CloudError::parse_metadata(&path, p))
+                            .collect::<CloudResult<_>>()?,
+                    })
                 })
-                .collect())
+                .collect()
         })
     }
 }

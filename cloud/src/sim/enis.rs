@@ -97,7 +97,7 @@ impl State {
         (
             std::net::Ipv4Addr,
             Vec<std::net::Ipv4Addr>,
-            Vec<super::cidr::Cidr>,
+            Vec<vpc_cni_proto::net::Ipv4Cidr>,
         ),
         SimError,
     > {
@@ -259,7 +259,7 @@ impl State {
             self.release_address(&subnet_id, ip);
         }
         for p in prefixes {
-            if let Ok(c) = super::cidr::Cidr::parse(&p) {
+            if let Ok(c) = super::cidr::parse_cidr(&p) {
                 self.release_prefix(&subnet_id, c);
             }
         }

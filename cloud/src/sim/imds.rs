@@ -3,7 +3,8 @@
 
 use std::net::Ipv4Addr;
 
-use super::cidr::Cidr;
+use vpc_cni_proto::net::Ipv4Cidr;
+
 use super::state::State;
 use super::types::{Eni, FabricView, ImdsInterface, ImdsView};
 use super::SimVpc;
@@ -81,14 +82,11 @@ impl State {
     /// The running instance holding `ip` as a primary, secondary or
     /// delegated-prefix address on an attached ENI.
     fn owner_instance(&self, ip: Ipv4Addr) -> Option<String> {
-        let block = Cidr {
-            base: u32::from(ip) & !0xf,
-            len: 28,
-        };
+        let block = Ipv4Cidr::containing(ip, 28);
         let eni_id = self
             .addr_owner
             .get(&ip)
-            .or_else(|| self.prefix_owner.get(&Ipv4Addr::from(block.base)))?;
+            .or_else(|| self.prefix_owner.get(&block.network))?;
         let eni = &self.enis.get(eni_id)?.eni;
         self.attached_running_instance(eni).map(|i| i.id.clone())
     }

@@ -12,6 +12,7 @@
 //! threads. Every call returns copies, never references into the model.
 
 mod addresses;
+mod admission;
 mod alloc;
 mod cidr;
 mod cloud_impl;
@@ -37,13 +38,13 @@ pub use cloud_impl::SimCloud;
 pub use errors::{ErrorCode, SimError};
 pub use faults::{ActionClass, BucketConfig, FailNext, Faults};
 pub use instance_types::{instance_type, instance_types, InstanceType};
-pub use state::Clock;
 pub use types::{
     AssignIps, Assigned, Attachment, CreateEni, Eni, EniFilter, FabricView, ImdsInterface,
     ImdsView, Instance, Page, PrivateIp, Subnet, Vpc,
 };
 
-use state::{real_clock, State};
+use state::State;
+use vpc_cni_proto::time::{system_clock, Clock};
 
 /// Handle to one simulated EC2 region's worth of VPC state.
 #[derive(Clone)]
@@ -55,7 +56,7 @@ impl SimVpc {
     /// An empty world on the real clock.
     pub fn new() -> Self {
         SimVpc {
-            inner: Arc::new(Mutex::new(State::new(real_clock(), fastrand::Rng::new()))),
+            inner: Arc::new(Mutex::new(State::new(system_clock(), fastrand::Rng::new()))),
         }
     }
 
@@ -64,7 +65,7 @@ impl SimVpc {
     pub fn with_seed(seed: u64) -> Self {
         SimVpc {
             inner: Arc::new(Mutex::new(State::new(
-                real_clock(),
+                system_clock(),
                 fastrand::Rng::with_seed(seed),
             ))),
         }

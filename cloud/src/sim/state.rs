@@ -2,34 +2,22 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 
 use super::alloc::Pool;
-use super::cidr::Cidr;
 use super::errors::{err, ErrorCode, SimError};
 use super::faults::{Buckets, Faults};
 use super::types::{Eni, Instance, Subnet, Vpc};
-
-/// Unix milliseconds; tests inject a stepped clock.
-pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
-
-pub(crate) fn real_clock() -> Clock {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
-    })
-}
+use vpc_cni_proto::net::Ipv4Cidr;
+use vpc_cni_proto::time::Clock;
 
 pub(crate) struct VpcRec {
     pub vpc: Vpc,
-    pub cidr: Cidr,
+    pub cidr: Ipv4Cidr,
 }
 
 pub(crate) struct SubnetRec {
     pub subnet: Subnet,
-    pub cidr: Cidr,
+    pub cidr: Ipv4Cidr,
     pub pool: Pool,
 }
 

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use super::addresses::bad_value;
 use super::alloc::Pool;
-use super::cidr::Cidr;
+use vpc_cni_proto::net::Ipv4Cidr;
+
+use super::cidr::parse_cidr;
 use super::errors::{err, ErrorCode, SimError};
 use super::instance_types::{instance_type, instance_types, InstanceType};
 use super::state::{State, SubnetRec, VpcRec};
@@ -15,8 +17,8 @@ use super::SimVpc;
 const MIN_LEN: u8 = 16;
 const MAX_LEN: u8 = 28;
 
-fn block_size_ok(c: Cidr, what: &str, s: &str) -> Result<(), SimError> {
-    if (MIN_LEN..=MAX_LEN).contains(&c.len) {
+fn block_size_ok(c: Ipv4Cidr, what: &str, s: &str) -> Result<(), SimError> {
+    if (MIN_LEN..=MAX_LEN).contains(&c.prefix_len) {
         Ok(())
     } else {
         bad_value(format!(
@@ -27,7 +29,7 @@ fn block_size_ok(c: Cidr, what: &str, s: &str) -> Result<(), SimError> {
 
 impl State {
     fn create_vpc(&mut self, cidr_s: &str) -> Result<Vpc, SimError> {
-        let cidr = Cidr::parse(cidr_s)?;
+        let cidr = parse_cidr(cidr_s)?;
         block_size_ok(cidr, "VPC", cidr_s)?;
         let vpc = Vpc {
             id: self.new_id("vpc"),
@@ -51,9 +53,9 @@ impl State {
                 format!("The vpc ID '{vpc_id}' does not exist"),
             );
         };
-        let cidr = Cidr::parse(cidr_s)?;
+        let cidr = parse_cidr(cidr_s)?;
         block_size_ok(cidr, "subnet", cidr_s)?;
-        if !vpc.cidr.contains_cidr(cidr) {
+        if !vpc.cidr.contains_cidr(&cidr) {
             return bad_value(format!(
                 "subnet CIDR {cidr_s} is not within VPC {vpc_id} ({})",
                 vpc.cidr
@@ -62,7 +64,7 @@ impl State {
         if let Some(other) = self
             .subnets
             .values()
-            .find(|s| s.subnet.vpc_id == vpc_id && s.cidr.overlaps(cidr))
+            .find(|s| s.subnet.vpc_id == vpc_id && s.cidr.overlaps(&cidr))
         {
             return bad_value(format!(
                 "subnet CIDR {cidr_s} conflicts with {} ({})",
@@ -72,7 +74,8 @@ impl State {
         if az.is_empty() {
             return bad_value("availability zone must not be empty".to_string());
         }
-        let pool = Pool::new(cidr.size());
+        // /16 at most (checked above), so the size fits.
+        let pool = Pool::new(u32::try_from(cidr.size()).unwrap_or(u32::MAX));
         let subnet = Subnet {
             id: self.new_id("subnet"),
             vpc_id: vpc_id.to_string(),

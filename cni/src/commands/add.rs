@@ -8,7 +8,7 @@ use super::{parse_reply_ip, Context};
 use crate::client::IpamdClient;
 use crate::dataplane::{unwire_host, wire_pod, PodWiring};
 use crate::error::CniError;
-use crate::spec::{format_mac, render, AddResult, Interface, IpConfig, Route};
+use crate::spec::{render, AddResult, Interface, IpConfig, Route};
 
 pub(super) async fn run(ctx: &Context<'_>) -> Result<String, CniError> {
     let netns = ctx.env.netns.clone().ok_or(CniError::InvalidEnvironment {
@@ -53,13 +53,13 @@ pub(super) async fn run(ctx: &Context<'_>) -> Result<String, CniError> {
         interfaces: vec![
             Interface {
                 name: wiring.host_veth.clone(),
-                mac: format_mac(&wired.host_mac),
+                mac: wired.host_mac.to_string(),
                 sandbox: None,
                 mtu: Some(wiring.mtu),
             },
             Interface {
                 name: wiring.ifname.clone(),
-                mac: format_mac(&wired.pod_mac),
+                mac: wired.pod_mac.to_string(),
                 sandbox: Some(netns),
                 mtu: Some(wiring.mtu),
             },

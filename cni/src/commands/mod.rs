@@ -143,7 +143,9 @@ pub(crate) fn pod_ipv4(result: &serde_json::Value, ifname: &str) -> Option<std::
             })
             .find_map(|ip| {
                 let address = ip.get("address")?.as_str()?;
-                crate::spec::result::parse_cidr_v4(address).map(|(a, _)| a)
+                vpc_cni_proto::net::parse_address_with_prefix(address)
+                    .ok()
+                    .map(|(a, _)| a)
             })
     });
     ours.or_else(|| crate::spec::first_ipv4(result).map(|(a, _)| a))

@@ -1,20 +1,18 @@
 //! CHECK: verifies that a pod's wiring is still what `wire_pod` made.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
-use futures::TryStreamExt;
-use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::LinkMessage;
-use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState};
+use rtnetlink::packet_route::neighbour::{NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::route::{RouteMessage, RouteScope};
-use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::{Handle, RouteMessageBuilder};
+use rtnetlink::Handle;
+use vpc_cni_proto::net::MacAddr;
 use vpc_cni_proto::{MAIN_TABLE, POD_GATEWAY, RULE_PRIORITY_FROM_POD, RULE_PRIORITY_TO_POD};
 
 use super::host::dump_rules;
 use super::netns::{connect_here, connect_in, Netns};
-use super::nl;
 use super::PodWiring;
+use crate::netlink as nl;
 use crate::CniError;
 
 fn failed(what: impl Into<String>) -> CniError {
@@ -59,11 +57,7 @@ fn usable_link(link: Option<&LinkMessage>, name: &str, place: &str) -> Result<u3
 }
 
 async fn main_routes(handle: &Handle, place: &str) -> Result<Vec<RouteMessage>, CniError> {
-    let routes: Vec<RouteMessage> = handle
-        .route()
-        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-        .execute()
-        .try_collect()
+    let routes = nl::ipv4_routes(handle)
         .await
         .map_err(|e| CniError::netlink(format!("listing IPv4 routes in {place}"), e))?;
     Ok(routes
@@ -76,27 +70,17 @@ async fn check_pod_side(
     w: &PodWiring,
     pod: &Handle,
     index: u32,
-    host_mac: [u8; 6],
+    host_mac: MacAddr,
     ns: &str,
 ) -> Result<(), CniError> {
     let ifname = &w.ifname;
     let ip = w.ip;
     let place = format!("netns {ns}");
 
-    let addresses: Vec<_> = pod
-        .address()
-        .get()
-        .set_link_index_filter(index)
-        .execute()
-        .try_collect()
+    let addresses = nl::ipv4_addresses(pod, index)
         .await
         .map_err(|e| CniError::netlink(format!("listing addresses of {ifname} in {place}"), e))?;
-    let has_ip = addresses.iter().any(|a| {
-        a.header.index == index
-            && a.header.prefix_len == 32
-            && a.attributes
-                .contains(&AddressAttribute::Address(IpAddr::V4(ip)))
-    });
+    let has_ip = addresses.contains(&(ip, 32));
     if !has_ip {
         return Err(failed(format!("{ip}/32 is not on {ifname} in {place}")));
     }
@@ -124,22 +108,7 @@ async fn check_pod_side(
         )));
     }
 
-    let neighbours: Vec<_> = pod
-        .neighbours()
-        .get()
-        .set_address_family(AddressFamily::Inet)
-        .execute()
-        .try_collect()
-        .await
-        .map_err(|e| CniError::netlink(format!("listing neighbours in {place}"), e))?;
-    let gateway = neighbours.iter().find(|n| {
-        n.header.ifindex == index
-            && n.attributes
-                .contains(&NeighbourAttribute::Destination(NeighbourAddress::Inet(
-                    POD_GATEWAY,
-                )))
-    });
-    let Some(gateway) = gateway else {
+    let Some(gateway) = gateway_neighbour(pod, index, &place).await? else {
         return Err(failed(format!(
             "neighbour {POD_GATEWAY} dev {ifname} is missing in {place}"
         )));
@@ -149,19 +118,42 @@ async fn check_pod_side(
             "neighbour {POD_GATEWAY} dev {ifname} in {place} is not permanent"
         )));
     }
-    let lladdr = gateway.attributes.iter().find_map(|attr| match attr {
-        NeighbourAttribute::LinkLayerAddress(mac) => Some(mac.as_slice()),
-        _ => None,
-    });
-    if lladdr != Some(host_mac.as_slice()) {
+    let lladdr = nl::neighbour_mac(&gateway);
+    if lladdr != Some(host_mac) {
         return Err(failed(format!(
-            "neighbour {POD_GATEWAY} dev {ifname} in {place} has lladdr {}, host veth {} has {}",
-            lladdr.map(nl::fmt_mac).unwrap_or_else(|| "none".into()),
+            "neighbour {POD_GATEWAY} dev {ifname} in {place} has lladdr {}, host veth {} has \
+             {host_mac}",
+            lladdr.map_or_else(|| "none".to_owned(), |mac| mac.to_string()),
             w.host_veth,
-            nl::fmt_mac(&host_mac)
         )));
     }
     Ok(())
+}
+
+/// Pause before the second lookup of a gateway neighbour the first did not find.
+const NEIGHBOUR_RECHECK: Duration = Duration::from_millis(20);
+
+/// The pod's gateway neighbour, looked up directly. The kernel's neighbour table is shared by
+/// every namespace, and a lookup that overlaps a resize of it (another namespace's new entry
+/// tipping it over) can miss an entry that exists; so "missing" is confirmed once before
+/// CHECK reports it.
+async fn gateway_neighbour(
+    pod: &Handle,
+    index: u32,
+    place: &str,
+) -> Result<Option<NeighbourMessage>, CniError> {
+    let lookup = || async {
+        nl::ipv4_neighbour(pod, index, POD_GATEWAY)
+            .await
+            .map_err(|e| {
+                CniError::netlink(format!("looking up neighbour {POD_GATEWAY} in {place}"), e)
+            })
+    };
+    if let Some(found) = lookup().await? {
+        return Ok(Some(found));
+    }
+    tokio::time::sleep(NEIGHBOUR_RECHECK).await;
+    lookup().await
 }
 
 async fn check_host_side(w: &PodWiring, host: &Handle, index: u32) -> Result<(), CniError> {

@@ -3,14 +3,13 @@
 use std::net::Ipv4Addr;
 
 use futures::future::join_all;
-use futures::TryStreamExt;
 use rtnetlink::packet_route::route::{RouteProtocol, RouteScope};
 use rtnetlink::packet_route::rule::{RuleAction, RuleMessage};
-use rtnetlink::{Handle, IpVersion, RouteMessageBuilder};
+use rtnetlink::{Handle, RouteMessageBuilder};
 use vpc_cni_proto::{MAIN_TABLE, RULE_PRIORITY_FROM_POD, RULE_PRIORITY_TO_POD};
 
 use super::netns::connect_here;
-use super::nl;
+use crate::netlink as nl;
 use crate::CniError;
 
 /// Which rules a pod address should have on the host.
@@ -23,11 +22,7 @@ pub(super) enum WantRules {
 }
 
 pub(super) async fn dump_rules(handle: &Handle) -> Result<Vec<RuleMessage>, CniError> {
-    handle
-        .rule()
-        .get(IpVersion::V4)
-        .execute()
-        .try_collect()
+    nl::ipv4_rules(handle)
         .await
         .map_err(|e| CniError::netlink("listing IPv4 rules in the host netns", e))
 }
@@ -79,10 +74,8 @@ pub(super) async fn sync_rules(
             nl::rule_table(&rule)
         );
         async move {
-            match handle.rule().del(rule).execute().await {
-                Err(e) if !nl::is_not_found(&e) => Err(CniError::netlink(what, e)),
-                _ => Ok(()),
-            }
+            nl::gone_is_ok(handle.rule().del(rule).execute().await)
+                .map_err(|e| CniError::netlink(what, e))
         }
     });
     join_all(deletions)
@@ -167,13 +160,8 @@ async fn delete_host_route(handle: &Handle, ip: Ipv4Addr) -> Result<(), CniError
     // Wildcards for the kernel's match: any scope, any protocol.
     route.header.scope = RouteScope::NoWhere;
     route.header.protocol = RouteProtocol::Unspec;
-    match handle.route().del(route).execute().await {
-        Err(e) if !nl::is_not_found(&e) => Err(CniError::netlink(
-            format!("deleting route {ip}/32 from the main table"),
-            e,
-        )),
-        _ => Ok(()),
-    }
+    nl::gone_is_ok(handle.route().del(route).execute().await)
+        .map_err(|e| CniError::netlink(format!("deleting route {ip}/32 from the main table"), e))
 }
 
 /// Removes what wiring put on the host for `ip`: its 512/1536 rules (any table), its main-table
@@ -208,11 +196,7 @@ pub(super) async fn unwire_with(
 /// Names of the links in the calling thread's netns that start with `prefix`.
 pub async fn host_links_with_prefix(prefix: &str) -> Result<Vec<String>, CniError> {
     let handle = connect_here()?;
-    let links: Vec<_> = handle
-        .link()
-        .get()
-        .execute()
-        .try_collect()
+    let links = nl::links(&handle)
         .await
         .map_err(|e| CniError::netlink(format!("listing links named {prefix}*"), e))?;
     Ok(links

@@ -9,7 +9,6 @@ mod check;
 mod host;
 mod names;
 mod netns;
-mod nl;
 mod pod;
 
 #[cfg(test)]
@@ -19,6 +18,8 @@ mod tests;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+
+use vpc_cni_proto::net::MacAddr;
 
 pub use check::check_pod;
 pub use host::{delete_link, host_links_with_prefix, link_exists, unwire_host};
@@ -45,6 +46,6 @@ pub struct PodWiring {
 /// The hardware addresses of a wired pod's veth pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WiredPod {
-    pub pod_mac: [u8; 6],
-    pub host_mac: [u8; 6],
+    pub pod_mac: MacAddr,
+    pub host_mac: MacAddr,
 }

@@ -6,13 +6,14 @@ use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
 use rtnetlink::packet_route::neighbour::NeighbourState;
 use rtnetlink::packet_route::route::RouteScope;
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use vpc_cni_proto::net::MacAddr;
 use vpc_cni_proto::POD_GATEWAY;
 
 use super::host::{add_host_route, sync_rules, unwire_with, WantRules};
 use super::names::{veth_mac, End};
 use super::netns::{connect_here, connect_in, Netns};
-use super::nl;
 use super::{PodWiring, WiredPod};
+use crate::netlink as nl;
 use crate::CniError;
 
 /// Wires a pod: the veth pair (`ifname` in the pod netns, `host_veth` in the calling
@@ -27,8 +28,8 @@ pub async fn wire_pod(w: &PodWiring) -> Result<WiredPod, CniError> {
     let host = connect_here()?;
     let pod = connect_in(&pod_ns, &host_ns)?;
     let macs = WiredPod {
-        pod_mac: veth_mac(&w.host_veth, End::Pod),
-        host_mac: veth_mac(&w.host_veth, End::Host),
+        pod_mac: MacAddr(veth_mac(&w.host_veth, End::Pod)),
+        host_mac: MacAddr(veth_mac(&w.host_veth, End::Host)),
     };
 
     // Rules do not depend on any link, so they are settled while the links are built.
@@ -76,13 +77,13 @@ async fn wire_links(
     // be created up (veth refuses to open an end before the pair is joined), the pod end can.
     let peer = LinkUnspec::new_with_name(&w.host_veth)
         .mtu(w.mtu)
-        .address(macs.host_mac.to_vec())
+        .address(macs.host_mac.0.to_vec())
         .setns_by_fd(host_ns.raw_fd())
         .build();
     let veth = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
         .name(w.ifname.clone())
         .mtu(w.mtu)
-        .address(macs.pod_mac.to_vec())
+        .address(macs.pod_mac.0.to_vec())
         .up()
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
         .build();
@@ -137,7 +138,7 @@ async fn wire_pod_side(
     w: &PodWiring,
     pod: &Handle,
     index: u32,
-    host_mac: [u8; 6],
+    host_mac: MacAddr,
     pod_ns: &Netns,
 ) -> Result<(), CniError> {
     let ns = pod_ns.path().display();
@@ -189,7 +190,7 @@ async fn wire_pod_side(
     let neighbour = async {
         pod.neighbours()
             .add(index, IpAddr::V4(POD_GATEWAY))
-            .link_layer_address(&host_mac)
+            .link_layer_address(&host_mac.0)
             .state(NeighbourState::Permanent)
             .replace()
             .execute()
@@ -198,7 +199,7 @@ async fn wire_pod_side(
                 CniError::netlink(
                     format!(
                         "adding neighbour {POD_GATEWAY} lladdr {} dev {ifname} in netns {ns}",
-                        nl::fmt_mac(&host_mac)
+                        host_mac
                     ),
                     e,
                 )

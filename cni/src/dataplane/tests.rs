@@ -81,8 +81,10 @@ fn two_pods_reach_each_other_and_the_node() {
         "{routes}"
     );
     assert!(routes.contains("169.254.1.1 dev eth0"), "{routes}");
-    let neigh = pod_a.ip(&["neigh", "show", "169.254.1.1"]);
-    let host_mac = macs_a.host_mac.map(|b| format!("{b:02x}")).join(":");
+    // A direct lookup: a dump of the neighbour table (shared by every namespace) can miss
+    // entries while another namespace's growth resizes it.
+    let neigh = pod_a.ip(&["neigh", "get", "169.254.1.1", "dev", "eth0"]);
+    let host_mac = macs_a.host_mac.to_string();
     assert!(
         neigh.contains(&host_mac) && neigh.contains("PERMANENT"),
         "{neigh}"

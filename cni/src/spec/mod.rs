@@ -10,5 +10,5 @@ pub mod version;
 
 pub use config::{parse_netconf, parse_version_only, Attachment, NetConf, MAX_STDIN_BYTES};
 pub use env::{parse_cni_args, CniArgs, CniEnv, Command};
-pub use result::{first_ipv4, format_mac, render, AddResult, Interface, IpConfig, Route};
+pub use result::{first_ipv4, render, AddResult, Interface, IpConfig, Route};
 pub use version::{version_reply, CniVersion};

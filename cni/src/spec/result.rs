@@ -15,7 +15,7 @@ use super::version::CniVersion;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Interface {
     pub name: String,
-    /// Lowercase, colon-separated (see [`format_mac`]).
+    /// Lowercase, colon-separated (`MacAddr`'s `Display`).
     pub mac: String,
     /// The netns path for container-side interfaces, `None` for host-side ones.
     pub sandbox: Option<String>,
@@ -171,37 +171,20 @@ pub fn first_ipv4(prev_result: &Value) -> Option<(Ipv4Addr, u8)> {
         .and_then(|ips| {
             ips.iter()
                 .filter_map(|ip| ip.get("address").and_then(Value::as_str))
-                .find_map(parse_cidr_v4)
+                .find_map(parse_ipv4_with_prefix)
         });
     from_ips.or_else(|| {
         prev_result
             .get("ip4")
             .and_then(|ip4| ip4.get("ip"))
             .and_then(Value::as_str)
-            .and_then(parse_cidr_v4)
+            .and_then(parse_ipv4_with_prefix)
     })
 }
 
-/// Parses `a.b.c.d/len` with `len` in 0..=32; anything else (IPv6 included) is `None`.
-#[must_use]
-pub fn parse_cidr_v4(s: &str) -> Option<(Ipv4Addr, u8)> {
-    let (addr, len) = s.split_once('/')?;
-    if len.is_empty() || len.len() > 2 || !len.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let len: u8 = len.parse().ok()?;
-    (len <= 32).then_some(())?;
-    Some((addr.parse().ok()?, len))
-}
-
-/// Formats a hardware address as lowercase colon-separated hex (`0a:1b:...`).
-#[must_use]
-pub fn format_mac(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+/// An IPv4 `address/len` of a result; anything else (IPv6 included) is `None`.
+fn parse_ipv4_with_prefix(s: &str) -> Option<(Ipv4Addr, u8)> {
+    vpc_cni_proto::net::parse_address_with_prefix(s).ok()
 }
 
 #[cfg(test)]

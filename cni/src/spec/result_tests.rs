@@ -15,7 +15,7 @@ fn ours() -> AddResult {
             },
             Interface {
                 name: "eth0".into(),
-                mac: format_mac(&[0x0e, 0x4f, 0x9a, 0x00, 0x01, 0xff]),
+                mac: "0e:4f:9a:00:01:ff".into(),
                 sandbox: Some("/var/run/netns/cni-1234".into()),
                 mtu: Some(9001),
             },
@@ -269,36 +269,4 @@ fn first_ipv4_none_cases() {
     );
     assert_eq!(first_ipv4(&json!({"ips": "10.0.0.1/32"})), None);
     assert_eq!(first_ipv4(&json!(null)), None);
-}
-
-#[test]
-fn cidr_parsing_is_strict() {
-    assert_eq!(
-        parse_cidr_v4("10.0.0.5/32"),
-        Some((Ipv4Addr::new(10, 0, 0, 5), 32))
-    );
-    assert_eq!(parse_cidr_v4("0.0.0.0/0"), Some((Ipv4Addr::UNSPECIFIED, 0)));
-    for bad in [
-        "10.0.0.5",
-        "10.0.0.5/",
-        "10.0.0.5/33",
-        "10.0.0.5/+1",
-        "10.0.0.5/032",
-        "10.0.0/8",
-        "/8",
-        "fd00::1/64",
-        " 10.0.0.5/32",
-    ] {
-        assert_eq!(parse_cidr_v4(bad), None, "{bad}");
-    }
-}
-
-#[test]
-fn mac_formatting() {
-    assert_eq!(
-        format_mac(&[0x0A, 0xBC, 0, 1, 0xFE, 0xFF]),
-        "0a:bc:00:01:fe:ff"
-    );
-    assert_eq!(format_mac(&[]), "");
-    assert_eq!(format_mac(&[7]), "07");
 }

@@ -6,8 +6,8 @@ use std::fmt;
 use std::io;
 use std::net::Ipv4Addr;
 
-use ipamd::config::Ipv4Cidr;
 use vpc_cni_cloud::sim::{Eni, FabricView};
+use vpc_cni_proto::net::Ipv4Cidr;
 
 /// An IPv4 network (an address is a /32). Ordered, unlike `Ipv4Cidr`, so
 /// route sets diff cheaply.

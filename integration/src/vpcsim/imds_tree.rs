@@ -6,7 +6,9 @@ use serde_json::json;
 use vpc_cni_cloud::sim::{ImdsInterface, ImdsView};
 
 use super::ec2_xml::private_dns_name;
-use super::stamp::{imds_time, now_ms, token};
+use vpc_cni_proto::time::now_ms;
+
+use super::stamp::{imds_time, token};
 use super::ACCOUNT_ID;
 
 /// Credentials IMDS hands out are valid this long (EC2 uses about six hours).

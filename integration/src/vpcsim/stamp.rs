@@ -2,14 +2,9 @@
 //! to be unique within this process (request ids, IMDS tokens, fake keys).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
-/// Milliseconds since the Unix epoch; 0 if the clock is before it.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+use vpc_cni_proto::time::now_ms;
 
 /// EC2's XML timestamps: `2024-05-01T12:00:00.000Z`.
 pub fn ec2_time(unix_ms: u64) -> String {

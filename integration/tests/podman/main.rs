@@ -36,7 +36,7 @@ fn host_veths(node: &TestNode) -> Vec<String> {
 
 fn assert_ipamd_holds(node: &TestNode, container: &Container) {
     let pod_cidr = &node.options().pod_cidr;
-    let cidr: ipamd::config::Ipv4Cidr = pod_cidr.parse().unwrap();
+    let cidr: vpc_cni_proto::net::Ipv4Cidr = pod_cidr.parse().unwrap();
     assert!(
         cidr.contains(container.ip),
         "{} got {} outside {pod_cidr}",

@@ -9,24 +9,24 @@ mod vpc;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use vpc_cni_proto::Mode;
 
 pub use overlay::{OverlaySettings, PeerSourceChoice};
-pub use parse::{parse_duration, parse_mtu, CidrList, Ipv4Cidr};
+pub use parse::{parse_duration, parse_mode_setting, parse_mtu, CidrList};
 pub use unsupported::refuse_unsupported_knobs;
 pub use vpc::VpcSettings;
+use vpc_cni_proto::net::Ipv4Cidr;
 
 use crate::error::IpamdError;
 
-/// Which pool source and node datapath ipamd runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// `VPC_CNI_MODE`: a mode, or `auto` to let the node decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModeSetting {
     /// VPC when IMDS answers, overlay otherwise (decided once per boot).
     Auto,
-    /// ENIs and VPC addresses from EC2.
-    Vpc,
-    /// Addresses from the node's pod CIDR.
-    Overlay,
+    /// `vpc` (ENIs and VPC addresses from EC2) or `overlay` (the node's pod CIDR).
+    Fixed(Mode),
 }
 
 /// Command line and environment of `ipamd` (each flag has an env variable of
@@ -35,12 +35,8 @@ pub enum ModeSetting {
 #[command(name = "ipamd", version, about = "vpc-cni node daemon")]
 pub struct Settings {
     /// auto | vpc | overlay.
-    #[arg(
-        long,
-        env = "VPC_CNI_MODE",
-        value_name = "VPC_CNI_MODE",
-        default_value = "auto"
-    )]
+    #[arg(long, env = "VPC_CNI_MODE", value_name = "VPC_CNI_MODE",
+          default_value = "auto", value_parser = parse_mode_setting)]
     pub mode: ModeSetting,
 
     /// The node's pod CIDR (overlay mode's pool), e.g. 10.244.1.0/24.
@@ -77,6 +73,12 @@ pub struct Settings {
     #[arg(long, env = "POD_MTU", value_name = "POD_MTU", value_parser = parse_mtu)]
     pub pod_mtu: Option<u32>,
 
+    /// How often the node datapath (rules, tables, SNAT, VXLAN device) is applied again from
+    /// scratch, repairing what someone changed; damage STATUS finds is repaired at once.
+    #[arg(long, env = "DATAPATH_RESYNC_INTERVAL", value_name = "DATAPATH_RESYNC_INTERVAL",
+          default_value = "60", value_parser = parse_duration)]
+    pub datapath_resync_interval: Duration,
+
     /// Longest time an ADD waits for an address to come out of cooldown.
     #[arg(long, env = "POOL_WAIT_TIMEOUT", value_name = "POOL_WAIT_TIMEOUT",
           default_value = "10", value_parser = parse_duration)]
@@ -107,7 +109,7 @@ impl Settings {
     /// Checks the combinations a single flag parser cannot see.
     pub fn validate(&self) -> Result<(), IpamdError> {
         self.overlay.validate()?;
-        if self.mode == ModeSetting::Overlay && self.pod_cidr.is_none() {
+        if self.mode == ModeSetting::Fixed(Mode::Overlay) && self.pod_cidr.is_none() {
             self.require_pod_cidr()?;
         }
         if let Some(cidr) = self.pod_cidr {
@@ -118,11 +120,16 @@ impl Settings {
                 });
             }
         }
-        if self.veth_sweep_interval.is_zero() {
-            return Err(IpamdError::Config {
-                variable: "VETH_SWEEP_INTERVAL",
-                reason: "must be greater than zero".into(),
-            });
+        for (variable, interval) in [
+            ("VETH_SWEEP_INTERVAL", self.veth_sweep_interval),
+            ("DATAPATH_RESYNC_INTERVAL", self.datapath_resync_interval),
+        ] {
+            if interval.is_zero() {
+                return Err(IpamdError::Config {
+                    variable,
+                    reason: "must be greater than zero".into(),
+                });
+            }
         }
         if !self.socket.is_absolute() {
             return Err(IpamdError::Config {

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args};
 
-use super::parse::{parse_bool, parse_duration, Ipv4Cidr};
+use super::parse::{parse_bool, parse_duration};
 use crate::error::IpamdError;
+use vpc_cni_proto::net::Ipv4Cidr;
 
 #[derive(Debug, Clone, Args)]
 pub struct OverlaySettings {

@@ -1,78 +1,19 @@
-//! Value parsers for settings: CIDRs, durations, MTUs, lists.
+//! Value parsers for settings: durations, MTUs, lists of CIDRs, booleans, tags.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
-/// An IPv4 network in CIDR form whose host bits are zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv4Cidr {
-    pub network: Ipv4Addr,
-    pub prefix_len: u8,
-}
+use vpc_cni_proto::net::Ipv4Cidr;
+use vpc_cni_proto::Mode;
 
-impl Ipv4Cidr {
-    /// The network of `prefix_len` bits that holds `ip` (host bits cleared).
-    #[must_use]
-    pub fn containing(ip: Ipv4Addr, prefix_len: u8) -> Self {
-        let prefix_len = prefix_len.min(32);
-        let mask = if prefix_len == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(prefix_len))
-        };
-        Self {
-            network: Ipv4Addr::from(u32::from(ip) & mask),
-            prefix_len,
-        }
-    }
+use super::ModeSetting;
 
-    /// Number of addresses the prefix covers.
-    #[must_use]
-    pub fn size(&self) -> u64 {
-        1u64 << (32 - u32::from(self.prefix_len))
-    }
-
-    /// Whether `ip` lies inside this network.
-    #[must_use]
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        let mask = if self.prefix_len == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(self.prefix_len))
-        };
-        u32::from(ip) & mask == u32::from(self.network)
-    }
-}
-
-impl std::fmt::Display for Ipv4Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix_len)
-    }
-}
-
-impl std::str::FromStr for Ipv4Cidr {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (addr, len) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{s:?} is not in CIDR form (a.b.c.d/len)"))?;
-        let network: Ipv4Addr = addr
-            .parse()
-            .map_err(|_| format!("{addr:?} is not an IPv4 address"))?;
-        let prefix_len: u8 = len
-            .parse()
-            .ok()
-            .filter(|l| *l <= 32)
-            .ok_or_else(|| format!("prefix length {len:?} is not 0..=32"))?;
-        let cidr = Self {
-            network,
-            prefix_len,
-        };
-        if !cidr.contains(network) {
-            return Err(format!("{s} has host bits set"));
-        }
-        Ok(cidr)
+/// `auto`, or a mode's name (`vpc`, `overlay`).
+pub fn parse_mode_setting(s: &str) -> Result<ModeSetting, String> {
+    match s.trim() {
+        "auto" => Ok(ModeSetting::Auto),
+        name => Mode::from_name(name)
+            .map(ModeSetting::Fixed)
+            .ok_or_else(|| format!("{name:?} is not auto, vpc or overlay")),
     }
 }
 
@@ -118,7 +59,7 @@ pub fn parse_cidr_list(s: &str) -> Result<CidrList, String> {
     s.split(',')
         .map(str::trim)
         .filter(|part| !part.is_empty())
-        .map(str::parse)
+        .map(|part| part.parse::<Ipv4Cidr>().map_err(|e| e.to_string()))
         .collect::<Result<_, _>>()
         .map(CidrList)
 }

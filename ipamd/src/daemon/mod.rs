@@ -11,8 +11,11 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::UnixListenerStream;
 use tracing::{info, warn};
 use vpc_cni_proto::cni_backend_server::CniBackendServer;
+use vpc_cni_proto::time::{millis, system_clock};
+use vpc_cni_proto::Mode;
 
 use crate::config::{ModeSetting, Settings};
+use crate::datapath::{NodeDatapath, Upkeep};
 use crate::error::IpamdError;
 use crate::rpc::{Backend, NodeFacts};
 use crate::store::{Checkpoint, CheckpointData, FileCheckpoint, Store};
@@ -24,32 +27,24 @@ pub const CHECKPOINT_FILE: &str = "ipam.json";
 /// How long `VPC_CNI_MODE=auto` waits for IMDS before choosing overlay.
 const AUTO_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
-const MODE_OVERLAY: &str = "overlay";
-const MODE_VPC: &str = "vpc";
-
 /// Picks the mode: an explicit setting wins (and must match the checkpoint);
 /// `auto` keeps the checkpoint's choice, so a slow IMDS at a restart never
 /// flips an EC2 node to overlay, and otherwise asks IMDS (1 s).
 async fn resolve_mode(
     settings: &Settings,
     checkpoint: Option<&CheckpointData>,
-) -> Result<&'static str, IpamdError> {
-    let recorded = checkpoint.map(|d| d.mode.as_str());
-    let chosen = match settings.mode {
-        ModeSetting::Overlay => MODE_OVERLAY,
-        ModeSetting::Vpc => MODE_VPC,
-        ModeSetting::Auto => match recorded {
-            Some(MODE_VPC) => MODE_VPC,
-            Some(MODE_OVERLAY) => MODE_OVERLAY,
-            _ => {
-                let imds = vpc_cni_cloud::AwsImds::new();
-                if imds.probe(AUTO_PROBE_TIMEOUT).await {
-                    MODE_VPC
-                } else {
-                    MODE_OVERLAY
-                }
+) -> Result<Mode, IpamdError> {
+    let recorded = checkpoint.map(|d| d.mode);
+    let chosen = match (settings.mode, recorded) {
+        (ModeSetting::Fixed(mode), _) | (ModeSetting::Auto, Some(mode)) => mode,
+        (ModeSetting::Auto, None) => {
+            let imds = vpc_cni_cloud::AwsImds::new();
+            if imds.probe(AUTO_PROBE_TIMEOUT).await {
+                Mode::Vpc
+            } else {
+                Mode::Overlay
             }
-        },
+        }
     };
     if let Some(recorded) = recorded {
         if recorded != chosen {
@@ -62,7 +57,7 @@ async fn resolve_mode(
             });
         }
     }
-    info!(mode = chosen, setting = ?settings.mode, "mode chosen");
+    info!(mode = %chosen, setting = ?settings.mode, "mode chosen");
     Ok(chosen)
 }
 
@@ -70,13 +65,15 @@ async fn resolve_mode(
 struct NodeSetup {
     store: Arc<Store>,
     facts: NodeFacts,
+    /// Already applied once; the upkeep keeps it so.
+    datapath: Arc<dyn NodeDatapath>,
     pool_name: String,
     /// Mode-specific background work (the pool controller), stopped on shutdown.
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 fn cooldown_ms(settings: &Settings) -> u64 {
-    u64::try_from(settings.ip_cooldown_period.as_millis()).unwrap_or(u64::MAX)
+    millis(settings.ip_cooldown_period)
 }
 
 /// Runs ipamd until SIGTERM/SIGINT.
@@ -102,10 +99,11 @@ pub async fn run(settings: Settings) -> Result<(), IpamdError> {
     };
     let mode = resolve_mode(&settings, loaded.as_ref()).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let setup = if mode == MODE_VPC {
-        vpc::setup(&settings, checkpoint, loaded, stop_rx.clone()).await?
-    } else {
-        overlay::setup(&settings, checkpoint, loaded, stop_rx.clone()).await?
+    let setup = match mode {
+        Mode::Vpc => vpc::setup(&settings, checkpoint, loaded, stop_rx.clone()).await?,
+        Mode::Overlay | Mode::Unspecified => {
+            overlay::setup(&settings, checkpoint, loaded, stop_rx.clone()).await?
+        }
     };
     let store = setup.store;
     match sweep_once(&store, settings.assignment_grace_period).await {
@@ -126,8 +124,16 @@ pub async fn run(settings: Settings) -> Result<(), IpamdError> {
         Arc::clone(&store),
         settings.assignment_grace_period,
         settings.veth_sweep_interval,
-        stop_rx,
+        stop_rx.clone(),
     ));
+    let upkeep = Arc::new(Upkeep::new(
+        setup.datapath,
+        settings.datapath_resync_interval,
+    ));
+    let upkeep_task = tokio::spawn({
+        let upkeep = Arc::clone(&upkeep);
+        async move { upkeep.run(stop_rx).await }
+    });
 
     let listener = os::bind_socket(&settings.socket).await?;
     info!(socket = %settings.socket.display(), pool = %setup.pool_name, "ipamd serving");
@@ -136,12 +142,15 @@ pub async fn run(settings: Settings) -> Result<(), IpamdError> {
         .add_service(CniBackendServer::new(Backend::new(
             Arc::clone(&store),
             setup.facts,
+            upkeep,
+            system_clock(),
         )))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), os::shutdown_signal())
         .await;
 
     let _ = stop_tx.send(true);
     let _ = sweeper.await;
+    let _ = upkeep_task.await;
     for task in setup.background {
         let _ = task.await;
     }

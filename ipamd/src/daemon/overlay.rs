@@ -6,17 +6,21 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::{cooldown_ms, NodeSetup, MODE_OVERLAY};
-use crate::config::{missing_pod_cidr, Ipv4Cidr, PeerSourceChoice, Settings};
+use vpc_cni_proto::net::Ipv4Cidr;
+use vpc_cni_proto::time::now_ms;
+use vpc_cni_proto::Mode;
+
+use super::{cooldown_ms, NodeSetup};
+use crate::config::{missing_pod_cidr, PeerSourceChoice, Settings};
 use crate::datapath::{LocalDatapath, NodeDatapath};
 use crate::error::IpamdError;
 use crate::overlay::peers::{
     annotate_own_node, client_from_environment, own_pod_cidr, FilePeers, KubePeers, PeerSource,
 };
+use crate::overlay::pool::{pod_cidr_pool, pool_name};
 use crate::overlay::vxlan::OverlaySpec;
 use crate::overlay::{run_peer_loop, underlay, OverlayDatapath};
-use crate::pool::{PodCidrPool, PoolSource};
-use crate::rpc::{now_ms, NodeFacts};
+use crate::rpc::NodeFacts;
 use crate::store::{Checkpoint, CheckpointData, Datastore, Store};
 
 const HOSTNAME: &str = "/proc/sys/kernel/hostname";
@@ -52,24 +56,22 @@ pub(super) async fn setup(
         (None, None) => return Err(missing_pod_cidr()),
     };
 
-    let source = PodCidrPool::new(pod_cidr);
-    let mut datastore = Datastore::new(source.name(), cooldown_ms(settings));
-    datastore.set_mode(MODE_OVERLAY);
-    datastore.set_pool(source.addresses().await?);
+    let mut datastore = Datastore::new(pool_name(pod_cidr), Mode::Overlay, cooldown_ms(settings));
+    datastore.set_pool(pod_cidr_pool(pod_cidr));
     if let Some(data) = loaded {
         let report = datastore.restore(data, now_ms());
         info!(?report, "restored checkpoint");
     }
 
     let mut background = Vec::new();
-    let mtu = match choice {
+    let (datapath, mtu): (Arc<dyn NodeDatapath>, u32) = match choice {
         PeerSourceChoice::Standalone => {
             warn!(
                 "no PEERS_FILE and no Kubernetes API: running without the VXLAN overlay; \
                  pods reach this node and each other only"
             );
-            LocalDatapath.setup().await?;
-            settings.effective_pod_mtu()
+            LocalDatapath.apply().await?;
+            (Arc::new(LocalDatapath), settings.effective_pod_mtu())
         }
         PeerSourceChoice::File(_) | PeerSourceChoice::Kubernetes => {
             let (datapath, peers) =
@@ -83,8 +85,12 @@ pub(super) async fn setup(
                     stop.clone(),
                 )));
             }
-            background.push(tokio::spawn(run_peer_loop(datapath, peers, stop)));
-            mtu
+            background.push(tokio::spawn(run_peer_loop(
+                Arc::clone(&datapath),
+                peers,
+                stop,
+            )));
+            (datapath, mtu)
         }
     };
 
@@ -93,13 +99,13 @@ pub(super) async fn setup(
     Ok(NodeSetup {
         store,
         facts: NodeFacts {
-            mode: vpc_cni_proto::Mode::Overlay,
             mtu,
             vpc_cidrs: Vec::new(),
             pool_wait_timeout: settings.pool_wait_timeout,
             waker: None,
         },
-        pool_name: source.name(),
+        datapath,
+        pool_name: pool_name(pod_cidr),
         background,
     })
 }
@@ -126,7 +132,7 @@ async fn start_overlay(
         underlay_subnet: Some(underlay.subnet),
     };
     let (datapath, change) = OverlayDatapath::new(spec, ov.cluster_cidr).await?;
-    datapath.setup().await?;
+    datapath.apply().await?;
     info!(
         node = name,
         underlay = %underlay.iface,

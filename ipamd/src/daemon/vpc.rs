@@ -7,15 +7,17 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{info, warn};
 use vpc_cni_cloud::{AwsEc2, AwsImds, Ec2, Imds};
+use vpc_cni_proto::time::{now_ms, system_clock};
+use vpc_cni_proto::Mode;
 
-use super::{cooldown_ms, NodeSetup, MODE_VPC};
-use crate::config::{Ipv4Cidr, Settings};
+use super::{cooldown_ms, NodeSetup};
+use crate::config::Settings;
 use crate::datapath::NodeDatapath;
 use crate::error::IpamdError;
-use crate::rpc::{now_ms, NodeFacts};
+use crate::rpc::NodeFacts;
 use crate::store::{Checkpoint, CheckpointData, Datastore, Store};
-use crate::vpc::{system_clock, ControllerConfig, PoolController};
-use crate::vpc_datapath::{parse_mac, PrimaryEni, VpcDatapath, VpcNodeSpec};
+use crate::vpc::{ControllerConfig, PoolController};
+use crate::vpc_datapath::{PrimaryEni, VpcDatapath, VpcNodeSpec};
 
 async fn until_stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
@@ -40,8 +42,8 @@ pub(super) async fn setup(
     let primary = enis
         .iter()
         .find(|e| e.device_number == 0 && e.mac == node.primary_mac)
-        .ok_or_else(|| IpamdError::NoPrimaryEni {
-            mac: node.primary_mac.clone(),
+        .ok_or(IpamdError::NoPrimaryEni {
+            mac: node.primary_mac,
         })?;
     let ec2 = Arc::new(AwsEc2::from_env(vpc.ec2_api_qps, vpc.ec2_api_burst).await);
     let limits = ec2
@@ -53,27 +55,14 @@ pub(super) async fn setup(
         )))?;
     info!(instance = %node.instance_id, r#type = %node.instance_type, ?limits, "VPC node");
 
-    let vpc_cidrs: Vec<Ipv4Cidr> = primary
-        .vpc_cidrs
-        .iter()
-        .map(|c| c.parse())
-        .collect::<Result<_, _>>()
-        .map_err(|reason| IpamdError::Config {
-            variable: "VPC_CNI_MODE",
-            reason: format!("IMDS gave VPC CIDRs {:?}: {reason}", primary.vpc_cidrs),
-        })?;
-    let primary_mac = parse_mac(&primary.mac).ok_or_else(|| IpamdError::NoPrimaryEni {
-        mac: primary.mac.clone(),
-    })?;
+    let vpc_cidrs = primary.vpc_cidrs.clone();
     let primary_address = *primary
         .addresses
         .first()
-        .ok_or_else(|| IpamdError::NoPrimaryEni {
-            mac: primary.mac.clone(),
-        })?;
+        .ok_or(IpamdError::NoPrimaryEni { mac: primary.mac })?;
     let datapath = Arc::new(VpcDatapath::new(VpcNodeSpec {
         primary: PrimaryEni {
-            mac: primary_mac,
+            mac: primary.mac,
             address: primary_address,
         },
         secondaries: Vec::new(),
@@ -86,15 +75,14 @@ pub(super) async fn setup(
     // The attached ENIs first: applying a spec without them would remove the
     // pod rules that point at their tables (pods survive an ipamd restart).
     datapath.enis_changed(&enis).await?;
-    datapath.setup().await?;
+    datapath.apply().await?;
 
-    let mut datastore = Datastore::new(
+    let datastore = Datastore::new(
         format!("ENIs of {}", node.instance_id),
+        Mode::Vpc,
         cooldown_ms(settings),
     );
-    datastore.set_mode(MODE_VPC);
     let store = Arc::new(Store::new(datastore, checkpoint));
-    let datapath_seam: Arc<dyn NodeDatapath> = datapath.clone();
     let ec2_seam: Arc<dyn Ec2> = ec2.clone();
     let imds_seam: Arc<dyn Imds> = imds;
     let controller = Arc::new(
@@ -107,7 +95,7 @@ pub(super) async fn setup(
             ControllerConfig::from_settings(vpc),
             system_clock(),
         )
-        .with_datapath(datapath_seam),
+        .with_datapath(Arc::clone(&datapath)),
     );
     // The pool as IMDS shows it now, then the checkpoint on top of it.
     controller.snapshot().await?;
@@ -138,12 +126,12 @@ pub(super) async fn setup(
     Ok(NodeSetup {
         store,
         facts: NodeFacts {
-            mode: datapath.mode(),
             mtu: settings.pod_mtu.unwrap_or(vpc.eni_mtu),
-            vpc_cidrs: vpc_cidrs.iter().map(ToString::to_string).collect(),
+            vpc_cidrs,
             pool_wait_timeout: settings.pool_wait_timeout,
             waker: Some(waker),
         },
+        datapath,
         pool_name: format!("ENIs of {}", node.instance_id),
         background,
     })

@@ -1,5 +1,6 @@
 //! Overlay mode's [`NodeDatapath`]: the `vxlan.vpc` device, forwarding, the per-peer entries
-//! and the SNAT table, kept in step with the peer set the peer loop hands it.
+//! and the SNAT table, kept in step with the peer set the peer loop hands it, and applied
+//! again from scratch by the datapath upkeep.
 
 use std::sync::Arc;
 
@@ -7,13 +8,14 @@ use futures::future::BoxFuture;
 use tokio::sync::Mutex;
 use vpc_cni_proto::Mode;
 
+use vpc_cni_proto::net::Ipv4Cidr;
+
 use super::peers::{Peer, PeerSet};
 use super::snat::OverlaySnat;
-use super::vxlan::{DeviceChange, Overlay, OverlaySpec, ReconcileReport};
-use crate::config::Ipv4Cidr;
-use crate::datapath::{LocalDatapath, NodeDatapath};
+use super::vxlan::{DeviceChange, Overlay, OverlaySpec, ReconcileReport, DEVICE_NAME};
+use crate::datapath::{forwarding_damage, LocalDatapath, NodeDatapath};
 use crate::error::IpamdError;
-use crate::vpc_datapath::kernel::run_nft;
+use crate::kernel::{self, nft};
 
 /// The device and what was last written to the kernel.
 struct Applied {
@@ -80,15 +82,19 @@ impl OverlayDatapath {
         applied.peers = Some(peers);
         let snat = self.snat_for(applied.peers.as_deref());
         if applied.snat.as_ref() != Some(&snat) {
-            run_nft(&snat.replace_batch(), "replacing").await?;
+            nft::run(&snat.replace_batch(), "replacing").await?;
             applied.snat = Some(snat);
         }
         Ok(report)
     }
 
-    /// Re-applies the last peer set from scratch: repairs the device, entries or rules
-    /// someone changed or removed.
+    /// Re-applies everything from scratch: forwarding, the device, the last peer set's
+    /// entries and the SNAT table, repairing what someone changed or removed. Before the first
+    /// peer set the entries are left as they are (a restart must not cut pods off), and the
+    /// SNAT table is written only when `CLUSTER_CIDR` fixes it: written earlier, it would SNAT
+    /// traffic to peers whose pod CIDRs it does not know yet. `None` until a peer set came.
     pub async fn resync(&self) -> Result<Option<ReconcileReport>, IpamdError> {
+        LocalDatapath.apply().await?;
         let mut applied = self.applied.lock().await;
         let change = applied.overlay.refresh_device().await?;
         if change != DeviceChange::Unchanged {
@@ -97,14 +103,16 @@ impl OverlayDatapath {
                 "the VXLAN device had been changed and was restored"
             );
         }
-        let Some(peers) = applied.peers.clone() else {
-            return Ok(None);
+        let report = match applied.peers.clone() {
+            Some(peers) => Some(applied.overlay.reconcile(&peers).await?),
+            None => None,
         };
-        let report = applied.overlay.reconcile(&peers).await?;
-        let snat = self.snat_for(Some(&peers));
-        run_nft(&snat.replace_batch(), "replacing").await?;
-        applied.snat = Some(snat);
-        Ok(Some(report))
+        if applied.peers.is_some() || self.cluster_cidr.is_some() {
+            let snat = self.snat_for(applied.peers.as_deref());
+            nft::run(&snat.replace_batch(), "replacing").await?;
+            applied.snat = Some(snat);
+        }
+        Ok(report)
     }
 
     fn snat_for(&self, peers: Option<&[Peer]>) -> OverlaySnat {
@@ -123,22 +131,35 @@ impl NodeDatapath for OverlayDatapath {
         Mode::Overlay
     }
 
-    /// Forwarding, and the SNAT table when `CLUSTER_CIDR` fixes it. Without `CLUSTER_CIDR` the
-    /// table waits for the first peer set: written earlier, it would SNAT traffic to peers
-    /// whose pod CIDRs it does not know yet, and after a restart that would rewrite the
-    /// working table of the previous run.
-    fn setup(&self) -> BoxFuture<'_, Result<(), IpamdError>> {
+    fn apply(&self) -> BoxFuture<'_, Result<(), IpamdError>> {
         Box::pin(async move {
-            LocalDatapath.setup().await?;
-            if self.cluster_cidr.is_some() {
-                let mut applied = self.applied.lock().await;
-                let snat = self.snat_for(None);
-                if applied.snat.as_ref() != Some(&snat) {
-                    run_nft(&snat.replace_batch(), "replacing").await?;
-                    applied.snat = Some(snat);
-                }
+            if let Some(report) = self.resync().await?.filter(|r| !r.is_unchanged()) {
+                tracing::warn!(?report, "overlay entries had drifted and were restored");
             }
             Ok(())
+        })
+    }
+
+    /// Forwarding, `vxlan.vpc`, and the SNAT table once one was written.
+    fn damage(&self) -> BoxFuture<'_, Result<Vec<String>, IpamdError>> {
+        Box::pin(async move {
+            let mut damage: Vec<String> = forwarding_damage()?.into_iter().collect();
+            let handle = kernel::connect()?;
+            let device = vpc_cni::netlink::link_by_name(&handle, DEVICE_NAME)
+                .await
+                .map_err(IpamdError::netlink(format!("looking up {DEVICE_NAME}")))?;
+            match device {
+                None => damage.push(format!("the VXLAN device {DEVICE_NAME} is missing")),
+                Some(link) if !vpc_cni::netlink::link_is_up(&link) => {
+                    damage.push(format!("the VXLAN device {DEVICE_NAME} is down"));
+                }
+                Some(_) => {}
+            }
+            let table_expected = self.applied.lock().await.snat.is_some();
+            if table_expected && !nft::table_exists().await? {
+                damage.push(format!("nftables table ip {} is missing", nft::NFT_TABLE));
+            }
+            Ok(damage)
         })
     }
 }

@@ -1,9 +1,11 @@
 //! Overlay networking (VXLAN) for nodes without a VPC fabric: the device and per-peer
 //! entries ([`vxlan`]), where peers come from ([`peers`]), the underlay they ride on, the SNAT
-//! table, the node datapath that ties them together and the loop that keeps it current.
+//! table, the pod-CIDR pool, the node datapath that ties them together and the loop that
+//! follows the peers.
 
 pub mod datapath;
 pub mod peers;
+pub mod pool;
 pub mod run;
 pub mod snat;
 pub mod underlay;

@@ -1,4 +1,5 @@
-//! The peer loop: follows a peer source and keeps the overlay datapath in step with it.
+//! The peer loop: follows a peer source and hands each peer set to the overlay datapath.
+//! (Re-applying from scratch, which repairs outside damage, is the datapath upkeep's job.)
 //!
 //! The source runs in a task of its own and publishes each whole set on a watch channel, so
 //! a slow apply never makes the source drop a change (only intermediate sets coalesce, which
@@ -13,8 +14,6 @@ use tracing::{debug, warn};
 use super::datapath::OverlayDatapath;
 use super::peers::{PeerSet, PeerSource};
 
-/// How often the last peer set is re-applied from scratch, repairing outside damage.
-pub const RESYNC_INTERVAL: Duration = Duration::from_secs(60);
 /// Wait before retrying a failed apply.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -41,42 +40,37 @@ pub async fn run_peer_loop(
         }
     });
 
-    let mut pending = false;
-    let mut wait = RESYNC_INTERVAL;
-    loop {
+    'sets: loop {
         tokio::select! {
             _ = stop.changed() => break,
             changed = rx.changed() => {
                 if changed.is_err() {
                     break;
                 }
-                pending = true;
             }
-            () = tokio::time::sleep(wait) => {}
         }
-        let outcome = if pending {
-            let set = rx.borrow_and_update().clone();
-            match set {
-                Some(set) => datapath.apply_peers(&set).await.map(|report| {
+        // A failed apply is retried until it succeeds or a newer set replaces it.
+        loop {
+            let Some(set) = rx.borrow_and_update().clone() else {
+                break;
+            };
+            match datapath.apply_peers(&set).await {
+                Ok(report) => {
                     debug!(peers = set.len(), ?report, "overlay peers applied");
-                }),
-                None => Ok(()),
-            }
-        } else {
-            datapath.resync().await.map(|report| {
-                if let Some(report) = report.filter(|r| !r.is_unchanged()) {
-                    warn!(?report, "overlay entries had drifted and were restored");
+                    break;
                 }
-            })
-        };
-        match outcome {
-            Ok(()) => {
-                pending = false;
-                wait = RESYNC_INTERVAL;
+                Err(e) => {
+                    warn!(error = %e, retry_in = ?RETRY_INTERVAL, "applying overlay peers failed");
+                }
             }
-            Err(e) => {
-                warn!(error = %e, retry_in = ?RETRY_INTERVAL, "applying overlay peers failed");
-                wait = RETRY_INTERVAL;
+            tokio::select! {
+                _ = stop.changed() => break 'sets,
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        break 'sets;
+                    }
+                }
+                () = tokio::time::sleep(RETRY_INTERVAL) => {}
             }
         }
     }

@@ -7,8 +7,8 @@ use super::underlay::{discover, Underlay};
 use super::vxlan::tests::core::{cidr, ip, peer, spec};
 use super::vxlan::tests::netns::Ns;
 use super::OverlayDatapath;
-use crate::config::Ipv4Cidr;
 use crate::error::IpamdError;
+use vpc_cni_proto::net::Ipv4Cidr;
 
 /// A node with `eth0` (192.168.50.1/24, MTU 9000, default route) and `eth1` (10.9.0.1/24).
 fn node() -> Ns {
@@ -127,7 +127,7 @@ fn datapath_programs_peers_snat_and_repairs_drift() {
     let peers = two.clone();
     with_datapath(&ns, None, move |dp| {
         Box::pin(async move {
-            dp.setup().await.unwrap();
+            dp.apply().await.unwrap();
             dp.apply_peers(&peers).await.unwrap();
         })
     });
@@ -204,7 +204,7 @@ fn cluster_cidr_fixes_the_snat_set_at_setup_and_must_hold_the_own_pod_cidr() {
     use crate::datapath::NodeDatapath;
     let ns = node();
     with_datapath(&ns, Some(cidr("10.244.0.0/16")), |dp| {
-        Box::pin(async move { dp.setup().await.unwrap() })
+        Box::pin(async move { dp.apply().await.unwrap() })
     });
     let table = nft_table(&ns);
     assert!(table.contains("elements = { 10.244.0.0/16 }"), "{table}");

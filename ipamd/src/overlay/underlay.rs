@@ -11,8 +11,8 @@ use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, RouteMessageBuilder};
 use vpc_cni::CniError;
 
-use crate::config::Ipv4Cidr;
 use crate::error::IpamdError;
+use vpc_cni_proto::net::Ipv4Cidr;
 
 /// What the overlay needs to know about the underlay.
 #[derive(Debug, Clone, PartialEq, Eq)]

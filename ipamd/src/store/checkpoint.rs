@@ -1,40 +1,15 @@
-//! The durable copy of the datastore: a JSON file replaced atomically, or memory for tests.
+//! The durable copy of the datastore: a JSON file replaced atomically.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::net::Ipv4Addr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::datastore::Assignment;
+use super::types::{CheckpointData, CHECKPOINT_VERSION};
 use crate::error::IpamdError;
-
-/// Format version written to and required of the checkpoint.
-pub const CHECKPOINT_VERSION: &str = "vpc-cni/ipam/v1";
-
-/// The checkpoint's contents.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CheckpointData {
-    pub version: String,
-    /// "overlay", "vpc" or "local": decided once per boot and kept across restarts.
-    pub mode: String,
-    pub assignments: Vec<Assignment>,
-    #[serde(default)]
-    pub cooling: Vec<CoolingAddress>,
-}
-
-/// A released address that must not be handed out again before `until_ms` (unix ms).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CoolingAddress {
-    pub ip: Ipv4Addr,
-    pub until_ms: u64,
-}
 
 /// Where the datastore is made durable. Synchronous: async callers use `spawn_blocking`.
 /// Callers serialise `store` calls (the `Store` does), so the last write is the newest state.
@@ -183,68 +158,5 @@ impl Checkpoint for FileCheckpoint {
         File::open(self.dir())
             .and_then(|dir| dir.sync_all())
             .map_err(self.write_err("fsync of the directory"))
-    }
-}
-
-/// A checkpoint in memory, for tests: can be told to fail the next stores.
-#[derive(Debug, Default)]
-pub struct MemoryCheckpoint {
-    data: Mutex<Option<CheckpointData>>,
-    fail_next: AtomicUsize,
-    stores: AtomicUsize,
-}
-
-impl MemoryCheckpoint {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Starts out holding `data`, as if an earlier run had stored it.
-    pub fn with_data(data: CheckpointData) -> Self {
-        Self {
-            data: Mutex::new(Some(data)),
-            ..Self::default()
-        }
-    }
-
-    /// The next `n` calls to `store` fail and leave the stored data unchanged.
-    pub fn fail_next_stores(&self, n: usize) {
-        self.fail_next.store(n, Ordering::SeqCst);
-    }
-
-    /// What the last successful `store` wrote.
-    pub fn stored(&self) -> Option<CheckpointData> {
-        self.data
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// How many `store` calls succeeded.
-    pub fn store_count(&self) -> usize {
-        self.stores.load(Ordering::SeqCst)
-    }
-}
-
-impl Checkpoint for MemoryCheckpoint {
-    fn load(&self) -> Result<Option<CheckpointData>, IpamdError> {
-        Ok(self.stored())
-    }
-
-    fn store(&self, data: &CheckpointData) -> Result<(), IpamdError> {
-        let failing = self
-            .fail_next
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if failing {
-            return Err(IpamdError::CheckpointWrite {
-                path: PathBuf::from("<memory>"),
-                step: "writing",
-                source: std::io::Error::other("injected failure"),
-            });
-        }
-        *self.data.lock().unwrap_or_else(PoisonError::into_inner) = Some(data.clone());
-        self.stores.fetch_add(1, Ordering::SeqCst);
-        Ok(())
     }
 }

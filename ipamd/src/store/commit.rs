@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use tokio::sync::watch;
+
 use super::checkpoint::Checkpoint;
-use super::datastore::{
-    Assignment, AttachmentKey, Datastore, PodIdentity, PoolAddress, PoolCounts,
-};
+use super::datastore::{Datastore, PoolCounts};
+use super::types::{Assignment, AttachmentKey, PodIdentity, PoolAddress};
 use crate::error::IpamdError;
 
 /// The async front end of the datastore; cheap to clone, all clones share one state.
@@ -29,6 +30,9 @@ struct Inner {
     /// writes never overlap and the file never goes back to an older state.
     durable: tokio::sync::Mutex<u64>,
     checkpoint: Arc<dyn Checkpoint>,
+    /// Bumped whenever an address may have become free: a release, an undone assignment, a
+    /// new pool. An ADD waiting on an empty pool wakes on it instead of polling.
+    freed: watch::Sender<u64>,
 }
 
 struct State {
@@ -52,8 +56,20 @@ impl Store {
                 }),
                 durable: tokio::sync::Mutex::new(0),
                 checkpoint,
+                freed: watch::Sender::new(0),
             }),
         }
+    }
+
+    /// A receiver that sees a change whenever an address may have become free (released,
+    /// handed back, or new in the pool). Addresses leaving cooldown are not announced: a
+    /// waiter sleeps until [`Store::next_cooldown_expiry`] for those.
+    pub fn subscribe_freed(&self) -> watch::Receiver<u64> {
+        self.inner.freed.subscribe()
+    }
+
+    fn announce_freed(&self) {
+        self.inner.freed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Assigns an address to `key` (idempotent: a repeated ADD gets the same address) and
@@ -80,15 +96,20 @@ impl Store {
 
             if newly {
                 let undo_key = key.clone();
-                self.commit(generation, move |s| {
-                    // Only undo our own assignment: a DEL and a new ADD may have replaced it.
-                    if s.created.get(&undo_key) == Some(&created) {
-                        s.created.remove(&undo_key);
-                        s.ds.release_without_cooldown(&undo_key);
-                        s.generation += 1;
-                    }
-                })
-                .await?;
+                let written = self
+                    .commit(generation, move |s| {
+                        // Only undo our own assignment: a DEL and a new ADD may have replaced it.
+                        if s.created.get(&undo_key) == Some(&created) {
+                            s.created.remove(&undo_key);
+                            s.ds.release_without_cooldown(&undo_key);
+                            s.generation += 1;
+                        }
+                    })
+                    .await;
+                if written.is_err() {
+                    self.announce_freed();
+                }
+                written?;
                 return Ok(assignment);
             }
 
@@ -115,6 +136,9 @@ impl Store {
             let released = s.release(&key, now_ms);
             (released, s.generation)
         };
+        if released.is_some() {
+            self.announce_freed();
+        }
         // Even a release of an unknown key writes if a failed write left the file behind:
         // a retried DEL must be able to make its first attempt's release durable.
         self.commit(generation, |_| {}).await?;
@@ -134,6 +158,9 @@ impl Store {
                 keys.iter().filter_map(|k| s.release(k, now_ms)).collect();
             (released, s.generation)
         };
+        if !released.is_empty() {
+            self.announce_freed();
+        }
         self.commit(generation, |_| {}).await?;
         Ok(released)
     }
@@ -158,6 +185,7 @@ impl Store {
             }
             (dropped, s.generation)
         };
+        self.announce_freed();
         (dropped, self.commit(generation, |_| {}).await)
     }
 

@@ -6,53 +6,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use vpc_cni_proto::Mode;
 
-use super::checkpoint::{CheckpointData, CoolingAddress, CHECKPOINT_VERSION};
+use super::types::{
+    Assignment, AttachmentKey, CheckpointData, CoolingAddress, PodIdentity, PoolAddress,
+    CHECKPOINT_VERSION,
+};
 use crate::error::IpamdError;
-
-/// What an assignment is keyed on: the CNI spec's IPAM identity of an attachment.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AttachmentKey {
-    pub container_id: String,
-    pub ifname: String,
-}
-
-/// Who holds an address; kept so restarts and sweeps can find the pod's host side again.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PodIdentity {
-    pub network_name: String,
-    pub netns: String,
-    pub pod_namespace: String,
-    pub pod_name: String,
-    pub pod_uid: String,
-    pub host_veth: String,
-}
-
-/// One address the pool source (a pod CIDR now, ENIs later) makes available to pods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PoolAddress {
-    pub ip: Ipv4Addr,
-    /// Route table the pod's traffic leaves through (0 = main).
-    pub route_table: u32,
-    /// Device index of the interface the address lives on.
-    pub device_number: u32,
-}
-
-/// An address handed to one attachment, with what the pod was wired with.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Assignment {
-    pub key: AttachmentKey,
-    pub pod: PodIdentity,
-    pub ip: Ipv4Addr,
-    pub route_table: u32,
-    pub device_number: u32,
-    pub assigned_at_ms: u64,
-}
 
 /// Pool sizes in the AWS VPC CNI's terms: `available = total - assigned - cooling`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -89,7 +50,7 @@ pub struct RestoreReport {
     /// Cooling addresses whose cooldown had already passed, or that left the pool.
     pub cooling_dropped: usize,
     /// The mode recorded in the checkpoint (restore does not change the datastore's mode).
-    pub checkpoint_mode: String,
+    pub checkpoint_mode: Option<Mode>,
 }
 
 /// The pool and its assignments.
@@ -99,7 +60,7 @@ pub struct RestoreReport {
 #[derive(Debug, Clone)]
 pub struct Datastore {
     pool_name: String,
-    mode: String,
+    mode: Mode,
     cooldown_ms: u64,
     pool: HashMap<Ipv4Addr, PoolAddress>,
     free: BTreeSet<Ipv4Addr>,
@@ -112,11 +73,12 @@ pub struct Datastore {
 }
 
 impl Datastore {
-    /// An empty pool; `pool_name` appears in error messages ("pod CIDR 10.1.0.0/24").
-    pub fn new(pool_name: String, cooldown_ms: u64) -> Self {
+    /// An empty pool of a node in `mode`; `pool_name` appears in error messages
+    /// ("pod CIDR 10.1.0.0/24").
+    pub fn new(pool_name: String, mode: Mode, cooldown_ms: u64) -> Self {
         Self {
             pool_name,
-            mode: String::new(),
+            mode,
             cooldown_ms,
             pool: HashMap::new(),
             free: BTreeSet::new(),
@@ -142,14 +104,10 @@ impl Datastore {
         &self.pool_name
     }
 
-    /// The mode ipamd runs in ("overlay", "vpc", "local"); written to the checkpoint so a
-    /// restart keeps the decision made at boot.
-    pub fn mode(&self) -> &str {
-        &self.mode
-    }
-
-    pub fn set_mode(&mut self, mode: impl Into<String>) {
-        self.mode = mode.into();
+    /// The mode ipamd runs in; written to the checkpoint so a restart keeps the decision
+    /// made at boot.
+    pub fn mode(&self) -> Mode {
+        self.mode
     }
 
     /// Replaces the pool. Assignments whose address left the pool are dropped and returned so
@@ -331,7 +289,7 @@ impl Datastore {
         cooling.sort_by_key(|c| c.ip);
         CheckpointData {
             version: CHECKPOINT_VERSION.to_owned(),
-            mode: self.mode.clone(),
+            mode: self.mode,
             assignments: self.assigned.values().cloned().collect(),
             cooling,
         }
@@ -342,7 +300,7 @@ impl Datastore {
     /// reported. The mode is not changed: the daemon decides it from `data.mode` before.
     pub fn restore(&mut self, data: CheckpointData, now_ms: u64) -> RestoreReport {
         let mut report = RestoreReport {
-            checkpoint_mode: data.mode,
+            checkpoint_mode: Some(data.mode),
             ..RestoreReport::default()
         };
         for assignment in data.assignments {

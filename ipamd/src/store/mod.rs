@@ -1,23 +1,27 @@
 //! Address assignments and their durable checkpoint; no kernel or cloud I/O.
 //!
+//! - `types`: the records both hold: assignments and the checkpoint's layout.
 //! - `datastore`: the pool and its assignments, pure and synchronous.
-//! - `checkpoint`: the checkpoint format and where it is kept (a file, or memory in tests).
+//! - `checkpoint`: where the checkpoint is kept (a file; memory in unit tests).
 //! - `commit`: `Store`, the shared async front end that makes every change durable before
 //!   it is acknowledged, with concurrent changes sharing one write.
 
 mod checkpoint;
 mod commit;
 mod datastore;
+#[cfg(test)]
+mod memory;
+mod types;
 
 #[cfg(test)]
 mod tests;
 
-pub use checkpoint::{
-    Checkpoint, CheckpointData, CoolingAddress, FileCheckpoint, MemoryCheckpoint,
-    CHECKPOINT_VERSION,
-};
+pub use checkpoint::{Checkpoint, FileCheckpoint};
 pub use commit::Store;
-pub use datastore::{
-    AddressState, Assignment, AttachmentKey, Datastore, PodIdentity, PoolAddress, PoolCounts,
-    RestoreReport,
+pub use datastore::{AddressState, Datastore, PoolCounts, RestoreReport};
+#[cfg(test)]
+pub use memory::MemoryCheckpoint;
+pub use types::{
+    Assignment, AttachmentKey, CheckpointData, CoolingAddress, PodIdentity, PoolAddress,
+    CHECKPOINT_VERSION,
 };

@@ -5,35 +5,25 @@
 //! math says `Idle`. Passes run when the ADD path wakes the controller, when
 //! a cooldown ends, and on a periodic tick that catches drift.
 
-use crate::datapath::NodeDatapath;
-use crate::error::IpamdError;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use vpc_cni_cloud::{Ec2, EniQuery, Imds, InstanceLimits, NodeIdentity};
+use vpc_cni_cloud::{Ec2, EniId, EniQuery, Imds, ImdsEni, InstanceLimits, NodeIdentity};
+use vpc_cni_proto::net::Ipv4Cidr;
+use vpc_cni_proto::time::{millis, Clock};
 
 use super::math::{self, Limits, PoolConfig, PoolDecision};
 use super::pacing::{Pacing, PacingConfig, Verdict};
-use super::snapshot::{self, EniMeta, NodeSnapshot, NO_MANAGE_TAG};
+use super::snapshot::{self, EniMeta, NodeSnapshot};
+use super::tags;
 use crate::config::VpcSettings;
+use crate::error::IpamdError;
 use crate::store::Store;
-
-/// Unix milliseconds; tests step it to end cooldowns and age ENIs.
-pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
-
-/// The wall clock in unix milliseconds.
-#[must_use]
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    })
-}
+use crate::vpc_datapath::VpcDatapath;
 
 /// How long IMDS may keep showing a released address or a detached ENI
 /// (its eventual consistency); they stay out of the pool that long.
@@ -101,10 +91,6 @@ impl ControllerConfig {
     }
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReconcileReport {
@@ -115,12 +101,14 @@ pub struct ReconcileReport {
 
 #[derive(Default)]
 pub(crate) struct Caches {
-    pub meta: HashMap<String, EniMeta>,
+    pub meta: HashMap<EniId, EniMeta>,
     /// Released address -> when it may be trusted from IMDS again.
     pub released: HashMap<Ipv4Addr, u64>,
     /// Detached ENI -> likewise.
-    pub detached: HashMap<String, u64>,
+    pub detached: HashMap<EniId, u64>,
     pub pacing: Pacing,
+    /// Delegated prefixes seen that are not /28s (reported once each, never used).
+    pub unusable_prefixes: BTreeSet<Ipv4Cidr>,
 }
 
 pub struct PoolController {
@@ -134,7 +122,7 @@ pub struct PoolController {
     caches: Mutex<Caches>,
     wake: Notify,
     /// Wires ENIs on the node before their addresses reach the pool.
-    datapath: Option<Arc<dyn NodeDatapath>>,
+    datapath: Option<Arc<VpcDatapath>>,
     /// One pass at a time: two would both see the same shortfall.
     pass: tokio::sync::Mutex<()>,
 }
@@ -176,32 +164,9 @@ impl PoolController {
     /// Has every snapshot wire the node's ENIs through `datapath` first and
     /// publish only addresses of ENIs it could wire.
     #[must_use]
-    pub fn with_datapath(mut self, datapath: Arc<dyn NodeDatapath>) -> Self {
+    pub fn with_datapath(mut self, datapath: Arc<VpcDatapath>) -> Self {
         self.datapath = Some(datapath);
         self
-    }
-
-    /// Discovers the node from IMDS and its limits from EC2, then builds the
-    /// controller.
-    pub async fn discover(
-        ec2: Arc<dyn Ec2>,
-        imds: Arc<dyn Imds>,
-        store: Store,
-        config: ControllerConfig,
-        clock: Clock,
-    ) -> Result<Self, IpamdError> {
-        let node = imds
-            .identity()
-            .await
-            .map_err(IpamdError::cloud("reading the node identity from IMDS"))?;
-        let limits = ec2
-            .instance_limits(&node.instance_type)
-            .await
-            .map_err(IpamdError::cloud(format!(
-                "limits of instance type {}",
-                node.instance_type
-            )))?;
-        Ok(Self::new(ec2, imds, store, node, limits, config, clock))
     }
 
     pub fn node(&self) -> &NodeIdentity {
@@ -248,8 +213,8 @@ impl PoolController {
             let mut c = self.caches();
             c.released.retain(|_, until| *until > now);
             c.detached.retain(|_, until| *until > now);
-            let attached: HashSet<&str> = imds.iter().map(|e| e.eni_id.as_str()).collect();
-            c.meta.retain(|id, _| attached.contains(id.as_str()));
+            let attached: HashSet<&EniId> = imds.iter().map(|e| &e.eni_id).collect();
+            c.meta.retain(|id, _| attached.contains(id));
             (
                 c.meta.clone(),
                 c.released.keys().copied().collect::<HashSet<_>>(),
@@ -261,10 +226,11 @@ impl PoolController {
             .any(|e| e.device_number == 0 && e.mac == self.node.primary_mac)
         {
             return Err(IpamdError::NoPrimaryEni {
-                mac: self.node.primary_mac.clone(),
+                mac: self.node.primary_mac,
             });
         }
         let mut snap = snapshot::build(imds, &meta, &ips, &enis, &self.store, now);
+        self.report_unusable_prefixes(&snap.unusable_prefixes);
         if let Some(datapath) = &self.datapath {
             let wired = datapath.enis_changed(&snap.imds).await?;
             snap.pool.retain(|a| wired.contains(&a.device_number));
@@ -278,9 +244,27 @@ impl PoolController {
         Ok(snap)
     }
 
+    /// Logs each delegated prefix that is not a /28 the first time a snapshot shows it: EC2
+    /// only delegates /28s, so such a prefix is somebody else's doing, and pods never get its
+    /// addresses.
+    fn report_unusable_prefixes(&self, seen: &BTreeSet<Ipv4Cidr>) {
+        let mut c = self.caches();
+        for prefix in seen {
+            if c.unusable_prefixes.insert(*prefix) {
+                tracing::warn!(%prefix, total = c.unusable_prefixes.len(),
+                    "delegated prefix is not a /28; its addresses are not used");
+            }
+        }
+    }
+
+    /// Delegated prefixes seen so far that are not /28s.
+    pub fn unusable_prefixes(&self) -> BTreeSet<Ipv4Cidr> {
+        self.caches().unusable_prefixes.clone()
+    }
+
     /// Describes the attached ENIs once for any IMDS lists that we have no
     /// tags for (IMDS does not show tags).
-    async fn learn_tags(&self, imds: &[vpc_cni_cloud::ImdsEni]) -> Result<(), IpamdError> {
+    async fn learn_tags(&self, imds: &[ImdsEni]) -> Result<(), IpamdError> {
         let unknown = {
             let c = self.caches();
             imds.iter().any(|e| !c.meta.contains_key(&e.eni_id))
@@ -295,19 +279,12 @@ impl PoolController {
             .map_err(IpamdError::cloud("describing the node's ENIs"))?;
         let mut c = self.caches();
         for e in described {
-            let no_manage = e
-                .tags
-                .get(NO_MANAGE_TAG)
-                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
             c.meta.insert(
                 e.id.clone(),
                 EniMeta {
-                    no_manage,
+                    no_manage: tags::is_no_manage(&e.tags),
                     attachment_id: e.attachment_id.clone(),
-                    created_ms: e
-                        .tags
-                        .get(super::eni_ops::CREATED_AT_TAG)
-                        .and_then(|t| super::rfc3339::parse(t)),
+                    created_ms: tags::created_ms(&e.tags),
                 },
             );
         }

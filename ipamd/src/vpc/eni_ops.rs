@@ -1,22 +1,18 @@
 //! The EC2 side of each pool step: top up, create and attach, release,
 //! detach and delete; and the bounded wait for IMDS to catch up.
 
-use crate::error::IpamdError;
 use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use vpc_cni_cloud::{CloudError, EniQuery, ImdsEni, NewEni};
+use vpc_cni_cloud::{CloudError, EniId, EniQuery, ImdsEni, NewEni};
+use vpc_cni_proto::net::Ipv4Cidr;
 
-use super::controller::PoolController;
+use super::controller::{PoolController, QUARANTINE_MS};
 use super::rfc3339;
 use super::snapshot::{prefix_addresses, EniMeta, NodeSnapshot};
-
-pub const INSTANCE_ID_TAG: &str = "vpc-cni.io/instance-id";
-pub const CREATED_AT_TAG: &str = "vpc-cni.io/created-at";
-pub const CLUSTER_TAG: &str = "cluster.k8s.amazonaws.com/name";
-/// Descriptions of ENIs we create start with this.
-pub const DESCRIPTION_PREFIX: &str = "vpc-cni-";
+use super::tags::{CLUSTER_TAG, CREATED_AT_TAG, DESCRIPTION_PREFIX, INSTANCE_ID_TAG};
+use crate::error::IpamdError;
 
 /// Tries of DeleteNetworkInterface after a detach before the ENI is left
 /// to the leaked-ENI cleanup.
@@ -27,7 +23,7 @@ impl PoolController {
         self.config.pool.prefix_mode(&self.limits)
     }
 
-    pub(crate) async fn top_up(&self, eni: &str, count: u32) -> Result<(), IpamdError> {
+    pub(crate) async fn top_up(&self, eni: &EniId, count: u32) -> Result<(), IpamdError> {
         let ctx = || format!("adding {count} to ENI {eni}");
         if self.prefix_mode() {
             let got = self
@@ -35,7 +31,7 @@ impl PoolController {
                 .assign_prefixes(eni, count)
                 .await
                 .map_err(IpamdError::cloud(ctx()))?;
-            self.reclaim(got.iter().filter_map(|p| prefix_addresses(p)).flatten());
+            self.reclaim(got.iter().filter_map(prefix_addresses).flatten());
             self.wait_visible(eni, "new prefixes", |e| {
                 got.iter().all(|p| e.prefixes.contains(p))
             })
@@ -68,8 +64,8 @@ impl PoolController {
     /// Creates an ENI in the primary ENI's subnet with its security groups,
     /// attaches it at the lowest free device index and waits for IMDS.
     pub(crate) async fn add_eni(&self, snap: &NodeSnapshot, count: u32) -> Result<(), IpamdError> {
-        let primary = snap.primary().ok_or_else(|| IpamdError::NoPrimaryEni {
-            mac: self.node.primary_mac.clone(),
+        let primary = snap.primary().ok_or(IpamdError::NoPrimaryEni {
+            mac: self.node.primary_mac,
         })?;
         let used: HashSet<u32> = snap.imds.iter().map(|e| e.device_number).collect();
         let max = self.config.pool.max_enis(&self.limits);
@@ -123,12 +119,10 @@ impl PoolController {
             },
         );
         self.reclaim(
-            eni.addresses.iter().copied().chain(
-                eni.prefixes
-                    .iter()
-                    .filter_map(|p| prefix_addresses(p))
-                    .flatten(),
-            ),
+            eni.addresses
+                .iter()
+                .copied()
+                .chain(eni.prefixes.iter().filter_map(prefix_addresses).flatten()),
         );
         tracing::info!(eni = %eni.id, device, count, "ENI attached");
         let want = eni.addresses.len();
@@ -157,7 +151,7 @@ impl PoolController {
         if !self.store.withdraw_if_free(&list, now).await? {
             return Ok(false);
         }
-        let until = now.saturating_add(super::controller::QUARANTINE_MS);
+        let until = now.saturating_add(QUARANTINE_MS);
         let mut c = self.caches();
         for ip in ips {
             c.released.insert(*ip, until);
@@ -167,17 +161,12 @@ impl PoolController {
 
     pub(crate) async fn release(
         &self,
-        eni: &str,
+        eni: &EniId,
         addresses: &[Ipv4Addr],
-        prefixes: &[String],
+        prefixes: &[Ipv4Cidr],
     ) -> Result<(), IpamdError> {
         let mut ips: HashSet<Ipv4Addr> = addresses.iter().copied().collect();
-        ips.extend(
-            prefixes
-                .iter()
-                .filter_map(|p| prefix_addresses(p))
-                .flatten(),
-        );
+        ips.extend(prefixes.iter().filter_map(prefix_addresses).flatten());
         if !self.withdraw(&ips).await? {
             return Ok(());
         }
@@ -190,7 +179,7 @@ impl PoolController {
                 prefixes.len()
             )))?;
         tracing::info!(
-            eni,
+            %eni,
             addresses = addresses.len(),
             prefixes = prefixes.len(),
             "released"
@@ -198,7 +187,11 @@ impl PoolController {
         Ok(())
     }
 
-    pub(crate) async fn free_eni(&self, snap: &NodeSnapshot, eni: &str) -> Result<(), IpamdError> {
+    pub(crate) async fn free_eni(
+        &self,
+        snap: &NodeSnapshot,
+        eni: &EniId,
+    ) -> Result<(), IpamdError> {
         let Some(view) = snap.view(eni) else {
             return Ok(());
         };
@@ -219,17 +212,17 @@ impl PoolController {
                 "detaching ENI {eni} ({attachment})"
             )))?;
         {
-            let until = self.now().saturating_add(super::controller::QUARANTINE_MS);
+            let until = self.now().saturating_add(QUARANTINE_MS);
             let mut c = self.caches();
             c.meta.remove(eni);
-            c.detached.insert(eni.to_string(), until);
+            c.detached.insert(eni.clone(), until);
         }
-        tracing::info!(eni, "ENI detached");
+        tracing::info!(%eni, "ENI detached");
         self.delete_detached(eni).await;
         Ok(())
     }
 
-    async fn attachment_of(&self, eni: &str) -> Result<String, IpamdError> {
+    async fn attachment_of(&self, eni: &EniId) -> Result<String, IpamdError> {
         if let Some(a) = self
             .caches()
             .meta
@@ -240,7 +233,7 @@ impl PoolController {
         }
         let described = self
             .ec2
-            .describe_enis(EniQuery::Ids(vec![eni.to_string()]))
+            .describe_enis(EniQuery::Ids(vec![eni.clone()]))
             .await
             .map_err(IpamdError::cloud(format!("describing ENI {eni}")))?;
         described
@@ -259,16 +252,16 @@ impl PoolController {
     /// Deletes a just-detached ENI; EC2 may still call it in use for a
     /// moment. What never goes is left to the leaked-ENI cleanup (it is
     /// tagged and `available`).
-    async fn delete_detached(&self, eni: &str) {
+    async fn delete_detached(&self, eni: &EniId) {
         let mut pause = self.config.visibility_backoff;
         for attempt in 1..=DELETE_TRIES {
             match self.ec2.delete_eni(eni).await {
                 Ok(()) => {
-                    tracing::info!(eni, "ENI deleted");
+                    tracing::info!(%eni, "ENI deleted");
                     return;
                 }
                 Err(e) if attempt == DELETE_TRIES => {
-                    tracing::warn!(eni, error = %e,
+                    tracing::warn!(%eni, error = %e,
                         "could not delete a detached ENI; leaked-ENI cleanup will");
                 }
                 Err(_) => {
@@ -283,7 +276,7 @@ impl PoolController {
     /// most `visibility_timeout`.
     async fn wait_visible(
         &self,
-        eni: &str,
+        eni: &EniId,
         what: &str,
         ok: impl Fn(&ImdsEni) -> bool,
     ) -> Result<(), IpamdError> {
@@ -295,15 +288,15 @@ impl PoolController {
                 .enis()
                 .await
                 .map_err(IpamdError::cloud("listing ENIs from IMDS"))?;
-            if enis.iter().any(|e| e.eni_id == eni && ok(e)) {
+            if enis.iter().any(|e| &e.eni_id == eni && ok(e)) {
                 return Ok(());
             }
             let waited = started.elapsed();
             if waited >= self.config.visibility_timeout {
                 return Err(IpamdError::NotVisible {
-                    eni_id: eni.to_string(),
+                    eni_id: eni.clone(),
                     what: what.to_string(),
-                    waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+                    waited_ms: vpc_cni_proto::time::millis(waited),
                 });
             }
             tokio::time::sleep(pause).await;

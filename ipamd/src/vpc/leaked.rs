@@ -3,26 +3,26 @@
 //! once older than LEAKED_ENI_MIN_AGE. Attached, untagged and `no_manage`
 //! ENIs are never touched.
 
-use crate::error::IpamdError;
 use std::collections::BTreeMap;
 
-use vpc_cni_cloud::{EniInfo, EniQuery};
+use vpc_cni_cloud::{EniId, EniInfo, EniQuery};
+use vpc_cni_proto::time::millis;
 
 use super::controller::PoolController;
-use super::eni_ops::{CLUSTER_TAG, CREATED_AT_TAG, DESCRIPTION_PREFIX, INSTANCE_ID_TAG};
 use super::rfc3339;
-use super::snapshot::NO_MANAGE_TAG;
+use super::tags::{self, CLUSTER_TAG, CREATED_AT_TAG, DESCRIPTION_PREFIX, INSTANCE_ID_TAG};
+use crate::error::IpamdError;
 
 /// What one cleanup run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LeakedReport {
-    pub deleted: Vec<String>,
+    pub deleted: Vec<EniId>,
     /// Ours, but younger than the minimum age.
-    pub too_young: Vec<String>,
+    pub too_young: Vec<EniId>,
     /// Had no readable creation time: tagged now, judged next run.
-    pub tagged: Vec<String>,
+    pub tagged: Vec<EniId>,
     /// Deletion failed; retried next run.
-    pub failed: Vec<String>,
+    pub failed: Vec<EniId>,
 }
 
 impl PoolController {
@@ -33,10 +33,7 @@ impl PoolController {
             && e.attachment_id.is_none()
             && e.tags.contains_key(INSTANCE_ID_TAG)
             && e.description.starts_with(DESCRIPTION_PREFIX)
-            && !e
-                .tags
-                .get(NO_MANAGE_TAG)
-                .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            && !tags::is_no_manage(&e.tags)
             && cluster_ok
     }
 
@@ -51,11 +48,10 @@ impl PoolController {
                 "listing available ENIs tagged by vpc-cni",
             ))?;
         let now = self.now();
-        let min_age = u64::try_from(self.config.leaked_eni_min_age.as_millis()).unwrap_or(u64::MAX);
+        let min_age = millis(self.config.leaked_eni_min_age);
         let mut report = LeakedReport::default();
         for e in found.into_iter().filter(|e| self.is_ours(e)) {
-            let created = e.tags.get(CREATED_AT_TAG).and_then(|t| rfc3339::parse(t));
-            let Some(created) = created else {
+            let Some(created) = tags::created_ms(&e.tags) else {
                 let tags = BTreeMap::from([(CREATED_AT_TAG.to_string(), rfc3339::format(now))]);
                 match self
                     .ec2

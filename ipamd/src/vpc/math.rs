@@ -9,6 +9,9 @@
 
 use std::net::Ipv4Addr;
 
+use vpc_cni_cloud::EniId;
+use vpc_cni_proto::net::Ipv4Cidr;
+
 /// Addresses in a delegated /28.
 pub const PREFIX_SIZE: u32 = 16;
 
@@ -31,7 +34,7 @@ pub struct Slot {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrefixView {
     /// "a.b.c.d/28", as EC2 names it.
-    pub prefix: String,
+    pub prefix: Ipv4Cidr,
     pub slots: Vec<Slot>,
 }
 
@@ -44,7 +47,7 @@ impl PrefixView {
 /// One attached ENI as the pool math needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EniView {
-    pub id: String,
+    pub id: EniId,
     pub device_index: u32,
     /// Device 0: carries pod addresses, never released whole.
     pub primary: bool,
@@ -104,17 +107,17 @@ pub enum PoolDecision {
     /// Targets met, or nothing more may be done (limits reached).
     Idle,
     /// Add `count` addresses (prefixes in prefix mode) to an attached ENI.
-    AssignToExisting { eni: String, count: u32 },
+    AssignToExisting { eni: EniId, count: u32 },
     /// Create and attach an ENI carrying `count` addresses (prefixes).
     CreateEni { count: u32 },
     /// Give back free (not cooling) addresses or wholly free prefixes.
     Release {
-        eni: String,
+        eni: EniId,
         addresses: Vec<Ipv4Addr>,
-        prefixes: Vec<String>,
+        prefixes: Vec<Ipv4Cidr>,
     },
     /// Detach and delete a non-primary ENI with nothing assigned or cooling.
-    FreeEni { eni: String },
+    FreeEni { eni: EniId },
 }
 
 impl PoolConfig {
@@ -417,11 +420,11 @@ impl Ctx<'_> {
             return PoolDecision::Idle;
         }
         for e in self.release_order() {
-            let prefixes: Vec<String> = e
+            let prefixes: Vec<Ipv4Cidr> = e
                 .prefixes
                 .iter()
                 .filter(|p| p.used() == 0)
-                .map(|p| p.prefix.clone())
+                .map(|p| p.prefix)
                 .take(n as usize)
                 .collect();
             if !prefixes.is_empty() {

@@ -4,7 +4,11 @@
 //! - `math`: the pure pool decisions (functional core).
 //! - `controller`: `PoolController`, which reads the node, asks `math` and
 //!   executes the answer through the `Ec2` and `Imds` seams.
+//! - `eni_ops`: the EC2 side of each pool step.
+//! - `snapshot`: one consistent picture of the node's ENIs for a pass.
+//! - `pacing`: the AWS VPC CNI's rules on how often the pool may shrink and grow.
 //! - `leaked`: deleting ENIs of ours left `available`.
+//! - `tags`: how our ENIs are recognised.
 
 pub mod controller;
 pub mod leaked;
@@ -14,12 +18,13 @@ pub mod snapshot;
 
 mod eni_ops;
 mod rfc3339;
+pub mod tags;
 
 #[cfg(test)]
 mod tests;
 
-pub use controller::{system_clock, Clock, ControllerConfig, PoolController, ReconcileReport};
-pub use eni_ops::{CLUSTER_TAG, CREATED_AT_TAG, DESCRIPTION_PREFIX, INSTANCE_ID_TAG};
+pub use controller::{ControllerConfig, PoolController, ReconcileReport};
 pub use leaked::LeakedReport;
 pub use math::{PoolConfig, PoolDecision};
-pub use snapshot::{NodeSnapshot, NO_MANAGE_TAG};
+pub use snapshot::NodeSnapshot;
+pub use tags::{CLUSTER_TAG, CREATED_AT_TAG, DESCRIPTION_PREFIX, INSTANCE_ID_TAG, NO_MANAGE_TAG};

@@ -2,10 +2,12 @@
 //! what it holds, EC2 tags (cached) for which ENIs are ours to manage, the
 //! datastore for which addresses pods hold or are cooling.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
-use vpc_cni_cloud::ImdsEni;
+use vpc_cni_cloud::{EniId, ImdsEni};
+use vpc_cni_proto::eni_route_table;
+use vpc_cni_proto::net::Ipv4Cidr;
 
 use super::math::{EniView, PrefixView, Slot, SlotState, PREFIX_SIZE};
 use crate::store::{AddressState, PoolAddress, Store};
@@ -19,9 +21,6 @@ pub(crate) struct EniMeta {
     pub created_ms: Option<u64>,
 }
 
-/// The AWS VPC CNI's opt-out tag, honoured for drop-in use.
-pub const NO_MANAGE_TAG: &str = "node.k8s.amazonaws.com/no_manage";
-
 /// One pass's picture of the node.
 #[derive(Debug, Clone, Default)]
 pub struct NodeSnapshot {
@@ -31,6 +30,9 @@ pub struct NodeSnapshot {
     pub views: Vec<EniView>,
     /// Every address pods may get now.
     pub pool: Vec<PoolAddress>,
+    /// Delegated prefixes that are not /28s: never handed to pods, left out of the pool and
+    /// the pool math, and reported by the controller.
+    pub unusable_prefixes: BTreeSet<Ipv4Cidr>,
 }
 
 impl NodeSnapshot {
@@ -38,33 +40,23 @@ impl NodeSnapshot {
         self.imds.iter().find(|e| e.device_number == 0)
     }
 
-    pub fn view(&self, eni_id: &str) -> Option<&EniView> {
-        self.views.iter().find(|v| v.id == eni_id)
+    pub fn view(&self, eni_id: &EniId) -> Option<&EniView> {
+        self.views.iter().find(|v| &v.id == eni_id)
     }
 }
 
-/// The 16 addresses of "a.b.c.d/28"; `None` for anything that is not an
-/// aligned /28 (never handed to pods).
-pub(crate) fn prefix_addresses(prefix: &str) -> Option<Vec<Ipv4Addr>> {
-    let (base, len) = prefix.split_once('/')?;
-    let base: Ipv4Addr = base.parse().ok()?;
-    if len != "28" || u32::from(base) % PREFIX_SIZE != 0 {
-        return None;
-    }
-    Some(
-        (0..PREFIX_SIZE)
-            .map(|i| Ipv4Addr::from(u32::from(base) + i))
-            .collect(),
-    )
+/// The 16 addresses of a delegated /28; `None` for a prefix of any other length (EC2 only
+/// delegates /28s, so such a prefix is not ours to hand out).
+pub(crate) fn prefix_addresses(prefix: &Ipv4Cidr) -> Option<Vec<Ipv4Addr>> {
+    (u64::from(PREFIX_SIZE) == prefix.size()).then(|| prefix.addresses().collect())
 }
 
-/// Pods on a secondary ENI at device N use table N+1; the primary ENI's
-/// pods use main.
+/// Pods on a secondary ENI at device N use its table; the primary ENI's pods use main (0).
 pub(crate) fn route_table(device_number: u32) -> u32 {
     if device_number == 0 {
         0
     } else {
-        device_number + 1
+        eni_route_table(device_number)
     }
 }
 
@@ -73,9 +65,9 @@ pub(crate) fn route_table(device_number: u32) -> u32 {
 /// ENIs (just detached) are left out of the pool.
 pub(crate) fn build(
     imds: Vec<ImdsEni>,
-    meta: &HashMap<String, EniMeta>,
+    meta: &HashMap<EniId, EniMeta>,
     quarantined_ips: &HashSet<Ipv4Addr>,
-    quarantined_enis: &HashSet<String>,
+    quarantined_enis: &HashSet<EniId>,
     store: &Store,
     now_ms: u64,
 ) -> NodeSnapshot {
@@ -86,6 +78,7 @@ pub(crate) fn build(
     imds.sort_by_key(|e| e.device_number);
 
     let mut pool = Vec::new();
+    let mut unusable_prefixes = BTreeSet::new();
     let mut skeleton = Vec::new();
     for e in &imds {
         let Some(m) = meta.get(&e.eni_id) else {
@@ -104,12 +97,18 @@ pub(crate) fn build(
             .filter(|ip| !quarantined_ips.contains(ip))
             .copied()
             .collect();
-        let prefixes: Vec<(String, Vec<Ipv4Addr>)> = e
-            .prefixes
-            .iter()
-            .filter_map(|p| Some((p.clone(), prefix_addresses(p)?)))
-            .filter(|(_, ips)| !ips.iter().any(|ip| quarantined_ips.contains(ip)))
-            .collect();
+        let mut prefixes: Vec<(Ipv4Cidr, Vec<Ipv4Addr>)> = Vec::new();
+        for prefix in &e.prefixes {
+            match prefix_addresses(prefix) {
+                Some(ips) if !ips.iter().any(|ip| quarantined_ips.contains(ip)) => {
+                    prefixes.push((*prefix, ips));
+                }
+                Some(_) => {}
+                None => {
+                    unusable_prefixes.insert(*prefix);
+                }
+            }
+        }
         if !no_manage {
             pool.extend(secondary.iter().copied().map(addr));
             pool.extend(
@@ -141,14 +140,19 @@ pub(crate) fn build(
                 prefixes: prefixes
                     .iter()
                     .map(|(p, ips)| PrefixView {
-                        prefix: p.clone(),
+                        prefix: *p,
                         slots: ips.iter().copied().map(slot).collect(),
                     })
                     .collect(),
             })
             .collect()
     });
-    NodeSnapshot { imds, views, pool }
+    NodeSnapshot {
+        imds,
+        views,
+        pool,
+        unusable_prefixes,
+    }
 }
 
 #[cfg(test)]
@@ -157,13 +161,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prefixes_expand_only_when_aligned() {
-        let ips = prefix_addresses("10.0.0.16/28").unwrap();
+    fn only_slash_28_prefixes_expand() {
+        let ips = prefix_addresses(&"10.0.0.16/28".parse().unwrap()).unwrap();
         assert_eq!(ips.len(), 16);
         assert_eq!(ips[0], Ipv4Addr::new(10, 0, 0, 16));
         assert_eq!(ips[15], Ipv4Addr::new(10, 0, 0, 31));
-        assert_eq!(prefix_addresses("10.0.0.17/28"), None);
-        assert_eq!(prefix_addresses("10.0.0.16/27"), None);
+        assert_eq!(prefix_addresses(&"10.0.0.0/27".parse().unwrap()), None);
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //!
 //! [`wiring`] computes the desired state without touching the kernel; [`apply_node_wiring`]
 //! makes the calling thread's netns match it, idempotently; [`VpcDatapath`] keeps the current
-//! ENI set for ipamd and re-applies it at start and whenever the pool controller changes it.
+//! ENI set for ipamd and re-applies it at start, when the pool controller changes the ENIs,
+//! and to repair.
 
-pub(crate) mod kernel;
 mod netlink;
 pub mod ruleset;
 pub mod wiring;
@@ -18,19 +18,20 @@ use std::collections::BTreeSet;
 
 use futures::future::BoxFuture;
 use vpc_cni_cloud::ImdsEni;
-use vpc_cni_proto::Mode;
+use vpc_cni_proto::{Mode, MAIN_TABLE, RULE_PRIORITY_CONNMARK};
 
-pub use ruleset::{SnatRuleset, NFT_TABLE};
+pub use ruleset::{SnatRuleset, CONNMARK};
 pub use wiring::{NodeWiring, ObservedLink, PrimaryEni, SecondaryEni, VpcNodeSpec};
 
-use crate::datapath::NodeDatapath;
+use crate::datapath::{forwarding_damage, NodeDatapath};
 use crate::error::IpamdError;
+use crate::kernel::{self, nft};
 
 /// Makes the node's links, ENI tables, rules, nftables table and sysctls match `spec`, in
 /// the calling thread's netns, and returns what it applied. Safe to repeat: a second run
 /// changes nothing, and a run after a restart restores whatever is missing.
 pub async fn apply_node_wiring(spec: &VpcNodeSpec) -> Result<NodeWiring, IpamdError> {
-    let handle = netlink::connect()?;
+    let handle = kernel::connect()?;
     let links = netlink::observe_links(&handle).await?;
     let wiring = NodeWiring::plan(spec, &links)?;
     // Forwarding first and the table last: until the table is in place, pods just cannot
@@ -40,13 +41,8 @@ pub async fn apply_node_wiring(spec: &VpcNodeSpec) -> Result<NodeWiring, IpamdEr
     netlink::sync_links(&handle, &wiring.links).await?;
     netlink::sync_routes(&handle, &wiring).await?;
     netlink::sync_rules(&handle, &wiring).await?;
-    kernel::run_nft(&wiring.ruleset.replace_batch(), "replacing").await?;
+    nft::run(&wiring.ruleset.replace_batch(), "replacing").await?;
     Ok(wiring)
-}
-
-/// Removes our nftables table from the calling thread's netns (absent is success).
-pub async fn remove_nft_table() -> Result<(), IpamdError> {
-    kernel::run_nft(&ruleset::delete_batch(), "deleting").await
 }
 
 /// VPC mode's [`NodeDatapath`]: holds the node's ENIs and applies their wiring.
@@ -63,22 +59,41 @@ impl VpcDatapath {
         }
     }
 
-    /// Replaces the secondary ENIs (after the pool controller attached or freed one) and
-    /// applies the result: a new ENI gets its table, a removed one loses its table and the
-    /// pod rules that pointed at it. On failure the new set is kept, so the next
-    /// [`NodeDatapath::setup`] or update retries it.
-    pub async fn set_secondaries(
-        &self,
-        secondaries: Vec<SecondaryEni>,
-    ) -> Result<NodeWiring, IpamdError> {
-        let mut spec = self.spec.lock().await;
-        spec.secondaries = secondaries;
-        apply_node_wiring(&spec).await
-    }
-
     /// The spec the next apply uses.
     pub async fn spec(&self) -> VpcNodeSpec {
         self.spec.lock().await.clone()
+    }
+
+    /// The node's ENIs changed (or may have): wires what is new, unwires what is gone, and
+    /// answers the device numbers whose addresses may now be handed to pods. An ENI whose
+    /// link has not appeared yet is left out, so no pod gets an address its node cannot route
+    /// yet. On a failed apply the new set is kept, so the next apply retries it.
+    pub async fn enis_changed(&self, enis: &[ImdsEni]) -> Result<BTreeSet<u32>, IpamdError> {
+        let handle = kernel::connect()?;
+        let present: BTreeSet<_> = netlink::observe_links(&handle)
+            .await?
+            .into_iter()
+            .map(|l| l.mac)
+            .collect();
+        let mut secondaries: Vec<SecondaryEni> = enis
+            .iter()
+            .filter(|e| e.device_number > 0 && present.contains(&e.mac))
+            .map(|e| SecondaryEni {
+                mac: e.mac,
+                device_number: e.device_number,
+                subnet: e.subnet_cidr,
+            })
+            .collect();
+        secondaries.sort_by_key(|s| s.device_number);
+        let mut wired: BTreeSet<u32> = secondaries.iter().map(|s| s.device_number).collect();
+        wired.insert(0);
+        let mut spec = self.spec.lock().await;
+        // Applying costs netlink dumps and an nft run: only on a change.
+        if spec.secondaries != secondaries {
+            spec.secondaries = secondaries;
+            apply_node_wiring(&spec).await?;
+        }
+        Ok(wired)
     }
 }
 
@@ -87,60 +102,36 @@ impl NodeDatapath for VpcDatapath {
         Mode::Vpc
     }
 
-    fn setup(&self) -> BoxFuture<'_, Result<(), IpamdError>> {
+    fn apply(&self) -> BoxFuture<'_, Result<(), IpamdError>> {
         Box::pin(async move {
             let spec = self.spec.lock().await;
             apply_node_wiring(&spec).await.map(drop)
         })
     }
 
-    fn enis_changed<'a>(
-        &'a self,
-        enis: &'a [ImdsEni],
-    ) -> BoxFuture<'a, Result<BTreeSet<u32>, IpamdError>> {
+    /// Forwarding, the connmark rule and our nftables table: without them pods on secondary
+    /// ENIs lose the internet and replies to the primary ENI go astray.
+    fn damage(&self) -> BoxFuture<'_, Result<Vec<String>, IpamdError>> {
         Box::pin(async move {
-            let handle = netlink::connect()?;
-            let present: BTreeSet<[u8; 6]> = netlink::observe_links(&handle)
-                .await?
-                .into_iter()
-                .map(|l| l.mac)
-                .collect();
-            let mut secondaries = Vec::new();
-            for eni in enis.iter().filter(|e| e.device_number > 0) {
-                let (Some(mac), Ok(subnet)) = (parse_mac(&eni.mac), eni.subnet_cidr.parse()) else {
-                    tracing::warn!(eni = %eni.eni_id, mac = %eni.mac, cidr = %eni.subnet_cidr,
-                        "IMDS gave an ENI MAC or subnet we cannot read; leaving it unwired");
-                    continue;
-                };
-                if present.contains(&mac) {
-                    secondaries.push(SecondaryEni {
-                        mac,
-                        device_number: eni.device_number,
-                        subnet,
-                    });
-                }
+            let mut damage: Vec<String> = forwarding_damage()?.into_iter().collect();
+            let handle = kernel::connect()?;
+            let rules = vpc_cni::netlink::ipv4_rules(&handle)
+                .await
+                .map_err(IpamdError::netlink("listing IPv4 rules"))?;
+            let connmark = rules.iter().any(|r| {
+                vpc_cni::netlink::rule_priority(r) == Some(RULE_PRIORITY_CONNMARK)
+                    && vpc_cni::netlink::rule_fwmark(r) == Some(CONNMARK)
+                    && vpc_cni::netlink::rule_table(r) == MAIN_TABLE
+            });
+            if !connmark {
+                damage.push(format!(
+                    "policy rule {RULE_PRIORITY_CONNMARK} (fwmark {CONNMARK:#x} lookup main) is missing"
+                ));
             }
-            secondaries.sort_by_key(|s| s.device_number);
-            let mut wired: BTreeSet<u32> = secondaries.iter().map(|s| s.device_number).collect();
-            wired.insert(0);
-            let mut spec = self.spec.lock().await;
-            // Applying costs netlink dumps and an nft run: only on a change.
-            if spec.secondaries != secondaries {
-                spec.secondaries = secondaries;
-                apply_node_wiring(&spec).await?;
+            if !nft::table_exists().await? {
+                damage.push(format!("nftables table ip {} is missing", nft::NFT_TABLE));
             }
-            Ok(wired)
+            Ok(damage)
         })
     }
-}
-
-/// "0e:12:..." as IMDS and EC2 write MACs.
-#[must_use]
-pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = text.split(':');
-    for byte in &mut mac {
-        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
 }

@@ -7,19 +7,12 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 
+use vpc_cni_proto::net::{Ipv4Cidr, MacAddr};
 use vpc_cni_proto::{eni_route_table, MAIN_TABLE, RULE_PRIORITY_CONNMARK};
 
-use super::ruleset::SnatRuleset;
-use crate::config::Ipv4Cidr;
+use super::ruleset::{SnatRuleset, CONNMARK};
 use crate::error::IpamdError;
-
-/// Connection and packet mark of traffic that must leave through the primary ENI.
-pub const CONNMARK: u32 = 0x80;
-
-const DEFAULT_DST: Ipv4Cidr = Ipv4Cidr {
-    network: Ipv4Addr::UNSPECIFIED,
-    prefix_len: 0,
-};
+use crate::kernel::Sysctl;
 
 /// Highest table ever treated as an ENI's, whatever the instance limit says: far below the
 /// kernel's default (253), main (254) and local (255) tables.
@@ -31,7 +24,7 @@ pub const DEFAULT_ENI_MTU: u32 = 9001;
 /// The ENI at device index 0; it routes through the main table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrimaryEni {
-    pub mac: [u8; 6],
+    pub mac: MacAddr,
     /// The ENI's primary private address: the source of SNATed traffic.
     pub address: Ipv4Addr,
 }
@@ -39,7 +32,7 @@ pub struct PrimaryEni {
 /// An ENI ipamd attached (device index >= 1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecondaryEni {
-    pub mac: [u8; 6],
+    pub mac: MacAddr,
     pub device_number: u32,
     /// The ENI's subnet; its gateway is the subnet's first host address (`.1`).
     pub subnet: Ipv4Cidr,
@@ -76,7 +69,7 @@ pub struct VpcNodeSpec {
 pub struct ObservedLink {
     pub name: String,
     pub index: u32,
-    pub mac: [u8; 6],
+    pub mac: MacAddr,
 }
 
 /// An ENI link to bring up with the ENI MTU.
@@ -137,13 +130,6 @@ impl fmt::Display for RulePlan {
     }
 }
 
-/// One `/proc/sys` value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sysctl {
-    pub path: String,
-    pub value: &'static str,
-}
-
 /// The node's desired VPC-mode state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeWiring {
@@ -174,9 +160,7 @@ impl NodeWiring {
             if pair[0].device_number == pair[1].device_number {
                 return Err(IpamdError::Internal(format!(
                     "two ENIs at device index {}: {} and {}",
-                    pair[0].device_number,
-                    fmt_mac(&pair[0].mac),
-                    fmt_mac(&pair[1].mac)
+                    pair[0].device_number, pair[0].mac, pair[1].mac
                 )));
             }
         }
@@ -193,7 +177,7 @@ impl NodeWiring {
             if eni.device_number == 0 || !owned_tables.contains(&table) {
                 return Err(IpamdError::Internal(format!(
                     "ENI {} has device index {}, outside 1..={}",
-                    fmt_mac(&eni.mac),
+                    eni.mac,
                     eni.device_number,
                     owned_tables.end() - 1
                 )));
@@ -212,8 +196,8 @@ impl NodeWiring {
                 dev: link.name.clone(),
                 index: link.index,
             };
-            routes.push(route(host_cidr(gateway), None));
-            routes.push(route(DEFAULT_DST, Some(gateway)));
+            routes.push(route(Ipv4Cidr::host(gateway), None));
+            routes.push(route(Ipv4Cidr::DEFAULT, Some(gateway)));
             main_routes_to_remove.push(RoutePlan {
                 table: MAIN_TABLE,
                 ..route(eni.subnet, None)
@@ -236,10 +220,7 @@ impl NodeWiring {
             spec.external_snat,
         );
         let sysctls = vec![
-            Sysctl {
-                path: "/proc/sys/net/ipv4/ip_forward".to_owned(),
-                value: "1",
-            },
+            Sysctl::ip_forward(),
             // Replies to SNATed traffic of pods on secondary ENIs enter through the primary
             // ENI while the pod's address routes out through another: strict mode drops them.
             Sysctl {
@@ -266,31 +247,11 @@ impl NodeWiring {
 
 fn find_link(
     links: &[ObservedLink],
-    mac: [u8; 6],
+    mac: MacAddr,
     device: u32,
 ) -> Result<&ObservedLink, IpamdError> {
     links
         .iter()
         .find(|link| link.mac == mac)
-        .ok_or_else(|| IpamdError::Io {
-            context: format!(
-                "finding the link of the ENI at device index {device} (MAC {})",
-                fmt_mac(&mac)
-            ),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no link has this MAC (yet)"),
-        })
-}
-
-fn host_cidr(ip: Ipv4Addr) -> Ipv4Cidr {
-    Ipv4Cidr {
-        network: ip,
-        prefix_len: 32,
-    }
-}
-
-pub(super) fn fmt_mac(mac: &[u8]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+        .ok_or(IpamdError::EniLinkMissing { device, mac })
 }

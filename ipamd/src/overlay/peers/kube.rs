@@ -19,8 +19,8 @@ use k8s_openapi::api::core::v1::Node;
 pub use super::kube_nodes::UNDERLAY_ANNOTATION;
 use super::kube_nodes::{facts, ipv4_pod_cidr, underlay_annotation, NodeFacts, NodeStore};
 use super::{PeerSet, PeerSource};
-use crate::config::Ipv4Cidr;
 use crate::error::IpamdError;
+use vpc_cni_proto::net::Ipv4Cidr;
 
 /// Names our writes in the Node's `managedFields`.
 const FIELD_MANAGER: &str = "vpc-cni";

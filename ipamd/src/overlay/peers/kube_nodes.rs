@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use k8s_openapi::api::core::v1::Node;
 
 use super::{validate, without_own, Peer, PeerSet};
-use crate::config::Ipv4Cidr;
+use vpc_cni_proto::net::Ipv4Cidr;
 
 /// The annotation each ipamd puts on its own Node: the underlay address its
 /// peers send VXLAN traffic to.

@@ -32,8 +32,8 @@ use std::net::Ipv4Addr;
 
 use futures::future::BoxFuture;
 
-use crate::config::Ipv4Cidr;
 use crate::error::IpamdError;
+use vpc_cni_proto::net::Ipv4Cidr;
 
 pub use self::kube::{
     annotate_own_node, client_from_environment, own_pod_cidr, KubePeers, UNDERLAY_ANNOTATION,

@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
-use crate::config::Ipv4Cidr;
 use crate::error::IpamdError;
+use vpc_cni_proto::net::Ipv4Cidr;
 
 /// Name of the overlay device; one per node.
 pub const DEVICE_NAME: &str = "vxlan.vpc";

@@ -1,6 +1,8 @@
 use std::fs;
 use std::path::Path;
 
+use vpc_cni_proto::Mode;
+
 use super::{datastore, ip, key, pod};
 use crate::error::IpamdError;
 use crate::store::{
@@ -9,7 +11,6 @@ use crate::store::{
 
 fn sample() -> CheckpointData {
     let mut ds = datastore(8, 5_000);
-    ds.set_mode("overlay".to_owned());
     for i in 1..=3 {
         ds.assign(key(i), pod(i), 1_000).unwrap();
     }
@@ -44,11 +45,10 @@ fn file_round_trip_restores_mode_assignments_and_cooling() {
     let loaded = FileCheckpoint::new(&path).load().unwrap().unwrap();
     assert_eq!(loaded, data);
     let mut ds = datastore(8, 5_000);
-    ds.set_mode(loaded.mode.clone());
     let report = ds.restore(loaded, 3_000);
     assert_eq!(report.restored, 2);
     assert_eq!(report.cooling_restored, 1);
-    assert_eq!(ds.mode(), "overlay");
+    assert_eq!(ds.mode(), Mode::Overlay);
     assert_eq!(ds.get(&key(3)).unwrap().pod, pod(3));
     assert_eq!(
         ds.address_state(ip(2), 3_000),

@@ -277,15 +277,14 @@ async fn release_many_and_set_pool_report_what_left() {
 async fn checkpoint_file_is_valid_after_every_mutation() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ipam.json");
-    let mut ds = datastore(16, 1_000);
-    ds.set_mode("local".to_owned());
+    let ds = datastore(16, 1_000);
     let store = Store::new(ds, Arc::new(FileCheckpoint::new(&path)));
     let check = || {
         let text = std::fs::read_to_string(&path).unwrap();
         serde_json::from_str::<serde_json::Value>(&text).unwrap();
         let on_disk: CheckpointData = serde_json::from_str(&text).unwrap();
         assert_eq!(on_disk, store.read(|ds| ds.snapshot()));
-        assert_eq!(on_disk.mode, "local");
+        assert_eq!(on_disk.mode, vpc_cni_proto::Mode::Overlay);
     };
 
     store.persist().await.unwrap();

@@ -1,5 +1,7 @@
 use std::collections::HashSet;
 
+use vpc_cni_proto::Mode;
+
 use super::{datastore, ip, key, pod, pool, POOL};
 use crate::error::IpamdError;
 use crate::store::{
@@ -90,7 +92,7 @@ fn exhaustion_names_the_pool_and_the_counts() {
 
 #[test]
 fn empty_pool_is_exhausted() {
-    let mut ds = Datastore::new("empty".to_owned(), 0);
+    let mut ds = Datastore::new("empty".to_owned(), Mode::Overlay, 0);
     assert!(matches!(
         ds.assign(key(1), pod(1), 0),
         Err(IpamdError::PoolExhausted { total: 0, .. })
@@ -187,14 +189,13 @@ fn set_pool_drops_assignments_and_cooldowns_outside_it() {
 #[test]
 fn snapshot_restore_round_trip() {
     let mut ds = datastore(8, 1_000);
-    ds.set_mode("overlay".to_owned());
     for i in 1..=4 {
         ds.assign(key(i), pod(i), 10).unwrap();
     }
     ds.release(&key(2), 100).unwrap();
     let snap = ds.snapshot();
     assert_eq!(snap.version, CHECKPOINT_VERSION);
-    assert_eq!(snap.mode, "overlay");
+    assert_eq!(snap.mode, Mode::Overlay);
     assert_eq!(snap.assignments.len(), 3);
     assert_eq!(
         snap.cooling,
@@ -205,11 +206,10 @@ fn snapshot_restore_round_trip() {
     );
 
     let mut fresh = datastore(8, 1_000);
-    fresh.set_mode(snap.mode.clone());
     let report = fresh.restore(snap.clone(), 200);
     assert_eq!(report.restored, 3);
     assert_eq!(report.cooling_restored, 1);
-    assert_eq!(report.checkpoint_mode, "overlay");
+    assert_eq!(report.checkpoint_mode, Some(Mode::Overlay));
     assert_eq!(fresh.snapshot(), snap);
     assert_eq!(fresh.counts(200), ds.counts(200));
     // The restored cooldown still holds, and restored addresses are not handed out again.
@@ -233,7 +233,7 @@ fn restore_drops_what_no_longer_fits() {
     snap.assignments.push(dup_key);
 
     // The new pool no longer holds ip(2).
-    let mut ds = Datastore::new(POOL.to_owned(), 1_000);
+    let mut ds = Datastore::new(POOL.to_owned(), Mode::Overlay, 1_000);
     ds.set_pool(pool(8).into_iter().filter(|a| a.ip != ip(2)).collect());
     let report = ds.restore(snap, 1_200);
 
@@ -259,7 +259,7 @@ fn restore_caps_cooldowns_from_a_clock_that_stepped_back() {
     let mut ds = datastore(2, 1_000);
     let data = CheckpointData {
         version: CHECKPOINT_VERSION.to_owned(),
-        mode: "vpc".to_owned(),
+        mode: Mode::Vpc,
         assignments: Vec::new(),
         cooling: vec![CoolingAddress {
             ip: ip(1),
@@ -268,13 +268,13 @@ fn restore_caps_cooldowns_from_a_clock_that_stepped_back() {
     };
     ds.restore(data, 50);
     assert_eq!(ds.next_cooldown_expiry(50), Some(1_050));
-    assert_eq!(ds.mode(), "", "restore must not change the mode");
+    assert_eq!(ds.mode(), Mode::Overlay, "restore must not change the mode");
 }
 
 #[test]
 fn large_pool_with_churn() {
     // A /16's worth of addresses and a node's worth of pods, with releases and reuse.
-    let mut ds = Datastore::new(POOL.to_owned(), 100);
+    let mut ds = Datastore::new(POOL.to_owned(), Mode::Overlay, 100);
     ds.set_pool(pool(65_534));
     let mut now = 0;
     for i in 0..300 {

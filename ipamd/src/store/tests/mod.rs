@@ -6,6 +6,8 @@ mod datastore;
 
 use std::net::Ipv4Addr;
 
+use vpc_cni_proto::Mode;
+
 use super::{AttachmentKey, Datastore, PodIdentity, PoolAddress};
 
 pub(super) const POOL: &str = "pod CIDR 10.1.0.0/16";
@@ -46,7 +48,7 @@ pub(super) fn ip(last: u32) -> Ipv4Addr {
 }
 
 pub(super) fn datastore(n: u32, cooldown_ms: u64) -> Datastore {
-    let mut ds = Datastore::new(POOL.to_owned(), cooldown_ms);
+    let mut ds = Datastore::new(POOL.to_owned(), Mode::Overlay, cooldown_ms);
     assert!(ds.set_pool(pool(n)).is_empty());
     ds
 }

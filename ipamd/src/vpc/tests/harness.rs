@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vpc_cni_cloud::sim::{CreateEni, EniFilter, SimCloud, SimVpc};
+use vpc_cni_cloud::{Ec2, Imds};
+use vpc_cni_proto::Mode;
 
 use crate::error::IpamdError;
 use crate::store::{AttachmentKey, Datastore, MemoryCheckpoint, PodIdentity, Store};
@@ -79,18 +81,20 @@ impl Node {
         let c = Arc::clone(&clock);
         let cloud = Arc::new(SimCloud::new(sim.clone(), instance_id.clone()));
         let store = Store::new(
-            Datastore::new("ENIs".to_string(), COOLDOWN_MS),
+            Datastore::new("ENIs".to_string(), Mode::Vpc, COOLDOWN_MS),
             Arc::new(MemoryCheckpoint::new()),
         );
-        let ctl = PoolController::discover(
+        let node = cloud.identity().await.unwrap();
+        let limits = cloud.instance_limits(&node.instance_type).await.unwrap();
+        let ctl = PoolController::new(
             cloud.clone(),
             cloud,
             store.clone(),
+            node,
+            limits,
             cfg,
             Arc::new(move || c.load(Ordering::SeqCst)),
-        )
-        .await
-        .unwrap();
+        );
         Node {
             sim,
             instance_id,

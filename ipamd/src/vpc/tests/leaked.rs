@@ -82,6 +82,6 @@ async fn only_old_available_enis_of_ours_are_deleted() {
     }
     node.advance(10_000);
     let report = node.ctl.cleanup_leaked_enis().await.unwrap();
-    assert_eq!(report.deleted, [undated]);
+    assert_eq!(report.deleted, [undated.as_str()]);
     node.print_counts("leaked-ENI cleanup");
 }

@@ -24,7 +24,7 @@ fn eni(dev: u32, base: u32, free: usize, assigned: usize, cooling: usize) -> Eni
         .chain(std::iter::repeat_n(SlotState::Cooling, cooling))
         .chain(std::iter::repeat_n(SlotState::Free, free));
     EniView {
-        id: format!("eni-{dev}"),
+        id: format!("eni-{dev}").into(),
         device_index: dev,
         primary: dev == 0,
         no_manage: false,
@@ -41,7 +41,7 @@ fn eni(dev: u32, base: u32, free: usize, assigned: usize, cooling: usize) -> Eni
 
 fn prefix(base: u32, used: usize) -> PrefixView {
     PrefixView {
-        prefix: format!("{}/28", ip(base)),
+        prefix: format!("{}/28", ip(base)).parse().unwrap(),
         slots: (0..16)
             .map(|i| Slot {
                 ip: ip(base + i),
@@ -286,7 +286,7 @@ fn prefix_mode_keeps_warm_whole_prefixes() {
         } => {
             assert_eq!(prefixes.len(), 2);
             assert!(addresses.is_empty());
-            assert!(!prefixes.contains(&format!("{}/28", ip(64))));
+            assert!(!prefixes.contains(&format!("{}/28", ip(64)).parse().unwrap()));
         }
         other => panic!("{other:?}"),
     }

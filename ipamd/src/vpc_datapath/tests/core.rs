@@ -2,8 +2,9 @@
 
 use std::net::Ipv4Addr;
 
-use crate::config::Ipv4Cidr;
-use crate::vpc_datapath::ruleset::normalize;
+use vpc_cni_cloud::ImdsEni;
+use vpc_cni_proto::net::{normalize, Ipv4Cidr, MacAddr};
+
 use crate::vpc_datapath::wiring::{
     NodeWiring, ObservedLink, PrimaryEni, SecondaryEni, VpcNodeSpec,
 };
@@ -12,15 +13,31 @@ pub(super) fn cidr(s: &str) -> Ipv4Cidr {
     s.parse().unwrap()
 }
 
-pub(super) const MAC0: [u8; 6] = [0x02, 0xee, 0, 0, 0, 0x10];
-pub(super) const MAC1: [u8; 6] = [0x02, 0xee, 0, 0, 0, 0x11];
-pub(super) const MAC2: [u8; 6] = [0x02, 0xee, 0, 0, 0, 0x12];
+pub(super) const MAC0: MacAddr = MacAddr([0x02, 0xee, 0, 0, 0, 0x10]);
+pub(super) const MAC1: MacAddr = MacAddr([0x02, 0xee, 0, 0, 0, 0x11]);
+pub(super) const MAC2: MacAddr = MacAddr([0x02, 0xee, 0, 0, 0, 0x12]);
 
-pub(super) fn eni(mac: [u8; 6], device_number: u32, subnet: &str) -> SecondaryEni {
+pub(super) fn eni(mac: MacAddr, device_number: u32, subnet: &str) -> SecondaryEni {
     SecondaryEni {
         mac,
         device_number,
         subnet: cidr(subnet),
+    }
+}
+
+/// The ENI as IMDS describes it, as the pool controller hands it to the datapath.
+pub(super) fn imds_eni(mac: MacAddr, device_number: u32, subnet: &str) -> ImdsEni {
+    ImdsEni {
+        mac,
+        eni_id: format!("eni-{device_number}").into(),
+        device_number,
+        subnet_id: format!("subnet-{device_number}").into(),
+        vpc_id: "vpc-1".into(),
+        security_groups: Vec::new(),
+        subnet_cidr: cidr(subnet),
+        vpc_cidrs: vec![cidr("10.0.0.0/16")],
+        addresses: Vec::new(),
+        prefixes: Vec::new(),
     }
 }
 
@@ -47,7 +64,7 @@ fn links() -> Vec<ObservedLink> {
         mac,
     };
     vec![
-        link("lo", 1, [0; 6]),
+        link("lo", 1, MacAddr::default()),
         link("eth0", 2, MAC0),
         link("eth1", 3, MAC1),
         link("eth2", 4, MAC2),
@@ -156,7 +173,7 @@ fn plan_without_secondaries_has_no_tables_and_still_owns_the_range() {
 fn plan_fails_naming_the_mac_of_an_eni_without_a_link() {
     let mut s = spec();
     s.secondaries
-        .push(eni([2, 0xee, 0, 0, 0, 0x13], 3, "10.0.3.0/24"));
+        .push(eni(MacAddr([2, 0xee, 0, 0, 0, 0x13]), 3, "10.0.3.0/24"));
     let err = NodeWiring::plan(&s, &links()).unwrap_err().to_string();
     assert!(err.contains("02:ee:00:00:00:13"), "{err}");
     assert!(err.contains("device index 3"), "{err}");

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::core::cidr;
-use crate::vpc_datapath::ruleset::{delete_batch, SnatRuleset};
+use crate::vpc_datapath::ruleset::SnatRuleset;
 
 fn batch_json(ruleset: &SnatRuleset) -> Value {
     serde_json::to_value(ruleset.replace_batch()).unwrap()
@@ -128,14 +128,4 @@ fn external_snat_batch_has_no_snat_and_no_pod_connmark() {
         restore_mark(),
     ]);
     assert_eq!(batch_json(&ruleset(true)), json!({"nftables": want}));
-}
-
-#[test]
-fn delete_batch_tolerates_a_missing_table() {
-    let mut want = table_reset();
-    want.truncate(2);
-    assert_eq!(
-        serde_json::to_value(delete_batch()).unwrap(),
-        json!({"nftables": want})
-    );
 }

@@ -1,7 +1,7 @@
 //! The apply layer against the real kernel: a node namespace whose veths stand in for the
 //! ENIs eth0 (primary), eth1 and eth2 (device indexes 1 and 2).
 
-use super::core::{cidr, eni, spec, MAC0, MAC1, MAC2};
+use super::core::{cidr, eni, imds_eni, spec, MAC0, MAC1, MAC2};
 use super::netns::{add_eni_link, TestNetns};
 use crate::datapath::NodeDatapath;
 use crate::vpc_datapath::wiring::VpcNodeSpec;
@@ -255,7 +255,7 @@ fn removing_an_eni_removes_its_table_and_rules() {
     let ns = node();
     let dp = std::sync::Arc::new(VpcDatapath::new(spec()));
     let setup = dp.clone();
-    ns.run(|| async move { setup.setup().await }).unwrap();
+    ns.run(|| async move { setup.apply().await }).unwrap();
     // Pod rules as the plugin adds them; one points at a table outside the ENI range.
     ns.ip(&[
         "rule",
@@ -298,12 +298,15 @@ fn removing_an_eni_removes_its_table_and_rules() {
         "1536",
     ]);
 
+    // The controller's path: IMDS shows the ENIs attached now.
     let update = dp.clone();
     ns.run(|| async move {
         update
-            .set_secondaries(vec![eni(MAC1, 1, "10.0.1.0/24")])
+            .enis_changed(&[
+                imds_eni(MAC0, 0, "10.0.0.0/24"),
+                imds_eni(MAC1, 1, "10.0.1.0/24"),
+            ])
             .await
-            .map(drop)
     })
     .unwrap();
 
@@ -328,16 +331,18 @@ fn removing_an_eni_removes_its_table_and_rules() {
 
     // And back: the ENI returns (e.g. after the controller re-attached it).
     let again = dp.clone();
-    ns.run(|| async move {
-        again
-            .set_secondaries(vec![
-                eni(MAC1, 1, "10.0.1.0/24"),
-                eni(MAC2, 2, "10.0.2.0/24"),
-            ])
-            .await
-            .map(drop)
-    })
-    .unwrap();
+    let wired = ns
+        .run(|| async move {
+            again
+                .enis_changed(&[
+                    imds_eni(MAC0, 0, "10.0.0.0/24"),
+                    imds_eni(MAC1, 1, "10.0.1.0/24"),
+                    imds_eni(MAC2, 2, "10.0.2.0/24"),
+                ])
+                .await
+        })
+        .unwrap();
+    assert_eq!(wired.into_iter().collect::<Vec<_>>(), [0, 1, 2]);
     assert_eq!(
         table(&ns, "3"),
         [
@@ -351,7 +356,7 @@ fn removing_an_eni_removes_its_table_and_rules() {
 fn setup_after_a_restart_restores_what_was_lost() {
     let ns = node();
     let first = VpcDatapath::new(spec());
-    ns.run(|| async move { first.setup().await }).unwrap();
+    ns.run(|| async move { first.apply().await }).unwrap();
     let applied = snapshot(&ns);
 
     // What a crash plus an admin's cleanup might leave behind.
@@ -363,7 +368,7 @@ fn setup_after_a_restart_restores_what_was_lost() {
     ns.exec_ok(&["sysctl", "-qw", "net.ipv4.conf.eth0.rp_filter=0"]);
 
     let restarted = VpcDatapath::new(spec());
-    ns.run(|| async move { restarted.setup().await }).unwrap();
+    ns.run(|| async move { restarted.apply().await }).unwrap();
     assert_eq!(snapshot(&ns), applied);
 }
 
@@ -371,8 +376,11 @@ fn setup_after_a_restart_restores_what_was_lost() {
 fn an_eni_whose_link_is_missing_fails_the_apply_naming_it() {
     let ns = node();
     let mut s = spec();
-    s.secondaries
-        .push(eni([2, 0xee, 0, 0, 0, 0x33], 3, "10.0.3.0/24"));
+    s.secondaries.push(eni(
+        vpc_cni_proto::net::MacAddr([2, 0xee, 0, 0, 0, 0x33]),
+        3,
+        "10.0.3.0/24",
+    ));
     let err = ns
         .run(|| async move { apply_node_wiring(&s).await.map(drop) })
         .unwrap_err()

@@ -105,23 +105,16 @@ pub(super) fn run(cmd: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-pub(super) fn mac_str(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 /// A veth whose end `name` (with `mac`) is in `ns`, its peer `peer` in `peer_ns` (or left
 /// down in `ns` when `peer_ns` is `None`): an ENI stand-in.
 pub(super) fn add_eni_link(
     ns: &TestNetns,
     name: &str,
-    mac: [u8; 6],
+    mac: vpc_cni_proto::net::MacAddr,
     peer: &str,
     peer_ns: Option<&TestNetns>,
 ) {
-    let mac = mac_str(mac);
+    let mac = mac.to_string();
     let mut args = vec![
         "link", "add", name, "address", &mac, "type", "veth", "peer", "name", peer,
     ];

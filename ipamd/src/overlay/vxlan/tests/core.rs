@@ -2,12 +2,12 @@
 
 use std::net::Ipv4Addr;
 
-use crate::config::Ipv4Cidr;
 use crate::overlay::vxlan::core::Observed;
 use crate::overlay::vxlan::{
     desired_entries, peer_entries, vtep_mac, FdbEntry, NeighbourEntry, OverlaySpec, Peer, Plan,
     RouteKind,
 };
+use vpc_cni_proto::net::Ipv4Cidr;
 
 pub(crate) fn cidr(s: &str) -> Ipv4Cidr {
     s.parse().unwrap()

@@ -4,8 +4,8 @@ use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use super::kernel::{node, reconcile};
-use crate::config::Ipv4Cidr;
 use crate::overlay::vxlan::Peer;
+use vpc_cni_proto::net::Ipv4Cidr;
 
 #[test]
 fn thousand_peers_programmed_then_removed_without_leftovers() {

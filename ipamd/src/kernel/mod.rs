@@ -1,0 +1,22 @@
+//! ipamd's own footing in the node's kernel, shared by both modes: a netlink connection,
+//! `/proc/sys` values, and our nftables table (`ip vpc-cni`).
+//!
+//! Everything here acts on the calling thread's network namespace: a netlink socket keeps
+//! the namespace it was opened in, `nft` is forked from this thread and inherits its
+//! namespace, and `/proc/sys/net` resolves against the opener's. So none of it may move to
+//! another thread (no `spawn_blocking`, no `tokio::fs`): a pool thread could sit in another
+//! namespace than the caller.
+
+pub mod nft;
+mod sysctl;
+
+pub use sysctl::{apply_sysctls, Sysctl, IP_FORWARD};
+
+use vpc_cni::netlink::Handle;
+
+use crate::error::IpamdError;
+
+/// A netlink connection in the calling thread's namespace.
+pub fn connect() -> Result<Handle, IpamdError> {
+    vpc_cni::netlink::connect().map_err(|source| IpamdError::NetlinkSocket { source })
+}

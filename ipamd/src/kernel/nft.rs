@@ -1,0 +1,189 @@
+//! Our nftables table, `ip vpc-cni`, as both modes build it: the pieces of an `nft -j` batch
+//! (table, base chains, rules, interval sets, the common match expressions) and the run that
+//! applies one batch as a single transaction, so no packet ever sees half a ruleset.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use nftables::batch::Batch;
+use nftables::expr::{
+    Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, CT,
+};
+use nftables::helper::{apply_ruleset_raw_async, NftablesError, DEFAULT_ARGS, DEFAULT_NFT};
+use nftables::schema::{
+    Chain, NfListObject, Nftables, Rule, Set, SetFlag, SetType, SetTypeValue, Table,
+};
+use nftables::stmt::{Match, Operator, Statement};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+use vpc_cni_proto::net::Ipv4Cidr;
+use vpc_cni_proto::HOST_VETH_PREFIX;
+
+use crate::error::IpamdError;
+
+/// Name of our table (family `ip`).
+pub const NFT_TABLE: &str = "vpc-cni";
+
+pub const PREROUTING: &str = "prerouting";
+pub const POSTROUTING: &str = "postrouting";
+/// Before conntrack's NAT (-100), so a mark set there steers the first packet's routing too.
+pub const PRIO_MANGLE: i32 = -150;
+pub const PRIO_SRCNAT: i32 = 100;
+
+/// A batch that makes our table exactly what `fill` adds to it: add (a no-op when it exists),
+/// delete, then create it afresh.
+#[must_use]
+pub fn replace_table(fill: impl FnOnce(&mut Batch<'static>)) -> Nftables<'static> {
+    let mut batch = Batch::new();
+    batch.add(NfListObject::Table(table()));
+    batch.delete(NfListObject::Table(table()));
+    batch.add(NfListObject::Table(table()));
+    fill(&mut batch);
+    batch.to_nftables()
+}
+
+/// Runs one `nft -j -f -` transaction in the calling thread's namespace.
+pub async fn run(batch: &Nftables<'_>, what: &str) -> Result<(), IpamdError> {
+    let action = format!("{what} nftables table ip {NFT_TABLE}");
+    let payload =
+        serde_json::to_string(batch).map_err(|source| IpamdError::NftEncode { source })?;
+    apply_ruleset_raw_async(&payload, DEFAULT_NFT, DEFAULT_ARGS)
+        .await
+        .map(drop)
+        .map_err(|err| {
+            let detail = match &err {
+                NftablesError::NftFailed { stderr, .. } => format!("{err}: {}", stderr.trim()),
+                _ => err.to_string(),
+            };
+            IpamdError::Nft { action, detail }
+        })
+}
+
+/// Whether our table exists in the calling thread's namespace.
+pub async fn table_exists() -> Result<bool, IpamdError> {
+    let listed = nftables::helper::get_current_ruleset_raw_async(
+        DEFAULT_NFT,
+        ["list", "table", "ip", NFT_TABLE],
+    )
+    .await;
+    match listed {
+        Ok(_) => Ok(true),
+        Err(NftablesError::NftFailed { stderr, .. }) if stderr.contains("No such file") => {
+            Ok(false)
+        }
+        Err(err) => Err(IpamdError::Nft {
+            action: format!("listing nftables table ip {NFT_TABLE}"),
+            detail: err.to_string(),
+        }),
+    }
+}
+
+#[must_use]
+pub fn table() -> Table<'static> {
+    Table {
+        family: NfFamily::IP,
+        name: NFT_TABLE.into(),
+        handle: None,
+    }
+}
+
+#[must_use]
+pub fn base_chain(
+    name: &'static str,
+    kind: NfChainType,
+    hook: NfHook,
+    prio: i32,
+) -> Chain<'static> {
+    Chain {
+        family: NfFamily::IP,
+        table: NFT_TABLE.into(),
+        name: name.into(),
+        _type: Some(kind),
+        hook: Some(hook),
+        prio: Some(prio),
+        policy: Some(NfChainPolicy::Accept),
+        ..Chain::default()
+    }
+}
+
+#[must_use]
+pub fn rule(chain: &'static str, expr: Vec<Statement<'static>>) -> Rule<'static> {
+    Rule {
+        family: NfFamily::IP,
+        table: NFT_TABLE.into(),
+        chain: chain.into(),
+        expr: expr.into(),
+        ..Rule::default()
+    }
+}
+
+/// A named interval set of IPv4 networks (`cidrs` already normalized: no overlaps).
+#[must_use]
+pub fn cidr_set(name: &'static str, cidrs: &[Ipv4Cidr]) -> Set<'static> {
+    let elem: Vec<Expression<'static>> = cidrs.iter().map(prefix).collect();
+    Set {
+        family: NfFamily::IP,
+        table: NFT_TABLE.into(),
+        name: name.into(),
+        set_type: SetTypeValue::Single(SetType::Ipv4Addr),
+        flags: Some(HashSet::from([SetFlag::Interval])),
+        elem: (!elem.is_empty()).then(|| elem.into()),
+        ..Set::default()
+    }
+}
+
+/// `iifname "vpc*"`: traffic that comes from a pod.
+#[must_use]
+pub fn from_pod() -> Statement<'static> {
+    matches(
+        meta(MetaKey::Iifname),
+        format!("{HOST_VETH_PREFIX}*"),
+        Operator::EQ,
+    )
+}
+
+/// `ip daddr != @<set>`.
+#[must_use]
+pub fn daddr_not_in(set: &str) -> Statement<'static> {
+    matches(ip_daddr(), format!("@{set}"), Operator::NEQ)
+}
+
+#[must_use]
+pub fn meta(key: MetaKey) -> Expression<'static> {
+    Expression::Named(NamedExpression::Meta(Meta { key }))
+}
+
+#[must_use]
+pub fn ct(key: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::CT(CT {
+        key: Cow::Borrowed(key),
+        family: None,
+        dir: None,
+    }))
+}
+
+#[must_use]
+pub fn ip_daddr() -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+        PayloadField {
+            protocol: "ip".into(),
+            field: "daddr".into(),
+        },
+    )))
+}
+
+#[must_use]
+pub fn prefix(cidr: &Ipv4Cidr) -> Expression<'static> {
+    Expression::Named(NamedExpression::Prefix(Prefix {
+        addr: Box::new(Expression::String(cidr.network.to_string().into())),
+        len: u32::from(cidr.prefix_len),
+    }))
+}
+
+#[must_use]
+pub fn matches(left: Expression<'static>, right: String, op: Operator) -> Statement<'static> {
+    Statement::Match(Match {
+        left,
+        right: Expression::String(right.into()),
+        op,
+    })
+}

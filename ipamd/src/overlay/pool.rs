@@ -1,0 +1,47 @@
+//! Overlay mode's address pool: the node's pod CIDR, fixed for the life of the daemon. (VPC
+//! mode's pool is whatever the pool controller reads off the node's ENIs.)
+
+use vpc_cni_proto::net::Ipv4Cidr;
+
+use crate::store::PoolAddress;
+
+/// How messages name the pool ("pod CIDR 10.1.0.0/24").
+#[must_use]
+pub fn pool_name(cidr: Ipv4Cidr) -> String {
+    format!("pod CIDR {cidr}")
+}
+
+/// The usable host addresses of the pod CIDR: the network address is kept back (the overlay
+/// device holds it) and so is the broadcast address.
+#[must_use]
+pub fn pod_cidr_pool(cidr: Ipv4Cidr) -> Vec<PoolAddress> {
+    let last = cidr.last();
+    cidr.addresses()
+        .filter(|ip| *ip != cidr.network && *ip != last)
+        .map(|ip| PoolAddress {
+            ip,
+            route_table: 0,
+            device_number: 0,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn pod_cidr_skips_network_and_broadcast() {
+        let cidr = "10.5.0.0/29".parse().unwrap();
+        let ips: Vec<String> = pod_cidr_pool(cidr)
+            .iter()
+            .map(|a| a.ip.to_string())
+            .collect();
+        assert_eq!(
+            ips,
+            ["10.5.0.1", "10.5.0.2", "10.5.0.3", "10.5.0.4", "10.5.0.5", "10.5.0.6"]
+        );
+        assert_eq!(pool_name(cidr), "pod CIDR 10.5.0.0/29");
+    }
+}
