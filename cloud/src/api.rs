@@ -73,6 +73,12 @@ resource_id!(
     SubnetId
 );
 
+/// The VPC router of a subnet, where EC2 puts it: the subnet's first host address.
+#[must_use]
+pub fn subnet_router(subnet: &Ipv4Cidr) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(subnet.network).wrapping_add(1))
+}
+
 /// Limits of an instance type, as DescribeInstanceTypes reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InstanceLimits {

@@ -16,8 +16,8 @@ pub mod limiter;
 pub mod retry;
 
 pub use api::{
-    CloudResult, Ec2, EniId, EniInfo, EniQuery, Imds, ImdsEni, InstanceLimits, NewEni,
-    NodeIdentity, SubnetId,
+    subnet_router, CloudResult, Ec2, EniId, EniInfo, EniQuery, Imds, ImdsEni, InstanceLimits,
+    NewEni, NodeIdentity, SubnetId,
 };
 pub use error::CloudError;
 pub use limiter::{TokenBucket, DEFAULT_EC2_API_BURST, DEFAULT_EC2_API_QPS};

@@ -138,15 +138,18 @@ pub async fn ipv4_address_messages(
         .collect())
 }
 
-/// The local IPv4 address of an address message.
+/// The local IPv4 address of an address message (`IFA_LOCAL`, which differs from
+/// `IFA_ADDRESS` on point-to-point links; `IFA_ADDRESS` when there is no `IFA_LOCAL`).
 #[must_use]
 pub fn address_local(msg: &AddressMessage) -> Option<Ipv4Addr> {
-    msg.attributes.iter().find_map(|attr| match attr {
-        AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => {
-            Some(*ip)
-        }
-        _ => None,
-    })
+    let pick = |local: bool| {
+        msg.attributes.iter().find_map(|attr| match attr {
+            AddressAttribute::Local(IpAddr::V4(ip)) if local => Some(*ip),
+            AddressAttribute::Address(IpAddr::V4(ip)) if !local => Some(*ip),
+            _ => None,
+        })
+    };
+    pick(true).or_else(|| pick(false))
 }
 
 // --- routes ---

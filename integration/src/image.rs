@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::netns::run_checked;
+use vpc_cni_testkit::process::run_checked;
 
 /// Reference the image is tagged with.
 pub const IMAGE_REF: &str = "localhost/vpc-cni-test/busybox:1";

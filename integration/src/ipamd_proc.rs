@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use vpc_cni::client::IpamdClient;
 use vpc_cni_proto::{AttachmentRequest, StatusReply, StatusRequest};
 
-use crate::bins;
-use crate::netns::Netns;
+use vpc_cni_testkit::bins;
+use vpc_cni_testkit::netns::Netns;
+use vpc_cni_testkit::process::block_on;
 
 /// How long a start may take before the harness gives up (a bound, not an assertion).
 const START_LIMIT: Duration = Duration::from_secs(30);
@@ -203,29 +204,5 @@ impl IpamdProcess {
 impl Drop for IpamdProcess {
     fn drop(&mut self) {
         self.kill9();
-    }
-}
-
-/// Runs a future to completion on a fresh single-threaded runtime.
-pub fn block_on<T>(fut: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("tokio runtime: {e}"))
-        .block_on(fut)
-}
-
-/// Polls `probe` every 50 ms until it returns Some or `limit` passes. A
-/// harness bound for eventual conditions, never a timing assertion.
-pub fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = probe() {
-            return Some(value);
-        }
-        if started.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -7,9 +7,10 @@ use std::net::Ipv4Addr;
 use serde_json::{json, Value};
 
 use crate::ipamd_proc::IpamdProcess;
-use crate::netns::Netns;
-use crate::plugin::{Invocation, PluginOutput};
-use crate::unique_name;
+use vpc_cni_testkit::netns::Netns;
+use vpc_cni_testkit::plugin::{Invocation, PluginOutput};
+use vpc_cni_testkit::pod::TestPod;
+use vpc_cni_testkit::unique_name;
 
 /// The node's own address (a documentation address, on the node's `lo`).
 pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -49,56 +50,6 @@ impl NodeOptions {
     }
 }
 
-/// A pod's network namespace and the identity the runtime gives it.
-pub struct TestPod {
-    pub name: String,
-    pub container_id: String,
-    pub netns: Netns,
-    pub ip: Option<Ipv4Addr>,
-    /// The ADD result, as the runtime keeps it for DEL and CHECK.
-    pub result: Value,
-}
-
-impl TestPod {
-    /// A fresh pod namespace (named from `netns_prefix`) and container id.
-    pub fn create(name: &str, netns_prefix: &str) -> std::io::Result<Self> {
-        Ok(Self {
-            name: name.to_string(),
-            container_id: unique_name("ctr"),
-            netns: Netns::new(&unique_name(netns_prefix))?,
-            ip: None,
-            result: Value::Null,
-        })
-    }
-
-    /// The runtime's invocation for this pod, netns set.
-    #[must_use]
-    pub fn invocation(&self, command: &str, conf: &Value) -> Invocation {
-        let netns = self.netns.path().display().to_string();
-        Invocation::for_pod(command, &self.container_id, Some(&netns), &self.name, conf)
-    }
-
-    /// CNI ADD through the real plugin in `node`; records the address and
-    /// result on success.
-    pub fn add_in(&mut self, node: &Netns, conf: &Value) -> std::io::Result<PluginOutput> {
-        let out = self.invocation("ADD", conf).run(node)?;
-        if out.success() {
-            self.ip = out.ip().and_then(|ip| ip.parse().ok());
-            self.result = out.json();
-        }
-        Ok(out)
-    }
-
-    /// CNI DEL in `node` with the ADD result as prevResult, as containerd's
-    /// first DEL.
-    pub fn del_in(&self, node: &Netns, mut conf: Value) -> std::io::Result<PluginOutput> {
-        if !self.result.is_null() {
-            conf["prevResult"] = self.result.clone();
-        }
-        self.invocation("DEL", &conf).run(node)
-    }
-}
-
 /// A pod on one node of a multi-node cluster; its namespace goes on drop
 /// (the runtime's DEL is the test's business).
 pub struct ClusterPod {
@@ -134,8 +85,8 @@ pub struct TestNode {
 impl TestNode {
     /// Creates the node namespace (prefix names it) and starts ipamd.
     pub fn start(prefix: &str, options: NodeOptions) -> std::io::Result<Self> {
-        let netns = Netns::new(&unique_name(prefix))?;
-        netns.ip(&["addr", "add", &format!("{NODE_IP}/32"), "dev", "lo"])?;
+        let netns = Netns::try_new(&unique_name(prefix))?;
+        netns.try_ip(&["addr", "add", &format!("{NODE_IP}/32"), "dev", "lo"])?;
         let dir = tempfile::tempdir()?;
         let mut env = options.env.clone();
         env.insert("POD_CIDR".into(), options.pod_cidr.clone());
@@ -210,7 +161,7 @@ impl TestNode {
 
     /// Rules at a priority in the node namespace, one line each.
     pub fn rules_at(&self, priority: u32) -> std::io::Result<Vec<String>> {
-        let text = self.netns.ip(&["rule", "show"])?;
+        let text = self.netns.try_ip(&["rule", "show"])?;
         Ok(text
             .lines()
             .filter(|l| l.starts_with(&format!("{priority}:")))

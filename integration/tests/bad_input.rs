@@ -4,8 +4,8 @@
 
 use serde_json::json;
 use vpc_cni_integration::node::{NodeOptions, TestNode};
-use vpc_cni_integration::plugin::PluginOutput;
-use vpc_cni_integration::require_root;
+use vpc_cni_testkit::plugin::PluginOutput;
+use vpc_cni_testkit::require_root;
 
 fn assert_error(case: &str, out: &PluginOutput, code: u64, msg_part: &str) {
     assert!(!out.success(), "{case}: exited 0: {}", out.stdout);
@@ -123,7 +123,7 @@ fn netlink_bad_input_gives_spec_errors_and_leaks_nothing() {
         node.rules_at(512).unwrap().is_empty(),
         "a failed ADD left a rule"
     );
-    let links = node.netns.ip(&["-o", "link", "show"]).unwrap();
+    let links = node.netns.try_ip(&["-o", "link", "show"]).unwrap();
     assert!(!links.contains("vpc"), "a failed ADD left a veth: {links}");
 }
 
@@ -137,7 +137,7 @@ fn netlink_exhausted_pool_is_try_again_later_naming_the_pool() {
     let out = node.add(&mut extra).unwrap();
     assert_error("exhausted pool", &out, 11, "10.52.0.0/29");
     assert_eq!(node.ipamd.status().unwrap().assigned_addresses, 6);
-    let links = extra.netns.ip(&["-o", "link", "show"]).unwrap();
+    let links = extra.netns.try_ip(&["-o", "link", "show"]).unwrap();
     assert!(
         !links.contains("eth0"),
         "failed ADD wired the pod anyway: {links}"
@@ -149,7 +149,7 @@ fn netlink_exhausted_pool_is_try_again_later_naming_the_pool() {
 fn version_command_lists_supported_versions() {
     // VERSION touches no namespace and no ipamd; it runs in this process's
     // namespace like a runtime's version probe (podman passes CNI_NETNS=dummy).
-    let out = std::process::Command::new(vpc_cni_integration::bins::plugin())
+    let out = std::process::Command::new(vpc_cni_testkit::bins::plugin())
         .env_clear()
         .env("CNI_COMMAND", "VERSION")
         .env("CNI_NETNS", "dummy")

@@ -3,8 +3,8 @@
 
 use serde_json::json;
 use vpc_cni_integration::node::{NodeOptions, TestNode};
-use vpc_cni_integration::plugin::Invocation;
-use vpc_cni_integration::require_root;
+use vpc_cni_testkit::plugin::Invocation;
+use vpc_cni_testkit::require_root;
 
 #[test]
 fn netlink_check_reports_a_route_deleted_by_hand() {
@@ -22,7 +22,7 @@ fn netlink_check_reports_a_route_deleted_by_hand() {
 
     let ip = pod.ip.unwrap();
     node.netns
-        .ip(&["route", "del", &format!("{ip}/32")])
+        .try_ip(&["route", "del", &format!("{ip}/32")])
         .unwrap();
     let broken = node
         .invocation("CHECK", &pod, &conf)

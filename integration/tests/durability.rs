@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use vpc_cni_integration::node::{NodeOptions, TestNode};
-use vpc_cni_integration::require_root;
+use vpc_cni_testkit::require_root;
 
 #[test]
 fn netlink_kill9_after_50_adds_keeps_every_assignment() {

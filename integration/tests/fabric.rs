@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use vpc_cni_cloud::sim::{AssignIps, CreateEni, Eni, Faults, SimVpc};
 use vpc_cni_integration::fabric::{
-    in_namespace, Fabric, Net, EC2_ENDPOINT, IMDS_ADDR, INTERNET_ADDR,
+    in_namespace, parse_net, Fabric, EC2_ENDPOINT, IMDS_ADDR, INTERNET_ADDR,
 };
-use vpc_cni_integration::netns::Netns;
-use vpc_cni_integration::require_root;
+use vpc_cni_testkit::netns::Netns;
+use vpc_cni_testkit::require_root;
 
 const GW: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 
@@ -95,10 +95,10 @@ fn listed(list: &str, name: &str) -> bool {
 /// What ipamd will do for an address on a secondary ENI: the address on
 /// the link and a table that sends its replies back out of that ENI.
 fn configure_on_eth1(node: &Netns, ip: Ipv4Addr) {
-    node.ip(&["link", "set", "eth1", "up"]).unwrap();
-    node.ip(&["addr", "add", &format!("{ip}/32"), "dev", "eth1"])
+    node.try_ip(&["link", "set", "eth1", "up"]).unwrap();
+    node.try_ip(&["addr", "add", &format!("{ip}/32"), "dev", "eth1"])
         .unwrap();
-    node.ip(&[
+    node.try_ip(&[
         "route",
         "add",
         &format!("{GW}/32"),
@@ -110,7 +110,7 @@ fn configure_on_eth1(node: &Netns, ip: Ipv4Addr) {
         "2",
     ])
     .unwrap();
-    node.ip(&[
+    node.try_ip(&[
         "route",
         "add",
         "default",
@@ -122,7 +122,7 @@ fn configure_on_eth1(node: &Netns, ip: Ipv4Addr) {
         "2",
     ])
     .unwrap();
-    node.ip(&["rule", "add", "from", &ip.to_string(), "lookup", "2"])
+    node.try_ip(&["rule", "add", "from", &ip.to_string(), "lookup", "2"])
         .unwrap();
 }
 
@@ -143,31 +143,33 @@ fn fabric_nodes_look_like_ec2_instances() {
         .unwrap()
         .mac;
 
-    let eth0 = a.ip(&["-o", "addr", "show", "dev", "eth0"]).unwrap();
+    let eth0 = a.try_ip(&["-o", "addr", "show", "dev", "eth0"]).unwrap();
     assert!(
         eth0.contains(&format!("{}/24", w.a_ip)),
         "eth0 of a: {eth0}"
     );
-    let link = a.ip(&["-o", "link", "show", "dev", "eth0"]).unwrap();
+    let link = a.try_ip(&["-o", "link", "show", "dev", "eth0"]).unwrap();
     assert!(link.contains(&a_mac), "eth0 of a lacks MAC {a_mac}: {link}");
     assert!(link.contains("mtu 9001"), "{link}");
-    let eth1 = b.ip(&["-o", "link", "show", "dev", "eth1"]).unwrap();
+    let eth1 = b.try_ip(&["-o", "link", "show", "dev", "eth1"]).unwrap();
     assert!(
         eth1.contains(&w.b_eth1.mac),
         "eth1 of b lacks its MAC: {eth1}"
     );
-    let eth1_addrs = b.ip(&["-o", "-4", "addr", "show", "dev", "eth1"]).unwrap();
+    let eth1_addrs = b
+        .try_ip(&["-o", "-4", "addr", "show", "dev", "eth1"])
+        .unwrap();
     assert!(
         eth1_addrs.trim().is_empty(),
         "fabric configured eth1: {eth1_addrs}"
     );
-    let links = a.ip(&["-o", "link", "show"]).unwrap();
+    let links = a.try_ip(&["-o", "link", "show"]).unwrap();
     assert_eq!(
         links.lines().count(),
         2,
         "a node holds only lo and eth0: {links}"
     );
-    let route = a.ip(&["route", "show", "default"]).unwrap();
+    let route = a.try_ip(&["route", "show", "default"]).unwrap();
     assert!(route.contains(&format!("via {GW} dev eth0")), "{route}");
 
     assert!(a.ping(w.b_ip), "a cannot reach b's primary address");
@@ -223,7 +225,7 @@ fn fabric_drops_packets_with_a_spoofed_source() {
     fabric.reconcile(&w.sim.fabric_view()).unwrap();
     let a = fabric.node("a").unwrap();
     let spoofed = Ipv4Addr::new(10, 0, 0, 200);
-    a.ip(&["addr", "add", &format!("{spoofed}/32"), "dev", "lo"])
+    a.try_ip(&["addr", "add", &format!("{spoofed}/32"), "dev", "lo"])
         .unwrap();
     assert!(
         ping_from(&a, w.a_ip, w.b_ip),
@@ -246,7 +248,7 @@ fn fabric_internet_answers_only_primary_addresses() {
     let fabric = Fabric::new("vfi").unwrap();
     fabric.reconcile(&w.sim.fabric_view()).unwrap();
     let a = fabric.node("a").unwrap();
-    a.ip(&["addr", "add", &format!("{secondary}/32"), "dev", "eth0"])
+    a.try_ip(&["addr", "add", &format!("{secondary}/32"), "dev", "eth0"])
         .unwrap();
 
     assert!(
@@ -297,7 +299,7 @@ fn fabric_hides_an_address_until_ec2_shows_it() {
     let routed = |ip: Ipv4Addr| {
         let out = fabric
             .router()
-            .ip(&["route", "show", &format!("{ip}/32")])
+            .try_ip(&["route", "show", &format!("{ip}/32")])
             .unwrap();
         !out.trim().is_empty()
     };
@@ -421,7 +423,7 @@ fn fabric_serves_tcp_and_reaches_a_plain_host() {
         !alb.ping(INTERNET_ADDR),
         "a plain host reached the internet"
     );
-    assert_eq!(Net::host(alb_ip).len, 32);
+    assert_eq!(vpc_cni_proto::net::Ipv4Cidr::host(alb_ip).prefix_len, 32);
 }
 
 #[test]
@@ -446,10 +448,10 @@ fn fabric_delivers_a_prefix_to_a_pod_behind_its_eni() {
     let b = fabric.node("b").unwrap();
     // A pod address inside the prefix, not local to b: b routes it to a
     // veth and never answers ARP for it, as with ipamd's pods.
-    let net = Net::parse(&prefix).unwrap();
-    let pod_ip = Ipv4Addr::from(u32::from(net.addr) + 3);
-    let pod = Netns::new(&vpc_cni_integration::unique_name("vfppod")).unwrap();
-    b.ip(&[
+    let net = parse_net(&prefix).unwrap();
+    let pod_ip = Ipv4Addr::from(u32::from(net.network) + 3);
+    let pod = Netns::try_new(&vpc_cni_testkit::unique_name("vfppod")).unwrap();
+    b.try_ip(&[
         "link",
         "add",
         "vpod",
@@ -462,16 +464,16 @@ fn fabric_delivers_a_prefix_to_a_pod_behind_its_eni() {
         pod.name(),
     ])
     .unwrap();
-    b.ip(&["addr", "add", "169.254.1.1/32", "dev", "vpod"])
+    b.try_ip(&["addr", "add", "169.254.1.1/32", "dev", "vpod"])
         .unwrap();
-    b.ip(&["link", "set", "vpod", "up"]).unwrap();
-    b.ip(&["route", "add", &format!("{pod_ip}/32"), "dev", "vpod"])
+    b.try_ip(&["link", "set", "vpod", "up"]).unwrap();
+    b.try_ip(&["route", "add", &format!("{pod_ip}/32"), "dev", "vpod"])
         .unwrap();
-    b.sysctl("net.ipv4.ip_forward", "1").unwrap();
-    pod.ip(&["addr", "add", &format!("{pod_ip}/32"), "dev", "eth0"])
+    b.enable_forwarding();
+    pod.try_ip(&["addr", "add", &format!("{pod_ip}/32"), "dev", "eth0"])
         .unwrap();
-    pod.ip(&["link", "set", "eth0", "up"]).unwrap();
-    pod.ip(&[
+    pod.try_ip(&["link", "set", "eth0", "up"]).unwrap();
+    pod.try_ip(&[
         "route",
         "add",
         "169.254.1.1/32",
@@ -481,7 +483,7 @@ fn fabric_delivers_a_prefix_to_a_pod_behind_its_eni() {
         "link",
     ])
     .unwrap();
-    pod.ip(&[
+    pod.try_ip(&[
         "route",
         "add",
         "default",
@@ -491,8 +493,8 @@ fn fabric_delivers_a_prefix_to_a_pod_behind_its_eni() {
         "eth0",
     ])
     .unwrap();
-    b.ip(&["link", "set", "eth1", "up"]).unwrap();
-    b.ip(&[
+    b.try_ip(&["link", "set", "eth1", "up"]).unwrap();
+    b.try_ip(&[
         "route",
         "add",
         &format!("{GW}/32"),
@@ -504,7 +506,7 @@ fn fabric_delivers_a_prefix_to_a_pod_behind_its_eni() {
         "2",
     ])
     .unwrap();
-    b.ip(&[
+    b.try_ip(&[
         "route",
         "add",
         "default",
@@ -516,13 +518,13 @@ fn fabric_delivers_a_prefix_to_a_pod_behind_its_eni() {
         "2",
     ])
     .unwrap();
-    b.ip(&["rule", "add", "from", &pod_ip.to_string(), "lookup", "2"])
+    b.try_ip(&["rule", "add", "from", &pod_ip.to_string(), "lookup", "2"])
         .unwrap();
 
     assert!(
         a.ping(pod_ip),
         "a cannot reach the pod at {pod_ip} in {prefix}"
     );
-    let outside = Ipv4Addr::from(u32::from(net.addr) + 16);
+    let outside = Ipv4Addr::from(u32::from(net.network) + 16);
     assert!(!a.ping(outside), "{outside}, past the prefix, answered");
 }

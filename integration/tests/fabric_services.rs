@@ -6,7 +6,7 @@
 use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
 use vpc_cni_cloud::sim::SimVpc;
 use vpc_cni_integration::fabric::{ec2_url, imds_url, in_namespace, Fabric, FabricServices};
-use vpc_cni_integration::require_root;
+use vpc_cni_testkit::require_root;
 
 #[test]
 fn fabric_nodes_reach_imds_and_the_ec2_endpoint_with_the_sdk() {

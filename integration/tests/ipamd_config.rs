@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use vpc_cni_integration::bins;
+use vpc_cni_testkit::bins;
 
 fn start_with(env: &[(&str, &str)]) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();

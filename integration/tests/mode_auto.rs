@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use vpc_cni_integration::node::{NodeOptions, TestNode};
-use vpc_cni_integration::require_root;
 use vpc_cni_integration::vpc_cluster::VpcCluster;
+use vpc_cni_testkit::require_root;
 
 fn checkpoint_mode(state_dir: &std::path::Path) -> String {
     let text = std::fs::read_to_string(state_dir.join("ipam.json")).unwrap();

@@ -10,12 +10,12 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use vpc_cni_integration::ipamd_proc::wait_for;
-use vpc_cni_integration::netns::Netns;
 use vpc_cni_integration::overlay_cluster::{OverlayCluster, OverlayPod, OUTSIDE_IP};
-use vpc_cni_integration::require_root;
 use vpc_cni_integration::vpc_cluster::{reachable, tcp_peer};
 use vpc_cni_proto::Mode;
+use vpc_cni_testkit::netns::Netns;
+use vpc_cni_testkit::process::wait_for;
+use vpc_cni_testkit::require_root;
 
 const UNDERLAY_MTU: u32 = 1500;
 const POD_MTU: u32 = UNDERLAY_MTU - 50;
@@ -49,7 +49,7 @@ fn df_ping(from: &Netns, target: Ipv4Addr, size: u32) -> (bool, String) {
 
 /// The `mtu` of a link, from `ip -o link show`.
 fn link_mtu(ns: &Netns, dev: &str) -> Option<u32> {
-    let text = ns.ip(&["-o", "link", "show", "dev", dev]).ok()?;
+    let text = ns.try_ip(&["-o", "link", "show", "dev", dev]).ok()?;
     let tokens: Vec<&str> = text.split_whitespace().collect();
     tokens
         .windows(2)

@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use ipamd::overlay::peers::UNDERLAY_ANNOTATION;
 use vpc_cni_integration::fake_kube::{node_object, Call};
-use vpc_cni_integration::ipamd_proc::wait_for;
 use vpc_cni_integration::overlay_cluster::{
     is_peer_line, pod_cidr, underlay_ip, OverlayCluster, OverlayPod, OverlaySnapshot,
 };
-use vpc_cni_integration::require_root;
 use vpc_cni_integration::vpc_cluster::reachable;
 use vpc_cni_proto::net::Ipv4Cidr;
+use vpc_cni_testkit::process::wait_for;
+use vpc_cni_testkit::require_root;
 
 /// Harness bound for convergence (never asserted as a duration).
 const EVENTUAL: Duration = Duration::from_secs(30);

@@ -8,12 +8,12 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use vpc_cni_integration::ipamd_proc::wait_for;
 use vpc_cni_integration::overlay_cluster::{
     is_peer_line, OverlayCluster, OverlayNode, OverlayPod, OverlaySnapshot,
 };
-use vpc_cni_integration::require_root;
 use vpc_cni_integration::vpc_cluster::reachable;
+use vpc_cni_testkit::process::wait_for;
+use vpc_cni_testkit::require_root;
 
 /// Harness bound for convergence (never asserted as a duration).
 const EVENTUAL: Duration = Duration::from_secs(30);

@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use vpc_cni_integration::ipamd_proc::wait_for;
-use vpc_cni_integration::netns::Netns;
 use vpc_cni_integration::overlay_cluster::{
     OverlayCluster, OverlayPod, OverlaySnapshot, Stop, DEVICE,
 };
-use vpc_cni_integration::require_root;
 use vpc_cni_integration::vpc_cluster::reachable;
+use vpc_cni_testkit::netns::Netns;
+use vpc_cni_testkit::process::wait_for;
+use vpc_cni_testkit::require_root;
 
 /// Harness bound for convergence (never asserted as a duration).
 const EVENTUAL: Duration = Duration::from_secs(30);

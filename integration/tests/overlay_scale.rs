@@ -7,11 +7,11 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use vpc_cni_integration::ipamd_proc::wait_for;
 use vpc_cni_integration::overlay_cluster::{
     write_peers_file, OverlayCluster, OverlaySnapshot, PeerEntry,
 };
-use vpc_cni_integration::require_root;
+use vpc_cni_testkit::process::wait_for;
+use vpc_cni_testkit::require_root;
 
 const PEERS: u32 = 1_000;
 /// Harness bound for convergence (never asserted as a duration).

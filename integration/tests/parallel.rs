@@ -5,9 +5,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use vpc_cni_integration::ipamd_proc::wait_for;
-use vpc_cni_integration::node::{NodeOptions, TestNode, TestPod};
-use vpc_cni_integration::require_root;
+use vpc_cni_integration::node::{NodeOptions, TestNode};
+use vpc_cni_testkit::pod::TestPod;
+use vpc_cni_testkit::process::wait_for;
+use vpc_cni_testkit::require_root;
 
 /// Runs `call` on every item, each on its own thread, all started together.
 fn all_at_once<T: Send, R: Send>(

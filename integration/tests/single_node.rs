@@ -5,10 +5,10 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use vpc_cni_integration::ipamd_proc::wait_for;
 use vpc_cni_integration::node::{NodeOptions, TestNode, NODE_IP};
-use vpc_cni_integration::require_root;
 use vpc_cni_proto::AttachmentRequest;
+use vpc_cni_testkit::process::wait_for;
+use vpc_cni_testkit::require_root;
 
 const EVENTUAL: Duration = Duration::from_secs(30);
 
@@ -86,7 +86,7 @@ fn netlink_del_while_ipamd_is_down_then_address_is_reclaimed() {
     let veth =
         vpc_cni::dataplane::host_veth_name(Some("default"), Some("delta"), &pod.container_id);
     assert!(
-        node.netns.ip(&["link", "show", &veth]).is_ok(),
+        node.netns.try_ip(&["link", "show", &veth]).is_ok(),
         "host veth {veth} missing after ADD"
     );
 
@@ -99,7 +99,7 @@ fn netlink_del_while_ipamd_is_down_then_address_is_reclaimed() {
         out.stderr
     );
     assert!(
-        node.netns.ip(&["link", "show", &veth]).is_err(),
+        node.netns.try_ip(&["link", "show", &veth]).is_err(),
         "DEL left the host veth"
     );
     assert!(

@@ -3,9 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{json, Value};
-use vpc_cni_integration::ipamd_proc::block_on;
 use vpc_cni_integration::node::{NodeOptions, TestNode};
-use vpc_cni_integration::require_root;
+use vpc_cni_testkit::process::block_on;
+use vpc_cni_testkit::require_root;
 
 #[test]
 fn netlink_add_result_is_shaped_for_each_cni_version() {

@@ -14,9 +14,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use vpc_cni_cloud::sim::{Eni, EniFilter, SimVpc};
-use vpc_cni_integration::ipamd_proc::wait_for;
-use vpc_cni_integration::require_root;
 use vpc_cni_integration::vpc_cluster::VpcCluster;
+use vpc_cni_testkit::process::wait_for;
+use vpc_cni_testkit::require_root;
 
 const NODE: &str = "churn";
 /// m5.large: 3 ENIs x 10 IPv4, so 9 pod addresses per ENI.

@@ -7,9 +7,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use vpc_cni_integration::fabric::INTERNET_ADDR;
-use vpc_cni_integration::netns::Netns;
-use vpc_cni_integration::require_root;
 use vpc_cni_integration::vpc_cluster::{reachable, tcp_peer, VpcCluster, VpcPod};
+use vpc_cni_testkit::netns::Netns;
+use vpc_cni_testkit::require_root;
 
 /// t3.medium: 3 ENIs x 6 IPv4, so 5 pod addresses per ENI. With the
 /// default WARM_ENI_TARGET=1 the primary ENI fills first; pods 6 and 7 go

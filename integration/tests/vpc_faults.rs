@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use vpc_cni_cloud::sim::{CreateEni, Eni, EniFilter, FailNext, Faults, SimVpc};
-use vpc_cni_integration::ipamd_proc::wait_for;
-use vpc_cni_integration::require_root;
 use vpc_cni_integration::vpc_cluster::{VpcCluster, VpcPod};
+use vpc_cni_testkit::process::wait_for;
+use vpc_cni_testkit::require_root;
 
 const NODE: &str = "flt";
 /// m5.large: 3 ENIs x 10 IPv4, so 9 pod addresses per ENI.

@@ -6,9 +6,9 @@
 
 use std::net::Ipv4Addr;
 
-use vpc_cni_integration::fabric::Net;
-use vpc_cni_integration::require_root;
 use vpc_cni_integration::vpc_cluster::{reachable, VpcCluster, VpcPod};
+use vpc_cni_proto::net::Ipv4Cidr;
+use vpc_cni_testkit::require_root;
 
 /// One more than a /28 holds, so node a's pods span two prefixes and the
 /// second one (delegated while pods were being added) is exercised too.
@@ -19,14 +19,9 @@ fn ip(pod: &VpcPod) -> Ipv4Addr {
     pod.ip().unwrap()
 }
 
-fn in_net(net: Net, ip: Ipv4Addr) -> bool {
-    let mask = u32::MAX.checked_shl(32 - u32::from(net.len)).unwrap_or(0);
-    u32::from(ip) & mask == u32::from(net.addr) & mask
-}
-
 /// The /28 prefix of an ENI attached to `instance_id` that holds `ip`;
 /// panics (with the model's ENIs) when the address is anything else.
-fn prefix_of(cluster: &VpcCluster, instance_id: &str, pod: &VpcPod) -> Net {
+fn prefix_of(cluster: &VpcCluster, instance_id: &str, pod: &VpcPod) -> Ipv4Cidr {
     let addr = ip(pod);
     let eni = cluster.eni_of(addr).unwrap_or_else(|| {
         panic!(
@@ -53,15 +48,19 @@ fn prefix_of(cluster: &VpcCluster, instance_id: &str, pod: &VpcPod) -> Net {
     let prefix = eni
         .prefixes
         .iter()
-        .map(|p| Net::parse(p).unwrap())
-        .find(|net| in_net(*net, addr))
+        .map(|p| p.parse::<Ipv4Cidr>().unwrap())
+        .find(|net| net.contains(addr))
         .unwrap_or_else(|| {
             panic!(
                 "{} ({addr}) lies in none of {}'s prefixes {:?}",
                 pod.name, eni.id, eni.prefixes
             )
         });
-    assert_eq!(prefix.len, 28, "{} ({addr}) is in {prefix:?}", pod.name);
+    assert_eq!(
+        prefix.prefix_len, 28,
+        "{} ({addr}) is in {prefix:?}",
+        pod.name
+    );
     prefix
 }
 
@@ -109,11 +108,11 @@ fn prefix_delegation_pods_get_prefix_addresses_and_talk_across_nodes() {
         "two pods share an address"
     );
 
-    let mut a_prefixes: Vec<Net> = a_pods
+    let mut a_prefixes: Vec<Ipv4Cidr> = a_pods
         .iter()
         .map(|p| prefix_of(&cluster, &a.instance.id, p))
         .collect();
-    let b_prefixes: Vec<Net> = b_pods
+    let b_prefixes: Vec<Ipv4Cidr> = b_pods
         .iter()
         .map(|p| prefix_of(&cluster, &b.instance.id, p))
         .collect();
@@ -130,7 +129,7 @@ fn prefix_delegation_pods_get_prefix_addresses_and_talk_across_nodes() {
     let (a1, a_last) = (&a_pods[0], &a_pods[PODS_ON_A - 1]);
     let b1 = &b_pods[0];
     assert!(
-        in_net(b_prefixes[0], ip(b1)),
+        b_prefixes[0].contains(ip(b1)),
         "b's pod left its prefix between checks"
     );
 

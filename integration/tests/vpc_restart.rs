@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use vpc_cni_integration::ipamd_proc::{wait_for, IpamdProcess};
-use vpc_cni_integration::netns::Netns;
-use vpc_cni_integration::require_root;
+use vpc_cni_integration::ipamd_proc::IpamdProcess;
 use vpc_cni_integration::vpc_cluster::{reachable, VpcCluster, VpcNode, VpcPod};
+use vpc_cni_testkit::netns::Netns;
+use vpc_cni_testkit::process::wait_for;
+use vpc_cni_testkit::require_root;
 
 /// t3.medium: 3 ENIs x 6 IPv4, 5 pod addresses per ENI. Pods 6 and 7 land
 /// on the first secondary ENI; WARM_ENI_TARGET=1 then attaches the third.
@@ -157,8 +158,8 @@ fn node_state(node: &VpcNode) -> NodeState {
         .unwrap();
     assert!(nft.status.success(), "nft list ruleset failed");
     NodeState {
-        rules: sorted_lines(&ns.ip(&["-4", "rule"]).unwrap()),
-        routes: sorted_lines(&ns.ip(&["-4", "route", "show", "table", "all"]).unwrap()),
+        rules: sorted_lines(&ns.try_ip(&["-4", "rule"]).unwrap()),
+        routes: sorted_lines(&ns.try_ip(&["-4", "route", "show", "table", "all"]).unwrap()),
         nft: sorted_lines(&String::from_utf8_lossy(&nft.stdout)),
     }
 }

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use vpc_cni_integration::bins::binary;
+use vpc_cni_testkit::bins::binary;
 
 #[test]
 fn serve_then_add_a_node_by_hand_then_stop() {

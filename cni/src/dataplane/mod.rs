@@ -12,8 +12,6 @@ mod netns;
 mod pod;
 
 #[cfg(test)]
-mod test_util;
-#[cfg(test)]
 mod tests;
 
 use std::net::Ipv4Addr;

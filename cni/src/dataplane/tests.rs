@@ -3,38 +3,38 @@
 
 use std::net::Ipv4Addr;
 
-use super::test_util::{pings, TestNetns};
 use super::*;
 use crate::CniError;
+use vpc_cni_testkit::netns::Netns;
 
-fn wiring(pod: &TestNetns, ip: Ipv4Addr, route_table: u32) -> PodWiring {
+fn wiring(pod: &Netns, ip: Ipv4Addr, route_table: u32) -> PodWiring {
     PodWiring {
         netns_path: pod.path(),
         ifname: "eth0".into(),
-        host_veth: host_veth_name(Some("test"), Some(&pod.name), "unused"),
+        host_veth: host_veth_name(Some("test"), Some(pod.name()), "unused"),
         ip,
         route_table,
         mtu: 1500,
     }
 }
 
-fn wire_in(node: &TestNetns, w: &PodWiring) -> Result<WiredPod, CniError> {
+fn wire_in(node: &Netns, w: &PodWiring) -> Result<WiredPod, CniError> {
     let w = w.clone();
     node.run(move || async move { wire_pod(&w).await })
 }
 
-fn check_in(node: &TestNetns, w: &PodWiring) -> Result<(), CniError> {
+fn check_in(node: &Netns, w: &PodWiring) -> Result<(), CniError> {
     let w = w.clone();
     node.run(move || async move { check_pod(&w).await })
 }
 
-fn unwire_in(node: &TestNetns, ip: Ipv4Addr, veth: Option<&str>) -> Result<(), CniError> {
+fn unwire_in(node: &Netns, ip: Ipv4Addr, veth: Option<&str>) -> Result<(), CniError> {
     let veth = veth.map(str::to_owned);
     node.run(move || async move { unwire_host(ip, veth.as_deref()).await })
 }
 
 /// Lines of `ip rule show` in the node that mention `ip` as a whole word.
-fn rules_for(node: &TestNetns, ip: Ipv4Addr) -> Vec<String> {
+fn rules_for(node: &Netns, ip: Ipv4Addr) -> Vec<String> {
     let needle = format!(" {ip} ");
     node.ip(&["rule", "show"])
         .lines()
@@ -44,7 +44,7 @@ fn rules_for(node: &TestNetns, ip: Ipv4Addr) -> Vec<String> {
         .collect()
 }
 
-fn link_names(ns: &TestNetns) -> Vec<String> {
+fn link_names(ns: &Netns) -> Vec<String> {
     ns.ip(&["-o", "link", "show"])
         .lines()
         .filter_map(|l| l.split(": ").nth(1))
@@ -53,8 +53,8 @@ fn link_names(ns: &TestNetns) -> Vec<String> {
 }
 
 /// A node namespace with forwarding on and `addr` on lo, like a node's own address.
-fn node_with(addr: &str) -> TestNetns {
-    let node = TestNetns::new();
+fn node_with(addr: &str) -> Netns {
+    let node = Netns::unique("dpt");
     node.enable_forwarding();
     node.ip(&["addr", "add", addr, "dev", "lo"]);
     node
@@ -63,16 +63,16 @@ fn node_with(addr: &str) -> TestNetns {
 #[test]
 fn two_pods_reach_each_other_and_the_node() {
     let node = node_with("10.99.1.1/32");
-    let (pod_a, pod_b) = (TestNetns::new(), TestNetns::new());
+    let (pod_a, pod_b) = (Netns::unique("dpt"), Netns::unique("dpt"));
     let wa = wiring(&pod_a, Ipv4Addr::new(10, 99, 1, 2), 0);
     let wb = wiring(&pod_b, Ipv4Addr::new(10, 99, 1, 3), 0);
     let macs_a = wire_in(&node, &wa).unwrap();
     wire_in(&node, &wb).unwrap();
 
-    assert!(pings(&pod_a, "10.99.1.3"), "pod a -> pod b");
-    assert!(pings(&pod_b, "10.99.1.2"), "pod b -> pod a");
-    assert!(pings(&pod_a, "10.99.1.1"), "pod a -> node");
-    assert!(pings(&pod_b, "10.99.1.1"), "pod b -> node");
+    assert!(pod_a.ping(Ipv4Addr::new(10, 99, 1, 3)), "pod a -> pod b");
+    assert!(pod_b.ping(Ipv4Addr::new(10, 99, 1, 2)), "pod b -> pod a");
+    assert!(pod_a.ping(Ipv4Addr::new(10, 99, 1, 1)), "pod a -> node");
+    assert!(pod_b.ping(Ipv4Addr::new(10, 99, 1, 1)), "pod b -> node");
 
     // The pod side is what the design says, seen by iproute2.
     let routes = pod_a.ip(&["route", "show"]);
@@ -81,9 +81,7 @@ fn two_pods_reach_each_other_and_the_node() {
         "{routes}"
     );
     assert!(routes.contains("169.254.1.1 dev eth0"), "{routes}");
-    // A direct lookup: a dump of the neighbour table (shared by every namespace) can miss
-    // entries while another namespace's growth resizes it.
-    let neigh = pod_a.ip(&["neigh", "get", "169.254.1.1", "dev", "eth0"]);
+    let neigh = pod_a.neighbour("169.254.1.1", "eth0").unwrap_or_default();
     let host_mac = macs_a.host_mac.to_string();
     assert!(
         neigh.contains(&host_mac) && neigh.contains("PERMANENT"),
@@ -101,7 +99,7 @@ fn two_pods_reach_each_other_and_the_node() {
 #[test]
 fn rewiring_the_same_pod_works_without_duplicate_rules() {
     let node = node_with("10.99.2.1/32");
-    let pod = TestNetns::new();
+    let pod = Netns::unique("dpt");
     let w = wiring(&pod, Ipv4Addr::new(10, 99, 2, 2), 7);
     let first = wire_in(&node, &w).unwrap();
     let second = wire_in(&node, &w).unwrap();
@@ -118,14 +116,17 @@ fn rewiring_the_same_pod_works_without_duplicate_rules() {
             .count(),
         1
     );
-    assert!(pings(&pod, "10.99.2.1"), "pod -> node after re-ADD");
+    assert!(
+        pod.ping(Ipv4Addr::new(10, 99, 2, 1)),
+        "pod -> node after re-ADD"
+    );
     check_in(&node, &w).unwrap();
 }
 
 #[test]
 fn route_table_selects_the_from_rule() {
     let node = node_with("10.99.3.1/32");
-    let pod = TestNetns::new();
+    let pod = Netns::unique("dpt");
     let mut w = wiring(&pod, Ipv4Addr::new(10, 99, 3, 2), 5);
     wire_in(&node, &w).unwrap();
     let rules = rules_for(&node, w.ip);
@@ -162,7 +163,7 @@ fn route_table_selects_the_from_rule() {
 #[test]
 fn unwire_host_removes_rules_route_and_veth_and_is_idempotent() {
     let node = node_with("10.99.4.1/32");
-    let pod = TestNetns::new();
+    let pod = Netns::unique("dpt");
     let w = wiring(&pod, Ipv4Addr::new(10, 99, 4, 2), 3);
     wire_in(&node, &w).unwrap();
     assert_eq!(rules_for(&node, w.ip).len(), 2);
@@ -183,7 +184,7 @@ fn unwire_host_removes_rules_route_and_veth_and_is_idempotent() {
 #[test]
 fn unwire_host_without_veth_keeps_the_link() {
     let node = node_with("10.99.5.1/32");
-    let pod = TestNetns::new();
+    let pod = Netns::unique("dpt");
     let w = wiring(&pod, Ipv4Addr::new(10, 99, 5, 2), 0);
     wire_in(&node, &w).unwrap();
 
@@ -197,7 +198,7 @@ fn unwire_host_without_veth_keeps_the_link() {
 #[test]
 fn check_pod_passes_then_fails_on_each_missing_piece() {
     let node = node_with("10.99.6.1/32");
-    let pod = TestNetns::new();
+    let pod = Netns::unique("dpt");
     let w = wiring(&pod, Ipv4Addr::new(10, 99, 6, 2), 9);
     wire_in(&node, &w).unwrap();
     check_in(&node, &w).unwrap();
@@ -244,7 +245,7 @@ fn check_pod_passes_then_fails_on_each_missing_piece() {
 #[test]
 fn missing_netns_is_a_netns_error_and_leaves_nothing() {
     let node = node_with("10.99.7.1/32");
-    let missing = TestNetns::new();
+    let missing = Netns::unique("dpt");
     let w = wiring(&missing, Ipv4Addr::new(10, 99, 7, 2), 4);
     drop(missing);
 
@@ -262,7 +263,7 @@ fn missing_netns_is_a_netns_error_and_leaves_nothing() {
 #[test]
 fn failed_wiring_removes_what_it_created() {
     let node = node_with("10.99.8.1/32");
-    let pod = TestNetns::new();
+    let pod = Netns::unique("dpt");
     // The veth and the rules get made, then the pod address is refused: the kernel does not
     // take a multicast address on an interface.
     let w = PodWiring {
@@ -291,7 +292,7 @@ fn failed_wiring_removes_what_it_created() {
 #[test]
 fn host_link_listing_and_lookup() {
     let node = node_with("10.99.9.1/32");
-    let pod = TestNetns::new();
+    let pod = Netns::unique("dpt");
     let w = wiring(&pod, Ipv4Addr::new(10, 99, 9, 2), 0);
     wire_in(&node, &w).unwrap();
 

@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::json;
-use vpc_cni_integration::netns::Netns;
 use vpc_cni_integration::node::{NodeOptions, TestNode};
-use vpc_cni_integration::plugin::Invocation;
+use vpc_cni_testkit::netns::Netns;
+use vpc_cni_testkit::plugin::Invocation;
 
 const ROUNDS: usize = 60;
 const MEMORY_PODS: usize = 250;

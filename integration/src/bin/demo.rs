@@ -14,8 +14,8 @@ use std::net::Ipv4Addr;
 
 use anyhow::{bail, Context};
 use vpc_cni_integration::fabric::INTERNET_ADDR;
-use vpc_cni_integration::netns::Netns;
 use vpc_cni_integration::vpc_cluster::{reachable, VpcCluster, VpcPod};
+use vpc_cni_testkit::netns::Netns;
 
 /// t3.medium: 3 ENIs x 6 addresses, 5 for pods per ENI; six pods on node a
 /// fill its primary ENI and spill onto a secondary one.

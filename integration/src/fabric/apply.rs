@@ -8,15 +8,16 @@ use std::sync::Arc;
 
 use super::nft::{rules_script, Sender};
 use super::spec::{FabricSpec, NodeSpec, PortSpec};
-use super::{kernel, Applied, Fabric, ENI_NEXT_HOP, INTERNET_LINK, MTU};
-use crate::netns::Netns;
+use super::{Applied, Fabric, ENI_NEXT_HOP, INTERNET_LINK, MTU};
+use vpc_cni_proto::net::Ipv4Cidr;
+use vpc_cni_testkit::netns::Netns;
 
 pub(super) fn apply(fabric: &Fabric, applied: &mut Applied, desired: FabricSpec) -> io::Result<()> {
-    let router = fabric.fabric.name();
+    let router = &fabric.fabric;
     unwire_stale(router, applied, &desired)?;
     for (id, want) in &desired.nodes {
         if !applied.nodes.contains_key(id) {
-            let ns = Netns::new(&format!("{}-{}", fabric.prefix, want.name))?;
+            let ns = Netns::try_new(&format!("{}-{}", fabric.prefix, want.name))?;
             applied.nodes.insert(id.clone(), Arc::new(ns));
             applied.spec.nodes.insert(
                 id.clone(),
@@ -35,7 +36,7 @@ pub(super) fn apply(fabric: &Fabric, applied: &mut Applied, desired: FabricSpec)
         .difference(&desired.vpc_cidrs)
         .map(|c| format!("route del unreachable {c}"))
         .collect();
-    kernel::ip_batch(router, &commands, true)?;
+    router.ip_batch(&commands, true)?;
     // Unassigned VPC addresses get no answer instead of leaking out the
     // default route; proxy ARP stays silent for them too.
     commands = desired
@@ -43,7 +44,7 @@ pub(super) fn apply(fabric: &Fabric, applied: &mut Applied, desired: FabricSpec)
         .iter()
         .map(|c| format!("route replace unreachable {c}"))
         .collect();
-    kernel::ip_batch(router, &commands, false)?;
+    router.ip_batch(&commands, false)?;
     applied.spec = desired;
     load_rules(fabric, applied)
 }
@@ -51,7 +52,7 @@ pub(super) fn apply(fabric: &Fabric, applied: &mut Applied, desired: FabricSpec)
 /// Deletes the veths of instances that are gone and of ENIs that are
 /// detached or changed; deleting one end of a veth deletes both, and the
 /// routes through it go with it.
-fn unwire_stale(router: &str, applied: &mut Applied, desired: &FabricSpec) -> io::Result<()> {
+fn unwire_stale(router: &Netns, applied: &mut Applied, desired: &FabricSpec) -> io::Result<()> {
     let mut commands = Vec::new();
     let gone: Vec<String> = applied
         .spec
@@ -83,7 +84,7 @@ fn unwire_stale(router: &str, applied: &mut Applied, desired: &FabricSpec) -> io
             keep
         });
     }
-    kernel::ip_batch(router, &commands, true)
+    router.ip_batch(&commands, true)
 }
 
 fn wire_new_ports(
@@ -116,9 +117,8 @@ fn wire_new_ports(
 /// and unaddressed, as a hot-plugged ENI appears: configuring them is
 /// ipamd's job.
 fn wire_port(router: &Netns, node: &Netns, index: u32, port: &PortSpec) -> io::Result<()> {
-    let gateway = port.subnet.gateway();
-    kernel::ip_batch(
-        router.name(),
+    let gateway = vpc_cni_cloud::subnet_router(&port.subnet);
+    router.ip_batch(
         &[
             format!(
                 "link add {} mtu {MTU} type veth peer name eth{index} netns {} address {} mtu {MTU}",
@@ -138,13 +138,15 @@ fn wire_port(router: &Netns, node: &Netns, index: u32, port: &PortSpec) -> io::R
     // Without this the kernel holds each proxied ARP reply back up to
     // 0.8 s at random, which only slows every first contact down.
     let delay = format!("net.ipv4.neigh.{}.proxy_delay", port.link);
-    kernel::sysctls(router, &[(delay.as_str(), "0")])?;
+    router.write_sysctls(&[(delay.as_str(), "0")])?;
     if index == 0 {
-        kernel::ip_batch(
-            node.name(),
+        node.ip_batch(
             &[
                 "link set eth0 up".to_string(),
-                format!("addr add {}/{} dev eth0", port.primary_ip, port.subnet.len),
+                format!(
+                    "addr add {}/{} dev eth0",
+                    port.primary_ip, port.subnet.prefix_len
+                ),
                 format!("route add default via {gateway} dev eth0"),
             ],
             false,
@@ -155,7 +157,7 @@ fn wire_port(router: &Netns, node: &Netns, index: u32, port: &PortSpec) -> io::R
 
 /// Routes every assigned address and prefix to its ENI. Removals go first
 /// so an address that moved between ENIs ends up on its new one.
-fn route_assigned(router: &str, applied: &mut Applied, desired: &FabricSpec) -> io::Result<()> {
+fn route_assigned(router: &Netns, applied: &mut Applied, desired: &FabricSpec) -> io::Result<()> {
     let mut removals = Vec::new();
     let mut additions = Vec::new();
     for (id, want) in &desired.nodes {
@@ -180,8 +182,8 @@ fn route_assigned(router: &str, applied: &mut Applied, desired: &FabricSpec) -> 
             }));
         }
     }
-    kernel::ip_batch(router, &removals, true)?;
-    kernel::ip_batch(router, &additions, false)?;
+    router.ip_batch(&removals, true)?;
+    router.ip_batch(&additions, false)?;
     for (id, want) in &desired.nodes {
         if let Some(have) = applied.spec.nodes.get_mut(id) {
             for (index, port) in &want.ports {
@@ -208,7 +210,7 @@ pub(super) fn load_rules(fabric: &Fabric, applied: &mut Applied) -> io::Result<(
         .collect();
     senders.extend(applied.hosts.values().map(|h| Sender {
         link: h.link.clone(),
-        sources: [super::Net::host(h.ip)].into(),
+        sources: [Ipv4Cidr::host(h.ip)].into(),
     }));
     let script = rules_script(
         &["lo", INTERNET_LINK],
@@ -217,7 +219,7 @@ pub(super) fn load_rules(fabric: &Fabric, applied: &mut Applied) -> io::Result<(
         &applied.spec.internet_sources(),
     );
     if script != applied.rules {
-        kernel::nft_load(&fabric.fabric, &script)?;
+        fabric.fabric.nft_load(&script)?;
         applied.rules = script;
     }
     Ok(())

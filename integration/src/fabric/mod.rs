@@ -13,7 +13,6 @@
 //! out of the namespaces it made, and it drops them all on drop.
 
 mod apply;
-mod kernel;
 pub mod nft;
 mod services;
 pub mod spec;
@@ -26,11 +25,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use vpc_cni_cloud::sim::FabricView;
 
-use crate::netns::Netns;
-use crate::unique_name;
 pub use services::{ec2_url, imds_url, FabricServices};
-pub use spec::{FabricSpec, Net, NodeSpec, PortSpec};
+pub use spec::{parse_net, FabricSpec, NodeSpec, PortSpec};
 pub use sync::Follower;
+use vpc_cni_testkit::netns::Netns;
+use vpc_cni_testkit::unique_name;
 
 /// Where each node finds IMDS, as on EC2.
 pub const IMDS_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
@@ -64,7 +63,7 @@ where
     T: Send + 'static,
     F: FnOnce() -> io::Result<T> + Send + 'static,
 {
-    kernel::in_netns(ns.path(), f)
+    ns.in_thread(f)
 }
 
 /// The fabric and every namespace it made; dropping it deletes them all.
@@ -97,22 +96,18 @@ impl Fabric {
     /// nftables table, with no instances yet.
     pub fn new(prefix: &str) -> io::Result<Self> {
         let prefix = unique_name(prefix);
-        let fabric = Netns::new(&format!("{prefix}_fab"))?;
-        let internet = Netns::new(&format!("{prefix}_inet"))?;
+        let fabric = Netns::try_new(&format!("{prefix}_fab"))?;
+        let internet = Netns::try_new(&format!("{prefix}_inet"))?;
         // Links created after this inherit proxy ARP (the proxy reply delay
         // has no namespace default: it is cleared per link).
-        kernel::sysctls(
-            &fabric,
-            &[
-                ("net.ipv4.ip_forward", "1"),
-                ("net.ipv4.conf.all.rp_filter", "0"),
-                ("net.ipv4.conf.default.rp_filter", "0"),
-                ("net.ipv4.conf.default.proxy_arp", "1"),
-            ],
-        )?;
+        fabric.write_sysctls(&[
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv4.conf.all.rp_filter", "0"),
+            ("net.ipv4.conf.default.rp_filter", "0"),
+            ("net.ipv4.conf.default.proxy_arp", "1"),
+        ])?;
         let up = format!("{UPLINK_FABRIC}/30");
-        kernel::ip_batch(
-            fabric.name(),
+        fabric.ip_batch(
             &[
                 format!("addr add {IMDS_ADDR}/32 dev lo"),
                 format!("addr add {EC2_ENDPOINT}/32 dev lo"),
@@ -126,8 +121,7 @@ impl Fabric {
             ],
             false,
         )?;
-        kernel::ip_batch(
-            internet.name(),
+        internet.ip_batch(
             &[
                 format!("addr add {INTERNET_ADDR}/32 dev lo"),
                 format!("addr add {UPLINK_INTERNET}/30 dev eth0"),
@@ -136,7 +130,7 @@ impl Fabric {
             ],
             false,
         )?;
-        kernel::nft_load(&fabric, &nft::table_script())?;
+        fabric.nft_load(&nft::table_script())?;
         let this = Self {
             prefix,
             state: Mutex::new(Applied::default()),
@@ -198,7 +192,7 @@ impl Fabric {
     /// `IMDS_ADDR:80` or `EC2_ENDPOINT:<port>`. Blocking, as std makes it;
     /// set it non-blocking before handing it to tokio.
     pub fn bind_tcp(&self, addr: SocketAddr) -> io::Result<TcpListener> {
-        kernel::in_netns(self.fabric.path(), move || {
+        self.fabric.in_thread(move || {
             TcpListener::bind(addr)
                 .map_err(|e| io::Error::new(e.kind(), format!("bind {addr} in the fabric: {e}")))
         })
@@ -216,14 +210,13 @@ impl Fabric {
                 format!("host {name:?} is already attached"),
             ));
         }
-        let ns = Arc::new(Netns::new(&format!(
+        let ns = Arc::new(Netns::try_new(&format!(
             "{}_h_{}",
             self.prefix,
             applied.hosts.len()
         ))?);
         let link = format!("h{}", applied.hosts.len());
-        kernel::ip_batch(
-            self.fabric.name(),
+        self.fabric.ip_batch(
             &[
                 format!(
                     "link add {link} mtu {MTU} type veth peer name eth0 netns {} mtu {MTU}",
@@ -235,9 +228,9 @@ impl Fabric {
             ],
             false,
         )?;
-        ns.ip(&["addr", "add", &format!("{ip}/32"), "dev", "eth0"])?;
-        ns.ip(&["link", "set", "eth0", "up"])?;
-        ns.ip(&[
+        ns.try_ip(&["addr", "add", &format!("{ip}/32"), "dev", "eth0"])?;
+        ns.try_ip(&["link", "set", "eth0", "up"])?;
+        ns.try_ip(&[
             "route",
             "add",
             &format!("{HOST_GW}/32"),
@@ -246,7 +239,7 @@ impl Fabric {
             "scope",
             "link",
         ])?;
-        ns.ip(&[
+        ns.try_ip(&[
             "route",
             "add",
             "default",
@@ -279,7 +272,9 @@ impl Fabric {
     }
 
     fn counter(&self, name: &str) -> io::Result<u64> {
-        let listing = kernel::nft(&self.fabric, &["list", "counter", "ip", nft::TABLE, name])?;
+        let listing = self
+            .fabric
+            .nft(&["list", "counter", "ip", nft::TABLE, name])?;
         nft::parse_packets(&listing)
             .ok_or_else(|| io::Error::other(format!("no packet count in {listing:?}")))
     }

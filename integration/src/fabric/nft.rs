@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
-use super::spec::Net;
+use vpc_cni_proto::net::Ipv4Cidr;
 
 pub const TABLE: &str = "vpcsim_fabric";
 /// Counts packets dropped by the source/dest check.
@@ -32,7 +32,7 @@ pub fn table_script() -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sender {
     pub link: String,
-    pub sources: BTreeSet<Net>,
+    pub sources: BTreeSet<Ipv4Cidr>,
 }
 
 /// Replaces both chains' rules in one transaction. Packets from `trusted`
@@ -111,8 +111,8 @@ pub fn parse_packets(listing: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn net(s: &str) -> Net {
-        Net::parse(s).unwrap()
+    fn net(s: &str) -> Ipv4Cidr {
+        s.parse().unwrap()
     }
 
     #[test]

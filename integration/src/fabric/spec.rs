@@ -2,56 +2,23 @@
 //! what the fabric should look like can be tested without root.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::io;
 use std::net::Ipv4Addr;
 
 use vpc_cni_cloud::sim::{Eni, FabricView};
 use vpc_cni_proto::net::Ipv4Cidr;
 
-/// An IPv4 network (an address is a /32). Ordered, unlike `Ipv4Cidr`, so
-/// route sets diff cheaply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Net {
-    pub addr: Ipv4Addr,
-    pub len: u8,
-}
-
-impl Net {
-    #[must_use]
-    pub fn host(addr: Ipv4Addr) -> Self {
-        Self { addr, len: 32 }
-    }
-
-    /// Parses "a.b.c.d/len" with zero host bits; the error names the input.
-    pub fn parse(text: &str) -> io::Result<Self> {
-        let cidr: Ipv4Cidr = text
-            .parse()
-            .map_err(|e| invalid(format!("bad CIDR {text:?}: {e}")))?;
-        Ok(Self {
-            addr: cidr.network,
-            len: cidr.prefix_len,
-        })
-    }
-
-    /// EC2's subnet router: the network address + 1.
-    #[must_use]
-    pub fn gateway(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr).wrapping_add(1))
-    }
-}
-
-impl fmt::Display for Net {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
+/// Parses "a.b.c.d/len" with zero host bits; the error names the input.
+pub fn parse_net(text: &str) -> io::Result<Ipv4Cidr> {
+    text.parse()
+        .map_err(|e| invalid(format!("bad CIDR {text:?}: {e}")))
 }
 
 /// Everything the fabric wires, keyed by instance id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FabricSpec {
     /// Unassigned VPC addresses must not leak to the internet route.
-    pub vpc_cidrs: BTreeSet<Net>,
+    pub vpc_cidrs: BTreeSet<Ipv4Cidr>,
     pub nodes: BTreeMap<String, NodeSpec>,
 }
 
@@ -74,11 +41,11 @@ pub struct PortSpec {
     /// The fabric-side end of the veth.
     pub link: String,
     pub mac: String,
-    pub subnet: Net,
+    pub subnet: Ipv4Cidr,
     pub primary_ip: Ipv4Addr,
     /// Every assigned address (/32) and prefix: routed to this port, and the
     /// only sources accepted from it.
-    pub routes: BTreeSet<Net>,
+    pub routes: BTreeSet<Ipv4Cidr>,
 }
 
 impl PortSpec {
@@ -101,12 +68,12 @@ impl FabricSpec {
         let vpc_cidrs = view
             .vpc_cidrs
             .iter()
-            .map(|c| Net::parse(c))
+            .map(|c| parse_net(c))
             .collect::<io::Result<BTreeSet<_>>>()?;
         let subnets = view
             .subnets
             .iter()
-            .map(|s| Ok((s.id.as_str(), Net::parse(&s.cidr)?)))
+            .map(|s| Ok((s.id.as_str(), parse_net(&s.cidr)?)))
             .collect::<io::Result<BTreeMap<_, _>>>()?;
         let mut nodes = BTreeMap::new();
         let mut names = BTreeMap::new();
@@ -154,17 +121,17 @@ impl FabricSpec {
     }
 }
 
-fn port_spec(eni: &Eni, subnet: Net) -> io::Result<PortSpec> {
+fn port_spec(eni: &Eni, subnet: Ipv4Cidr) -> io::Result<PortSpec> {
     let primary_ip = eni
         .primary_ip()
         .ok_or_else(|| invalid(format!("{} has no primary address", eni.id)))?;
-    let mut routes: BTreeSet<Net> = eni
+    let mut routes: BTreeSet<Ipv4Cidr> = eni
         .private_ips
         .iter()
-        .map(|p| Net::host(p.address))
+        .map(|p| Ipv4Cidr::host(p.address))
         .collect();
     for prefix in &eni.prefixes {
-        routes.insert(Net::parse(prefix)?);
+        routes.insert(parse_net(prefix)?);
     }
     Ok(PortSpec {
         eni_id: eni.id.clone(),

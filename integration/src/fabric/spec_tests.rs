@@ -30,8 +30,8 @@ fn world() -> World {
     }
 }
 
-fn net(s: &str) -> Net {
-    Net::parse(s).unwrap()
+fn net(s: &str) -> Ipv4Cidr {
+    parse_net(s).unwrap()
 }
 
 #[test]
@@ -45,8 +45,11 @@ fn each_running_instance_is_a_node_with_its_primary_eni_at_eth0() {
     let eth0 = &a.ports[&0];
     assert_eq!(eth0.primary_ip, a.primary_ip);
     assert_eq!(eth0.subnet, net("10.0.0.0/24"));
-    assert_eq!(eth0.subnet.gateway(), Ipv4Addr::new(10, 0, 0, 1));
-    assert_eq!(eth0.routes, [Net::host(a.primary_ip)].into());
+    assert_eq!(
+        vpc_cni_cloud::subnet_router(&eth0.subnet),
+        Ipv4Addr::new(10, 0, 0, 1)
+    );
+    assert_eq!(eth0.routes, [Ipv4Cidr::host(a.primary_ip)].into());
     assert!(eth0.link.len() <= 15, "{} too long for a link", eth0.link);
     assert_ne!(eth0.link, spec.nodes[&w.b].ports[&0].link);
 }
@@ -86,9 +89,9 @@ fn secondary_eni_addresses_and_prefixes_route_to_their_port() {
     let eth1 = &spec.nodes[&w.b].ports[&1];
     assert_eq!(eth1.eni_id, eni.id);
     assert_eq!(eth1.mac, eni.mac);
-    let expected: BTreeSet<Net> = [
-        Net::host(eni.primary_ip().unwrap()),
-        Net::host(assigned.addresses[0]),
+    let expected: BTreeSet<Ipv4Cidr> = [
+        Ipv4Cidr::host(eni.primary_ip().unwrap()),
+        Ipv4Cidr::host(assigned.addresses[0]),
         net(&prefixes.prefixes[0]),
     ]
     .into();
@@ -149,6 +152,6 @@ fn link_names_fit_the_kernel_limit_and_keep_the_ids_tail() {
 
 #[test]
 fn bad_cidrs_are_named_in_the_error() {
-    let err = Net::parse("10.0.0.1/24").unwrap_err();
+    let err = parse_net("10.0.0.1/24").unwrap_err();
     assert!(err.to_string().contains("10.0.0.1/24"), "{err}");
 }

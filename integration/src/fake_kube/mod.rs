@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 pub use api::{merge_patch, Call, KubeApi, WatchEvent};
 
-use crate::netns::Netns;
+use vpc_cni_testkit::netns::Netns;
 
 /// The token the server expects and the kubeconfig carries.
 const TOKEN: &str = "fake-kube-token-for-ipamd";

@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 use super::{merge_patch, node_object, Call, FakeKube, KubeApi, TOKEN};
 use crate::fabric::in_namespace;
-use crate::netns::Netns;
-use crate::{require_root, unique_name};
+use vpc_cni_testkit::netns::Netns;
+use vpc_cni_testkit::{require_root, unique_name};
 
 /// Only guards against a hung test; nothing measures speed.
 const STUCK: Duration = Duration::from_secs(30);
@@ -90,7 +90,7 @@ fn chunk(conn: &mut BufReader<TcpStream>) -> Option<String> {
 #[test]
 fn serves_list_get_patch_and_a_live_watch() {
     require_root();
-    let ns = Netns::new(&unique_name("fkube")).unwrap();
+    let ns = Netns::try_new(&unique_name("fkube")).unwrap();
     let server = FakeKube::start(&ns, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
     let api = server.api().clone();
     api.create_node(node_object(
@@ -131,7 +131,7 @@ fn serves_list_get_patch_and_a_live_watch() {
     );
     let (code, _) = send(&mut watch, "GET", &target, &[("Authorization", &auth)], "");
     assert_eq!(code, 200);
-    crate::ipamd_proc::wait_for(STUCK, || (api.open_watches() == 1).then_some(()))
+    vpc_cni_testkit::process::wait_for(STUCK, || (api.open_watches() == 1).then_some(()))
         .expect("the watch never opened");
 
     let patch = r#"{"metadata":{"annotations":{"vpc-cni.io/underlay-ip":"192.168.0.1"}}}"#;

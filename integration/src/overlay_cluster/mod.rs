@@ -22,8 +22,8 @@ use serde_json::{json, Value};
 
 use crate::fake_kube::FakeKube;
 use crate::ipamd_proc::IpamdProcess;
-use crate::netns::Netns;
-use crate::unique_name;
+use vpc_cni_testkit::netns::Netns;
+use vpc_cni_testkit::unique_name;
 
 use kube::kube_diagnostics;
 pub use kube::Starting;
@@ -234,7 +234,7 @@ impl OverlayCluster {
     /// environment every node's ipamd gets, whatever its peer source.
     fn prepare_node(&self, number: u8) -> io::Result<PreparedNode> {
         let name = node_name(number);
-        let netns = Netns::new(&unique_name(&format!("{}n{number}", self.prefix)))?;
+        let netns = Netns::try_new(&unique_name(&format!("{}n{number}", self.prefix)))?;
         let ip = underlay_ip(number);
         self.underlay
             .attach_node(&netns, &format!("p{number}"), ip)?;

@@ -4,8 +4,9 @@
 use std::io;
 
 use super::OverlayCluster;
-use crate::node::{ClusterPod, TestPod};
-use crate::plugin::PluginOutput;
+use crate::node::ClusterPod;
+use vpc_cni_testkit::plugin::PluginOutput;
+use vpc_cni_testkit::pod::TestPod;
 
 /// A pod on one node of an overlay cluster.
 pub type OverlayPod = ClusterPod;

@@ -6,7 +6,8 @@ use std::fmt;
 use std::io;
 use std::process::Command;
 
-use crate::netns::{run_checked, Netns};
+use vpc_cni_testkit::netns::Netns;
+use vpc_cni_testkit::process::run_checked;
 
 /// ipamd's overlay device.
 pub const DEVICE: &str = "vxlan.vpc";
@@ -97,14 +98,14 @@ impl OverlaySnapshot {
     /// FDB entries with a remote on it, routes of ipamd's protocol in the main
     /// table (overlay routes and direct routes alike) and ipamd's nft table.
     pub fn read(node: &Netns) -> io::Result<Self> {
-        let device_present = node.ip(&["link", "show", "dev", DEVICE]).is_ok();
+        let device_present = node.try_ip(&["link", "show", "dev", DEVICE]).is_ok();
         let mut lines = Vec::new();
         let device = if device_present {
-            let link = node.ip(&["-d", "link", "show", "dev", DEVICE])?;
-            let addrs = node.ip(&["-4", "-o", "addr", "show", "dev", DEVICE])?;
+            let link = node.try_ip(&["-d", "link", "show", "dev", DEVICE])?;
+            let addrs = node.try_ip(&["-4", "-o", "addr", "show", "dev", DEVICE])?;
             let device = VxlanDevice::parse(&link, &addrs);
             lines.push(format!("link: {device}"));
-            let neigh = node.ip(&["neigh", "show", "dev", DEVICE, "nud", "permanent"])?;
+            let neigh = node.try_neighbours(&["dev", DEVICE, "nud", "permanent"])?;
             lines.extend(tagged("neigh", &neigh, |l| l.contains("PERMANENT")));
             let fdb = output(node.command("bridge").args(["fdb", "show", "dev", DEVICE]))?;
             lines.extend(tagged("fdb", &fdb, |l| {
@@ -114,7 +115,7 @@ impl OverlaySnapshot {
         } else {
             None
         };
-        let routes = node.ip(&["route", "show", "proto", ROUTE_PROTOCOL])?;
+        let routes = node.try_ip(&["route", "show", "proto", ROUTE_PROTOCOL])?;
         lines.extend(tagged("route", &routes, |_| true));
         // The kernel dumps entries in hash order, so those are sorted; nft
         // prints its table in a fixed order whose structure (which rule sits
@@ -230,7 +231,7 @@ pub(crate) fn output(cmd: &mut Command) -> io::Result<String> {
 #[must_use]
 pub fn node_state_dump(node: &Netns) -> String {
     let show = |args: &[&str]| {
-        node.ip(args)
+        node.try_ip(args)
             .unwrap_or_else(|e| format!("ip {args:?}: {e}\n"))
     };
     let fdb = output(node.command("bridge").args(["fdb", "show", "dev", DEVICE]))

@@ -7,8 +7,8 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use crate::netns::Netns;
-use crate::unique_name;
+use vpc_cni_testkit::netns::Netns;
+use vpc_cni_testkit::unique_name;
 
 /// The underlay subnet; node `n` (1-based) sits at `.(10 + n)`.
 pub const UNDERLAY_PREFIX_LEN: u8 = 24;
@@ -46,10 +46,10 @@ impl Underlay {
     /// reaching it with a pod source address could never be answered, which is
     /// what shows that nodes SNAT.
     pub fn new(prefix: &str, mtu: u32) -> io::Result<Self> {
-        let switch = Netns::new(&unique_name(&format!("{prefix}sw")))?;
-        switch.ip(&["link", "add", BRIDGE, "type", "bridge"])?;
-        switch.ip(&["link", "set", BRIDGE, "up"])?;
-        let outside = Netns::new(&unique_name(&format!("{prefix}out")))?;
+        let switch = Netns::try_new(&unique_name(&format!("{prefix}sw")))?;
+        switch.try_ip(&["link", "add", BRIDGE, "type", "bridge"])?;
+        switch.try_ip(&["link", "set", BRIDGE, "up"])?;
+        let outside = Netns::try_new(&unique_name(&format!("{prefix}out")))?;
         let underlay = Self {
             mtu,
             outside,
@@ -73,7 +73,7 @@ impl Underlay {
     /// route via the outside host (the way out of a datacenter rack).
     pub fn attach_node(&self, node: &Netns, port: &str, ip: Ipv4Addr) -> io::Result<()> {
         self.plug(node, port, ip)?;
-        node.ip(&["route", "add", "default", "via", &OUTSIDE_IP.to_string()])?;
+        node.try_ip(&["route", "add", "default", "via", &OUTSIDE_IP.to_string()])?;
         Ok(())
     }
 
@@ -82,7 +82,7 @@ impl Underlay {
     /// machine's own namespace.
     fn plug(&self, ns: &Netns, port: &str, ip: Ipv4Addr) -> io::Result<()> {
         let mtu = self.mtu.to_string();
-        self.switch.ip(&[
+        self.switch.try_ip(&[
             "link",
             "add",
             port,
@@ -99,15 +99,15 @@ impl Underlay {
             ns.name(),
         ])?;
         self.switch
-            .ip(&["link", "set", port, "master", BRIDGE, "up"])?;
-        ns.ip(&[
+            .try_ip(&["link", "set", port, "master", BRIDGE, "up"])?;
+        ns.try_ip(&[
             "addr",
             "add",
             &format!("{ip}/{UNDERLAY_PREFIX_LEN}"),
             "dev",
             "eth0",
         ])?;
-        ns.ip(&["link", "set", "eth0", "up"])?;
+        ns.try_ip(&["link", "set", "eth0", "up"])?;
         Ok(())
     }
 }

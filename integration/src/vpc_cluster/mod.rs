@@ -14,11 +14,14 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use vpc_cni_cloud::sim::{CreateEni, Eni, Instance, SimVpc, Subnet};
 
-use crate::fabric::{ec2_url, imds_url, Fabric, FabricServices, Follower, Net};
+use vpc_cni_proto::net::Ipv4Cidr;
+
+use crate::fabric::{ec2_url, imds_url, Fabric, FabricServices, Follower};
 use crate::ipamd_proc::IpamdProcess;
-use crate::netns::Netns;
-use crate::node::{ClusterPod, TestPod};
-use crate::plugin::PluginOutput;
+use crate::node::ClusterPod;
+use vpc_cni_testkit::netns::Netns;
+use vpc_cni_testkit::plugin::PluginOutput;
+use vpc_cni_testkit::pod::TestPod;
 
 pub use probe::{reachable, tcp_peer};
 
@@ -244,8 +247,8 @@ impl VpcCluster {
                 || eni
                     .prefixes
                     .iter()
-                    .filter_map(|p| Net::parse(p).ok())
-                    .any(|net| contains(net, ip))
+                    .filter_map(|p| p.parse::<Ipv4Cidr>().ok())
+                    .any(|net| net.contains(ip))
         })
     }
 
@@ -291,7 +294,7 @@ impl VpcCluster {
         };
         let show = |args: &[&str]| {
             n.netns
-                .ip(args)
+                .try_ip(args)
                 .unwrap_or_else(|e| format!("ip {args:?}: {e}\n"))
         };
         let nft = n
@@ -355,11 +358,6 @@ fn base_env() -> BTreeMap<String, String> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
-}
-
-fn contains(net: Net, ip: Ipv4Addr) -> bool {
-    let mask = u32::MAX.checked_shl(32 - u32::from(net.len)).unwrap_or(0);
-    u32::from(ip) & mask == u32::from(net.addr) & mask
 }
 
 fn sim_err(what: &str) -> impl Fn(vpc_cni_cloud::sim::SimError) -> io::Error + '_ {

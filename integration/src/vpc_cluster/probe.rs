@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::fabric::in_namespace;
-use crate::netns::Netns;
+use vpc_cni_testkit::netns::Netns;
 
 /// Pings per probe before calling a target unreachable: an address EC2
 /// just handed out may need one follower period to be routed.

@@ -3,8 +3,8 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use vpc_cni_integration::ipamd_proc::wait_for;
 use vpc_cni_integration::node::{TestNode, NODE_IP};
+use vpc_cni_testkit::process::wait_for;
 
 use crate::cri::{Kubelet, Pod};
 
@@ -33,7 +33,7 @@ pub fn assert_ipamd_holds(node: &TestNode, pod: &Pod) {
 
 /// Host veths (`vpc…`) in the node namespace.
 pub fn host_veths(node: &TestNode) -> Vec<String> {
-    let text = node.netns.ip(&["-o", "link", "show"]).unwrap();
+    let text = node.netns.try_ip(&["-o", "link", "show"]).unwrap();
     text.lines()
         .filter_map(|l| l.split(": ").nth(1))
         .map(|name| name.split('@').next().unwrap_or(name).to_string())
@@ -48,7 +48,7 @@ pub fn pod_routes(node: &TestNode) -> Vec<String> {
     let net: u32 = net.parse::<Ipv4Addr>().unwrap().into();
     let len: u32 = len.parse().unwrap();
     let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-    let text = node.netns.ip(&["-4", "route", "show"]).unwrap();
+    let text = node.netns.try_ip(&["-4", "route", "show"]).unwrap();
     text.lines()
         .filter(|line| {
             let dest = line.split_whitespace().next().unwrap_or_default();

@@ -16,7 +16,7 @@ use k8s_cri::v1::{
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 use vpc_cni_integration::image::IMAGE_REF;
-use vpc_cni_integration::unique_name;
+use vpc_cni_testkit::unique_name;
 
 /// Bound of one CRI call; RunPodSandbox includes the whole CNI ADD chain.
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);

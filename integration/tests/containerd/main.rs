@@ -12,7 +12,7 @@ mod runtime;
 use std::collections::BTreeSet;
 
 use vpc_cni_integration::node::{NodeOptions, TestNode};
-use vpc_cni_integration::{require_root, unique_name};
+use vpc_cni_testkit::{require_root, unique_name};
 
 use checks::{
     assert_ipamd_holds, assert_node_clean, exec_ok, fetch_from_pod, fetch_host_port, host_veths,

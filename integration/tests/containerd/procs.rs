@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use nix::unistd::Pid;
-use vpc_cni_integration::ipamd_proc::wait_for;
+use vpc_cni_testkit::process::wait_for;
 
 /// Bound for shims to exit after their sandboxes went away.
 const SHIM_EXIT_LIMIT: Duration = Duration::from_secs(10);

@@ -8,12 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
-use vpc_cni_integration::bins;
 use vpc_cni_integration::image::{build_busybox_image, IMAGE_REF};
-use vpc_cni_integration::ipamd_proc::wait_for;
-use vpc_cni_integration::netns::run_checked;
 use vpc_cni_integration::node::TestNode;
-use vpc_cni_integration::unique_name;
+use vpc_cni_testkit::bins;
+use vpc_cni_testkit::process::run_checked;
+use vpc_cni_testkit::process::wait_for;
+use vpc_cni_testkit::unique_name;
 
 use crate::cri::Kubelet;
 use crate::procs::{become_subreaper, processes_mentioning, wait_and_reap_shims};

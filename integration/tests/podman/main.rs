@@ -11,9 +11,9 @@ mod runtime;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use vpc_cni_integration::ipamd_proc::wait_for;
 use vpc_cni_integration::node::{NodeOptions, TestNode, NODE_IP};
-use vpc_cni_integration::require_root;
+use vpc_cni_testkit::process::wait_for;
+use vpc_cni_testkit::require_root;
 
 use runtime::{Container, Podman};
 
@@ -26,7 +26,7 @@ const EVENTUAL: Duration = Duration::from_secs(30);
 
 /// Links in the node namespace named like the plugin's host veths.
 fn host_veths(node: &TestNode) -> Vec<String> {
-    let text = node.netns.ip(&["-o", "link", "show"]).unwrap();
+    let text = node.netns.try_ip(&["-o", "link", "show"]).unwrap();
     text.lines()
         .filter_map(|line| line.split(": ").nth(1))
         .map(|name| name.split('@').next().unwrap_or(name).to_string())

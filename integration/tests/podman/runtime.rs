@@ -7,11 +7,11 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use vpc_cni_integration::bins;
 use vpc_cni_integration::image;
-use vpc_cni_integration::netns::run_checked;
 use vpc_cni_integration::node::TestNode;
-use vpc_cni_integration::unique_name;
+use vpc_cni_testkit::bins;
+use vpc_cni_testkit::process::run_checked;
+use vpc_cni_testkit::unique_name;
 
 use crate::cleanup;
 

@@ -5,14 +5,16 @@
 use super::peers::PeerSet;
 use super::underlay::{discover, Underlay};
 use super::vxlan::tests::core::{cidr, ip, peer, spec};
-use super::vxlan::tests::netns::Ns;
+use vpc_cni_testkit::netns::Netns;
+
+use super::vxlan::tests::entries::overlay_entries;
 use super::OverlayDatapath;
 use crate::error::IpamdError;
 use vpc_cni_proto::net::Ipv4Cidr;
 
 /// A node with `eth0` (192.168.50.1/24, MTU 9000, default route) and `eth1` (10.9.0.1/24).
-fn node() -> Ns {
-    let ns = Ns::new("und");
+fn node() -> Netns {
+    let ns = Netns::unique("ovx-und");
     for (dev, peer, addr, mtu) in [
         ("eth0", "eth0p", "192.168.50.1/24", "9000"),
         ("eth1", "eth1p", "10.9.0.1/24", "1500"),
@@ -25,7 +27,7 @@ fn node() -> Ns {
     ns
 }
 
-fn discover_in(ns: &Ns, named: Option<&str>) -> Result<Underlay, IpamdError> {
+fn discover_in(ns: &Netns, named: Option<&str>) -> Result<Underlay, IpamdError> {
     let named = named.map(str::to_owned);
     ns.run(|| async move { discover(named.as_deref()).await })
 }
@@ -92,18 +94,14 @@ fn set(peers: &[(&str, &str, &str)]) -> PeerSet {
         .collect()
 }
 
-fn nft_table(ns: &Ns) -> String {
-    let (ok, text) = ns.exec(&["nft", "list", "table", "ip", "vpc-cni"]);
-    if ok {
-        text
-    } else {
-        String::new()
-    }
+fn nft_table(ns: &Netns) -> String {
+    ns.nft(&["list", "table", "ip", "vpc-cni"])
+        .unwrap_or_default()
 }
 
 /// Runs `f` against a datapath adopted afresh in `ns`, as a restarted ipamd would.
 fn with_datapath<T: Send + 'static>(
-    ns: &Ns,
+    ns: &Netns,
     cluster: Option<Ipv4Cidr>,
     f: impl FnOnce(std::sync::Arc<OverlayDatapath>) -> futures::future::BoxFuture<'static, T>
         + Send
@@ -141,12 +139,12 @@ fn datapath_programs_peers_snat_and_repairs_drift() {
     ] {
         assert!(table.contains(want), "{want:?} missing from:\n{table}");
     }
-    let entries = ns.overlay_entries();
+    let entries = overlay_entries(&ns);
     assert_eq!(entries.len(), 6, "{entries:#?}");
 
     // Outside damage is repaired by a resync; a smaller set removes exactly one peer's lines.
     ns.ip(&["route", "del", "10.244.2.0/24"]);
-    ns.exec(&["nft", "delete", "table", "ip", "vpc-cni"]);
+    ns.exec_ok(&["nft", "delete", "table", "ip", "vpc-cni"]);
     let one = set(&[("b", "192.168.50.2", "10.244.1.0/24")]);
     let (peers, smaller) = (two.clone(), one.clone());
     let repaired = with_datapath(&ns, None, move |dp| {
@@ -159,7 +157,7 @@ fn datapath_programs_peers_snat_and_repairs_drift() {
     });
     assert_eq!(repaired.added.routes, 0, "{repaired:?}");
     assert_eq!(repaired.removed.total(), 3, "{repaired:?}");
-    let after = ns.overlay_entries();
+    let after = overlay_entries(&ns);
     let gone: Vec<_> = entries.difference(&after).collect();
     assert_eq!(gone.len(), 3, "{gone:#?}");
     assert!(gone
@@ -260,5 +258,5 @@ fn a_deleted_device_is_recreated_with_its_entries() {
             assert_eq!(settings(&before), settings(&after));
         })
     });
-    assert_eq!(ns.overlay_entries().len(), 6);
+    assert_eq!(overlay_entries(&ns).len(), 6);
 }

@@ -42,7 +42,7 @@ impl SecondaryEni {
     /// The VPC router of the subnet, as EC2 places it.
     #[must_use]
     pub fn gateway(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.subnet.network).wrapping_add(1))
+        vpc_cni_cloud::subnet_router(&self.subnet)
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use vpc_cni_integration::fabric::in_namespace;
-use vpc_cni_integration::netns::Netns;
+use vpc_cni_testkit::netns::Netns;
 
 /// Size of every write and read, as the brief of `make bench` fixes it.
 pub const CHUNK: usize = 128 * 1024;

@@ -9,11 +9,11 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use vpc_cni_integration::ipamd_proc::wait_for;
-use vpc_cni_integration::netns::Netns;
 use vpc_cni_integration::node::ClusterPod;
 use vpc_cni_integration::overlay_cluster::OverlayCluster;
 use vpc_cni_integration::vpc_cluster::{reachable, VpcCluster};
+use vpc_cni_testkit::netns::Netns;
+use vpc_cni_testkit::process::wait_for;
 
 use crate::tcp;
 
@@ -238,7 +238,7 @@ fn print_calls(calls: &BTreeMap<String, u64>) {
 
 /// The MTU of `link` in `ns`, or "?" when it cannot be read (for display).
 fn mtu(ns: &Netns, link: &str) -> String {
-    ns.ip(&["-o", "link", "show", link])
+    ns.try_ip(&["-o", "link", "show", link])
         .ok()
         .and_then(|out| {
             let mut words = out.split_whitespace();

@@ -8,10 +8,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use vpc_cni_integration::ipamd_proc::wait_for;
 use vpc_cni_integration::overlay_cluster::{OverlayCluster, OverlayPod, OUTSIDE_IP};
 use vpc_cni_integration::vpc_cluster::{reachable, tcp_peer};
 use vpc_cni_proto::Mode;
+use vpc_cni_testkit::process::wait_for;
 
 const UNDERLAY_MTU: u32 = 1500;
 /// (node, pod) pairs: two pods on each of the three nodes.

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use crate::error::IpamdError;
-use vpc_cni_proto::net::Ipv4Cidr;
+use vpc_cni_proto::net::{Ipv4Cidr, MacAddr};
 
 /// Name of the overlay device; one per node.
 pub const DEVICE_NAME: &str = "vxlan.vpc";
@@ -29,9 +29,9 @@ pub use crate::overlay::peers::Peer;
 /// The VTEP MAC of the node with this underlay address: locally administered, so it never
 /// collides with a vendor MAC, and derivable by every peer without an exchange.
 #[must_use]
-pub fn vtep_mac(underlay: Ipv4Addr) -> [u8; 6] {
+pub fn vtep_mac(underlay: Ipv4Addr) -> MacAddr {
     let [a, b, c, d] = underlay.octets();
-    [0x0e, 0x56, a, b, c, d]
+    MacAddr([0x0e, 0x56, a, b, c, d])
 }
 
 /// This node's side of the overlay.
@@ -57,7 +57,7 @@ impl OverlaySpec {
 
     /// The MAC the device carries, which every peer derives on its own.
     #[must_use]
-    pub fn own_vtep_mac(&self) -> [u8; 6] {
+    pub fn own_vtep_mac(&self) -> MacAddr {
         vtep_mac(self.underlay_ip)
     }
 
@@ -99,13 +99,13 @@ impl OverlaySpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NeighbourEntry {
     pub ip: Ipv4Addr,
-    pub mac: [u8; 6],
+    pub mac: MacAddr,
 }
 
 /// A forwarding entry on the device: frames to this VTEP MAC go to this underlay address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FdbEntry {
-    pub mac: [u8; 6],
+    pub mac: MacAddr,
     pub dst: Ipv4Addr,
 }
 
@@ -255,11 +255,30 @@ impl ReconcileReport {
     }
 }
 
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, other: Self) {
+        self.neighbours += other.neighbours;
+        self.fdb += other.fdb;
+        self.routes += other.routes;
+    }
+}
+
+impl std::ops::AddAssign for ReconcileReport {
+    fn add_assign(&mut self, other: Self) {
+        self.added += other.added;
+        self.removed += other.removed;
+    }
+}
+
 impl Plan {
     /// Removals first (a stale route may hold the destination a new one needs), then additions
     /// in neighbour, FDB, route order so that no route is usable before its next hop resolves.
     #[must_use]
     pub fn new(desired: &[PeerEntries], observed: &Observed) -> Self {
+        // Neighbours and FDB entries are unique in the kernel (one per address, or MAC and
+        // remote, on a device): an entry a dump lists twice is one entry listed twice (the
+        // neighbour table is shared by every namespace and may change under the dump), so it
+        // is removed at most once and never because it repeats.
         fn split<T: Copy + Eq + std::hash::Hash>(
             want: impl Iterator<Item = T>,
             have: &[T],
@@ -270,8 +289,7 @@ impl Plan {
             let remove = have
                 .iter()
                 .enumerate()
-                // A duplicate of a wanted entry is stale too: exactly one copy stays.
-                .filter(|(_, e)| !want_set.contains(e) || !seen.insert(**e))
+                .filter(|(_, e)| seen.insert(**e) && !want_set.contains(e))
                 .map(|(i, _)| i)
                 .collect();
             let add = want.into_iter().filter(|e| !seen.contains(e)).collect();

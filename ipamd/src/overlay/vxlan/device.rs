@@ -4,16 +4,13 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use futures::TryStreamExt;
-use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{
-    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage,
 };
-use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkUnspec, LinkVxlan};
+use vpc_cni::netlink as nl;
 
 use super::core::{OverlaySpec, DEVICE_NAME};
-use super::nl::{is_gone, netlink_error};
 use crate::error::IpamdError;
 
 /// What [`ensure_device`] had to do.
@@ -34,27 +31,6 @@ pub struct Device {
     pub index: u32,
     pub underlay_index: u32,
     pub change: DeviceChange,
-}
-
-fn link_name(link: &LinkMessage) -> Option<&str> {
-    link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::IfName(n) => Some(n.as_str()),
-        _ => None,
-    })
-}
-
-fn link_mtu(link: &LinkMessage) -> Option<u32> {
-    link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::Mtu(m) => Some(*m),
-        _ => None,
-    })
-}
-
-fn link_mac(link: &LinkMessage) -> Option<&[u8]> {
-    link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::Address(m) => Some(m.as_slice()),
-        _ => None,
-    })
 }
 
 /// The VXLAN settings of a link, or `None` when it is not a VXLAN device.
@@ -91,13 +67,9 @@ fn is_compatible(info: &[InfoVxlan], spec: &OverlaySpec, underlay_index: u32) ->
 }
 
 async fn links(handle: &Handle) -> Result<Vec<LinkMessage>, IpamdError> {
-    handle
-        .link()
-        .get()
-        .execute()
-        .try_collect()
+    nl::links(handle)
         .await
-        .map_err(|e| netlink_error("listing links", e))
+        .map_err(IpamdError::netlink("listing links"))
 }
 
 async fn create(handle: &Handle, spec: &OverlaySpec, underlay: u32) -> Result<(), IpamdError> {
@@ -107,18 +79,18 @@ async fn create(handle: &Handle, spec: &OverlaySpec, underlay: u32) -> Result<()
         .port(spec.port)
         .learning(false)
         .mtu(spec.device_mtu())
-        .address(spec.own_vtep_mac().to_vec())
+        .address(spec.own_vtep_mac().0.to_vec())
         .up()
         .build();
-    handle.link().add(msg).execute().await.map_err(|e| {
-        netlink_error(
-            format!(
-                "creating {DEVICE_NAME} (VNI {}, port {}, local {} on {})",
-                spec.vni, spec.port, spec.underlay_ip, spec.underlay_iface
-            ),
-            e,
-        )
-    })
+    handle
+        .link()
+        .add(msg)
+        .execute()
+        .await
+        .map_err(IpamdError::netlink(format!(
+            "creating {DEVICE_NAME} (VNI {}, port {}, local {} on {})",
+            spec.vni, spec.port, spec.underlay_ip, spec.underlay_iface
+        )))
 }
 
 /// Makes `vxlan.vpc` in the calling thread's netns match `spec`: settings, MAC, MTU, up, and
@@ -128,14 +100,14 @@ pub async fn ensure_device(handle: &Handle, spec: &OverlaySpec) -> Result<Device
     let all = links(handle).await?;
     let underlay = all
         .iter()
-        .find(|l| link_name(l) == Some(spec.underlay_iface.as_str()))
+        .find(|l| nl::link_name(l) == Some(spec.underlay_iface.as_str()))
         .map(|l| l.header.index)
         .ok_or_else(|| IpamdError::Config {
             variable: "VXLAN_UNDERLAY_IFACE",
             reason: format!("no interface named {:?}", spec.underlay_iface),
         })?;
 
-    let existing = all.iter().find(|l| link_name(l) == Some(DEVICE_NAME));
+    let existing = all.iter().find(|l| nl::link_name(l) == Some(DEVICE_NAME));
     let mut change = match existing {
         Some(link) if vxlan_info(link).is_some_and(|i| is_compatible(i, spec, underlay)) => {
             DeviceChange::Unchanged
@@ -145,12 +117,8 @@ pub async fn ensure_device(handle: &Handle, spec: &OverlaySpec) -> Result<Device
                 device = DEVICE_NAME,
                 "existing device has other VXLAN settings; recreating it"
             );
-            match handle.link().del(link.header.index).execute().await {
-                Err(e) if !is_gone(&e) => {
-                    return Err(netlink_error(format!("deleting stale {DEVICE_NAME}"), e))
-                }
-                _ => {}
-            }
+            nl::gone_is_ok(handle.link().del(link.header.index).execute().await)
+                .map_err(IpamdError::netlink(format!("deleting stale {DEVICE_NAME}")))?;
             create(handle, spec, underlay).await?;
             DeviceChange::Recreated
         }
@@ -163,29 +131,30 @@ pub async fn ensure_device(handle: &Handle, spec: &OverlaySpec) -> Result<Device
     let link = links(handle)
         .await?
         .into_iter()
-        .find(|l| link_name(l) == Some(DEVICE_NAME))
+        .find(|l| nl::link_name(l) == Some(DEVICE_NAME))
         .ok_or_else(|| {
             IpamdError::Internal(format!("{DEVICE_NAME} vanished right after being set up"))
         })?;
     let index = link.header.index;
     let mac = spec.own_vtep_mac();
-    let up = link.header.flags.contains(LinkFlags::Up);
-    if !up || link_mtu(&link) != Some(spec.device_mtu()) || link_mac(&link) != Some(&mac[..]) {
+    if !nl::link_is_up(&link)
+        || nl::link_mtu(&link) != Some(spec.device_mtu())
+        || nl::link_mac(&link) != Some(mac)
+    {
         let msg = LinkUnspec::new_with_index(index)
             .mtu(spec.device_mtu())
-            .address(mac.to_vec())
+            .address(mac.0.to_vec())
             .up()
             .build();
-        handle.link().set(msg).execute().await.map_err(|e| {
-            netlink_error(
-                format!(
-                    "setting {DEVICE_NAME} up with MTU {} and MAC {}",
-                    spec.device_mtu(),
-                    super::mac_string(mac)
-                ),
-                e,
-            )
-        })?;
+        handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(IpamdError::netlink(format!(
+                "setting {DEVICE_NAME} up with MTU {} and MAC {mac}",
+                spec.device_mtu(),
+            )))?;
         if change == DeviceChange::Unchanged {
             change = DeviceChange::Updated;
         }
@@ -205,33 +174,23 @@ pub async fn ensure_device(handle: &Handle, spec: &OverlaySpec) -> Result<Device
 /// Leaves `address/32` as the device's only IPv4 address; a /32 adds no subnet route, so
 /// nothing but our per-peer routes points at the device. Returns whether anything changed.
 async fn sync_address(handle: &Handle, index: u32, address: Ipv4Addr) -> Result<bool, IpamdError> {
-    let current: Vec<_> = handle
-        .address()
-        .get()
-        .set_link_index_filter(index)
-        .execute()
-        .try_collect()
+    let current = nl::ipv4_address_messages(handle, index)
         .await
-        .map_err(|e| netlink_error(format!("listing addresses of {DEVICE_NAME}"), e))?;
+        .map_err(IpamdError::netlink(format!(
+            "listing addresses of {DEVICE_NAME}"
+        )))?;
     let mut present = false;
     let mut changed = false;
     for msg in current {
-        if msg.header.family != AddressFamily::Inet || msg.header.index != index {
-            continue;
-        }
-        let local = msg.attributes.iter().find_map(|a| match a {
-            AddressAttribute::Local(IpAddr::V4(a)) => Some(*a),
-            _ => None,
-        });
+        let local = nl::address_local(&msg);
         if local == Some(address) && msg.header.prefix_len == 32 {
             present = true;
             continue;
         }
         let what = format!("removing stale address {local:?} from {DEVICE_NAME}");
-        match handle.address().del(msg).execute().await {
-            Err(e) if !is_gone(&e) => return Err(netlink_error(what, e)),
-            _ => changed = true,
-        }
+        nl::gone_is_ok(handle.address().del(msg).execute().await)
+            .map_err(IpamdError::netlink(what))?;
+        changed = true;
     }
     if !present {
         handle
@@ -239,7 +198,9 @@ async fn sync_address(handle: &Handle, index: u32, address: Ipv4Addr) -> Result<
             .add(index, IpAddr::V4(address), 32)
             .execute()
             .await
-            .map_err(|e| netlink_error(format!("adding {address}/32 to {DEVICE_NAME}"), e))?;
+            .map_err(IpamdError::netlink(format!(
+                "adding {address}/32 to {DEVICE_NAME}"
+            )))?;
         changed = true;
     }
     Ok(changed)

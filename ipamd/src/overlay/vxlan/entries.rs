@@ -3,21 +3,19 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use futures::TryStreamExt;
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteType,
+    RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteType,
 };
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, RouteMessageBuilder};
+use vpc_cni::netlink as nl;
 
 use super::core::{
     FdbEntry, NeighbourEntry, Observed, RouteEntry, RouteKind, DEVICE_NAME, ROUTE_PROTOCOL,
 };
-use super::mac_string;
-use super::nl::{is_gone, netlink_error};
 use crate::error::IpamdError;
 
 /// Link indexes the entries refer to.
@@ -30,72 +28,34 @@ pub(super) struct Links {
 /// The kernel's routes behind [`Observed::routes`], index for index, to delete them as dumped.
 pub(super) type RawRoutes = Vec<RouteMessage>;
 
-fn neighbour_mac(msg: &NeighbourMessage) -> Option<[u8; 6]> {
-    msg.attributes.iter().find_map(|a| match a {
-        NeighbourAttribute::LinkLayerAddress(m) => <[u8; 6]>::try_from(m.as_slice()).ok(),
-        _ => None,
-    })
-}
-
-fn neighbour_ip(msg: &NeighbourMessage) -> Option<Ipv4Addr> {
-    msg.attributes.iter().find_map(|a| match a {
-        NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
-        // The parser only knows the family's own addresses; FDB remotes come in raw.
-        NeighbourAttribute::Destination(NeighbourAddress::Other(raw)) => {
-            <[u8; 4]>::try_from(raw.as_slice()).ok().map(Ipv4Addr::from)
-        }
-        _ => None,
-    })
-}
-
 async fn dump_neighbours(
     handle: &Handle,
     family: AddressFamily,
 ) -> Result<Vec<NeighbourMessage>, IpamdError> {
-    handle
-        .neighbours()
-        .get()
-        .set_address_family(family)
-        .execute()
-        .try_collect()
+    nl::neighbours(handle, family)
         .await
-        .map_err(|e| netlink_error(format!("listing {family:?} neighbours"), e))
-}
-
-fn route_table(route: &RouteMessage) -> u32 {
-    route
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            RouteAttribute::Table(t) => Some(*t),
-            _ => None,
-        })
-        .unwrap_or(u32::from(route.header.table))
+        .map_err(IpamdError::netlink(format!(
+            "listing {family:?} neighbours"
+        )))
 }
 
 /// Our route as a [`RouteEntry`], `None` when it has a shape we never add.
 fn route_entry(route: &RouteMessage, links: Links) -> Option<RouteEntry> {
-    let mut dst = Ipv4Addr::UNSPECIFIED;
-    let mut gateway = None;
-    let mut oif = None;
-    for attr in &route.attributes {
-        match attr {
-            RouteAttribute::Destination(RouteAddress::Inet(a)) => dst = *a,
-            RouteAttribute::Gateway(RouteAddress::Inet(a)) => gateway = Some(*a),
-            RouteAttribute::Oif(i) => oif = Some(*i),
-            RouteAttribute::Priority(p) if *p != 0 => return None,
-            _ => {}
-        }
+    if nl::route_metric(route) != 0 {
+        return None;
     }
     let onlink = route.header.flags.contains(RouteFlags::Onlink);
-    let kind = match oif {
+    let kind = match nl::route_oif(route) {
         Some(i) if i == links.device && onlink => RouteKind::Overlay,
         Some(i) if i == links.underlay && !onlink => RouteKind::Direct,
         _ => return None,
     };
     Some(RouteEntry {
-        dst: (dst, route.header.destination_prefix_length),
-        gateway: gateway?,
+        dst: (
+            nl::route_dst(route).unwrap_or(Ipv4Addr::UNSPECIFIED),
+            route.header.destination_prefix_length,
+        ),
+        gateway: nl::route_gateway(route)?,
         kind,
     })
 }
@@ -112,8 +72,8 @@ pub(super) async fn observe(
         .filter(|m| m.header.ifindex == links.device && m.header.state == NeighbourState::Permanent)
         .filter_map(|m| {
             Some(NeighbourEntry {
-                ip: neighbour_ip(m)?,
-                mac: neighbour_mac(m)?,
+                ip: nl::neighbour_ip(m)?,
+                mac: nl::neighbour_mac(m)?,
             })
         })
         .collect();
@@ -124,25 +84,21 @@ pub(super) async fn observe(
         .filter(|m| m.header.ifindex == links.device)
         .filter_map(|m| {
             Some(FdbEntry {
-                mac: neighbour_mac(m)?,
-                dst: neighbour_ip(m)?,
+                mac: nl::neighbour_mac(m)?,
+                dst: nl::neighbour_ip(m)?,
             })
         })
         .collect();
 
-    let all_routes: Vec<RouteMessage> = handle
-        .route()
-        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-        .execute()
-        .try_collect()
+    let all_routes = nl::ipv4_routes(handle)
         .await
-        .map_err(|e| netlink_error("listing IPv4 routes", e))?;
+        .map_err(IpamdError::netlink("listing IPv4 routes"))?;
     let raw: RawRoutes = all_routes
         .into_iter()
         .filter(|r| {
             let protocol = u8::from(r.header.protocol);
             let on_device = r.attributes.contains(&RouteAttribute::Oif(links.device));
-            route_table(r) == u32::from(RouteHeader::RT_TABLE_MAIN)
+            nl::route_table(r) == u32::from(RouteHeader::RT_TABLE_MAIN)
                 && r.header.kind == RouteType::Unicast
                 && (protocol == ROUTE_PROTOCOL
                     || (on_device && r.header.protocol != RouteProtocol::Kernel))
@@ -167,21 +123,15 @@ pub(super) async fn add_neighbour(
     handle
         .neighbours()
         .add(links.device, IpAddr::V4(entry.ip))
-        .link_layer_address(&entry.mac)
+        .link_layer_address(&entry.mac.0)
         .state(NeighbourState::Permanent)
         .replace()
         .execute()
         .await
-        .map_err(|e| {
-            netlink_error(
-                format!(
-                    "adding neighbour {} lladdr {} dev {DEVICE_NAME}",
-                    entry.ip,
-                    mac_string(entry.mac)
-                ),
-                e,
-            )
-        })
+        .map_err(IpamdError::netlink(format!(
+            "adding neighbour {} lladdr {} dev {DEVICE_NAME}",
+            entry.ip, entry.mac
+        )))
 }
 
 pub(super) async fn add_fdb(
@@ -191,23 +141,17 @@ pub(super) async fn add_fdb(
 ) -> Result<(), IpamdError> {
     handle
         .neighbours()
-        .add_bridge(links.device, &entry.mac)
+        .add_bridge(links.device, &entry.mac.0)
         .flags(NeighbourFlags::Own)
         .state(NeighbourState::Permanent)
         .destination(IpAddr::V4(entry.dst))
         .replace()
         .execute()
         .await
-        .map_err(|e| {
-            netlink_error(
-                format!(
-                    "adding FDB entry {} dst {} dev {DEVICE_NAME}",
-                    mac_string(entry.mac),
-                    entry.dst
-                ),
-                e,
-            )
-        })
+        .map_err(IpamdError::netlink(format!(
+            "adding FDB entry {} dst {} dev {DEVICE_NAME}",
+            entry.mac, entry.dst
+        )))
 }
 
 fn route_message(links: Links, entry: RouteEntry) -> RouteMessage {
@@ -233,18 +177,15 @@ pub(super) async fn add_route(
         .replace()
         .execute()
         .await
-        .map_err(|e| netlink_error(format!("adding route {entry}"), e))
+        .map_err(IpamdError::netlink(format!("adding route {entry}")))
 }
 
 /// Runs one delete; an entry already gone counts as deleted.
 async fn delete(
     what: String,
-    request: impl std::future::Future<Output = Result<(), rtnetlink::Error>>,
+    request: impl std::future::Future<Output = Result<(), nl::Error>>,
 ) -> Result<(), IpamdError> {
-    match request.await {
-        Err(e) if !is_gone(&e) => Err(netlink_error(what, e)),
-        _ => Ok(()),
-    }
+    nl::gone_is_ok(request.await).map_err(IpamdError::netlink(what))
 }
 
 pub(super) async fn remove_neighbour(
@@ -274,7 +215,7 @@ pub(super) async fn remove_fdb(
     msg.header.flags = NeighbourFlags::Own;
     msg.header.state = NeighbourState::Permanent;
     msg.attributes
-        .push(NeighbourAttribute::LinkLayerAddress(entry.mac.to_vec()));
+        .push(NeighbourAttribute::LinkLayerAddress(entry.mac.0.to_vec()));
     // With the remote named, only that remote goes: a MAC may have another one we keep.
     msg.attributes
         .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
@@ -282,8 +223,7 @@ pub(super) async fn remove_fdb(
         )));
     let what = format!(
         "deleting FDB entry {} dst {} dev {DEVICE_NAME}",
-        mac_string(entry.mac),
-        entry.dst
+        entry.mac, entry.dst
     );
     delete(what, handle.neighbours().del(msg).execute()).await
 }
@@ -310,10 +250,7 @@ pub(super) async fn remove_raw_route(
 ) -> Result<(), IpamdError> {
     let what = format!(
         "deleting stale route to {:?}/{}",
-        route.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(*a),
-            _ => None,
-        }),
+        nl::route_dst(&route),
         route.header.destination_prefix_length
     );
     delete(what, handle.route().del(route).execute()).await

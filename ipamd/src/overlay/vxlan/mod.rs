@@ -8,7 +8,6 @@
 pub mod core;
 mod device;
 mod entries;
-mod nl;
 
 #[cfg(test)]
 pub(crate) mod tests;
@@ -24,14 +23,8 @@ pub use self::device::{Device, DeviceChange};
 use self::entries::Links;
 use crate::error::IpamdError;
 
-/// `aa:bb:cc:dd:ee:ff`, as `ip` and `bridge` print it.
-#[must_use]
-pub fn mac_string(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+/// Observe-and-apply rounds of one reconcile at most (see [`Overlay::reconcile`]).
+const RECONCILE_ROUNDS: usize = 3;
 
 /// The overlay device of this node and the entries for its peers.
 pub struct Overlay {
@@ -44,7 +37,7 @@ impl Overlay {
     /// Creates, reuses or recreates `vxlan.vpc` in the calling thread's netns (see
     /// [`device`]); must run inside a tokio runtime, which serves the netlink connection.
     pub async fn ensure_device(spec: OverlaySpec) -> Result<(Self, DeviceChange), IpamdError> {
-        let handle = nl::connect()?;
+        let handle = crate::kernel::connect()?;
         let device = device::ensure_device(&handle, &spec).await?;
         let overlay = Self {
             handle,
@@ -82,10 +75,34 @@ impl Overlay {
     /// Makes the kernel hold exactly the entries `peers` need: ours that no peer needs are
     /// removed, missing ones added, entries on other devices left alone. A second run with the
     /// same peers changes nothing.
+    ///
+    /// A round that changed something is followed by another look: a dump of the neighbour
+    /// table (shared by every namespace) that other namespaces change meanwhile can skip an
+    /// entry, and a stale entry it skipped would otherwise stay until the next reconcile.
+    /// An entry it skipped that is wanted is simply rewritten (harmless).
     pub async fn reconcile(&self, peers: &[Peer]) -> Result<ReconcileReport, IpamdError> {
         let desired = desired_entries(&self.spec, peers);
+        let mut report = ReconcileReport::default();
+        for _ in 0..RECONCILE_ROUNDS {
+            let round = self.reconcile_round(&desired).await?;
+            if round.is_unchanged() {
+                break;
+            }
+            report += round;
+        }
+        if !report.is_unchanged() {
+            tracing::info!(?report, peers = peers.len(), "VXLAN overlay reconciled");
+        }
+        Ok(report)
+    }
+
+    /// One observe, plan and apply.
+    async fn reconcile_round(
+        &self,
+        desired: &[PeerEntries],
+    ) -> Result<ReconcileReport, IpamdError> {
         let (observed, raw_routes) = entries::observe(&self.handle, self.links).await?;
-        let plan = Plan::new(&desired, &observed);
+        let plan = Plan::new(desired, &observed);
 
         // Reverse order of addition: routes, FDB, neighbours.
         for (i, route) in raw_routes.into_iter().enumerate() {
@@ -109,11 +126,7 @@ impl Overlay {
         for &entry in &plan.add_routes {
             entries::add_route(&self.handle, self.links, entry).await?;
         }
-        let report = plan.report();
-        if !report.is_unchanged() {
-            tracing::info!(?report, peers = peers.len(), "VXLAN overlay reconciled");
-        }
-        Ok(report)
+        Ok(plan.report())
     }
 
     /// Programs one peer: neighbour, FDB entry, then the route that relies on both. Adding a

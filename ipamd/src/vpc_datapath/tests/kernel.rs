@@ -2,15 +2,17 @@
 //! ENIs eth0 (primary), eth1 and eth2 (device indexes 1 and 2).
 
 use super::core::{cidr, eni, imds_eni, spec, MAC0, MAC1, MAC2};
-use super::netns::{add_eni_link, TestNetns};
+use vpc_cni_testkit::netns::Netns;
+
+use super::add_eni_link;
 use crate::datapath::NodeDatapath;
 use crate::vpc_datapath::wiring::VpcNodeSpec;
 use crate::vpc_datapath::{apply_node_wiring, VpcDatapath};
 
 /// A node namespace with eth0..eth2; their peers sit up in the same namespace, so the
 /// ENI stand-ins have carrier once the wiring brings them up.
-fn node() -> TestNetns {
-    let ns = TestNetns::new("node");
+fn node() -> Netns {
+    let ns = Netns::unique("vdp-node");
     for (i, mac) in [MAC0, MAC1, MAC2].into_iter().enumerate() {
         let peer = format!("peer{i}");
         add_eni_link(&ns, &format!("eth{i}"), mac, &peer, None);
@@ -19,7 +21,7 @@ fn node() -> TestNetns {
     ns
 }
 
-fn apply(ns: &TestNetns, spec: &VpcNodeSpec) {
+fn apply(ns: &Netns, spec: &VpcNodeSpec) {
     let spec = spec.clone();
     ns.run(|| async move { apply_node_wiring(&spec).await.map(drop) })
         .unwrap();
@@ -30,7 +32,7 @@ fn lines(text: &str) -> Vec<String> {
 }
 
 /// The routes of a table; a table that never held one does not exist, which is empty too.
-fn table(ns: &TestNetns, table: &str) -> Vec<String> {
+fn table(ns: &Netns, table: &str) -> Vec<String> {
     let out = ns.exec(&["ip", "route", "show", "table", table]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if stderr.contains("FIB table does not exist") {
@@ -43,16 +45,16 @@ fn table(ns: &TestNetns, table: &str) -> Vec<String> {
     lines(&String::from_utf8_lossy(&out.stdout))
 }
 
-fn rules(ns: &TestNetns) -> Vec<String> {
+fn rules(ns: &Netns) -> Vec<String> {
     lines(&ns.ip(&["rule"]))
 }
 
-fn nft_table(ns: &TestNetns) -> String {
+fn nft_table(ns: &Netns) -> String {
     ns.exec_ok(&["nft", "list", "table", "ip", "vpc-cni"])
 }
 
 /// Everything the wiring touches, as text, to compare runs.
-fn snapshot(ns: &TestNetns) -> String {
+fn snapshot(ns: &Netns) -> String {
     [
         ns.ip(&["-4", "route", "show", "table", "all"]),
         ns.ip(&["rule"]),
@@ -90,7 +92,8 @@ const CONNMARK_RULE: &str = "1024:\tfrom all fwmark 0x80/0x80 lookup main";
 #[test]
 fn apply_wires_links_tables_rules_nftables_and_sysctls_exactly() {
     let ns = node();
-    ns.sysctl("/proc/sys/net/ipv4/ip_forward");
+    // Off to begin with, so that the apply below is what turns it on.
+    ns.write_sysctls(&[("net.ipv4.ip_forward", "0")]).unwrap();
     apply(&ns, &spec());
 
     assert_eq!(

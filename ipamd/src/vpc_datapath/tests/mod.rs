@@ -5,5 +5,20 @@
 mod core;
 mod golden;
 mod kernel;
-mod netns;
 mod traffic;
+
+use vpc_cni_proto::net::MacAddr;
+use vpc_cni_testkit::netns::Netns;
+
+/// A veth whose end `name` (with `mac`) is in `ns`, its peer `peer` in `peer_ns` (or left
+/// down in `ns` when `peer_ns` is `None`): an ENI stand-in.
+fn add_eni_link(ns: &Netns, name: &str, mac: MacAddr, peer: &str, peer_ns: Option<&Netns>) {
+    let mac = mac.to_string();
+    let mut args = vec![
+        "link", "add", name, "address", &mac, "type", "veth", "peer", "name", peer,
+    ];
+    if let Some(other) = peer_ns {
+        args.extend_from_slice(&["netns", other.name()]);
+    }
+    ns.ip(&args);
+}

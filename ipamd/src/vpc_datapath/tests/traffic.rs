@@ -7,25 +7,27 @@ use std::path::PathBuf;
 use vpc_cni::dataplane::{wire_pod, PodWiring};
 
 use super::core::{eni, spec, MAC0, MAC1};
-use super::netns::{add_eni_link, TestNetns};
+use vpc_cni_testkit::netns::Netns;
+
+use super::add_eni_link;
 use crate::vpc_datapath::apply_node_wiring;
 use crate::vpc_datapath::wiring::VpcNodeSpec;
 
 const INTERNET: &str = "198.51.100.7";
 
 struct Fabric {
-    node: TestNetns,
+    node: Netns,
     // Kept for their drop guards.
-    _upstream: TestNetns,
-    _subnet1: TestNetns,
+    _upstream: Netns,
+    _subnet1: Netns,
 }
 
 /// node eth0 (10.0.0.10) <-> upstream (10.0.0.1, and 198.51.100.7 on lo); node eth1 <->
 /// a namespace that answers nothing, as a VPC subnet would for a source it does not expect.
 fn fabric() -> Fabric {
-    let node = TestNetns::new("tnode");
-    let upstream = TestNetns::new("tup");
-    let subnet1 = TestNetns::new("tsub");
+    let node = Netns::unique("vdp-tnode");
+    let upstream = Netns::unique("vdp-tup");
+    let subnet1 = Netns::unique("vdp-tsub");
     add_eni_link(&node, "eth0", MAC0, "up0", Some(&upstream));
     add_eni_link(&node, "eth1", MAC1, "sub0", Some(&subnet1));
     upstream.ip(&["link", "set", "up0", "up"]);
@@ -51,16 +53,16 @@ fn node_spec(external_snat: bool) -> VpcNodeSpec {
     }
 }
 
-fn apply(node: &TestNetns, spec: VpcNodeSpec) {
+fn apply(node: &Netns, spec: VpcNodeSpec) {
     node.run(|| async move { apply_node_wiring(&spec).await.map(drop) })
         .unwrap();
 }
 
 /// A pod wired by the plugin's own code, with its address on the ENI of `route_table`.
-fn pod(node: &TestNetns, veth: &str, ip: [u8; 4], route_table: u32) -> TestNetns {
-    let pod = TestNetns::new("tpod");
+fn pod(node: &Netns, veth: &str, ip: [u8; 4], route_table: u32) -> Netns {
+    let pod = Netns::unique("vdp-tpod");
     let wiring = PodWiring {
-        netns_path: PathBuf::from(format!("/run/netns/{}", pod.name)),
+        netns_path: PathBuf::from(format!("/run/netns/{}", pod.name())),
         ifname: "eth0".into(),
         host_veth: veth.into(),
         ip: Ipv4Addr::from(ip),
@@ -72,7 +74,7 @@ fn pod(node: &TestNetns, veth: &str, ip: [u8; 4], route_table: u32) -> TestNetns
     pod
 }
 
-fn pings(ns: &TestNetns, target: &str) -> bool {
+fn pings(ns: &Netns, target: &str) -> bool {
     ns.exec(&["ping", "-c1", "-W2", target]).status.success()
 }
 

@@ -2,12 +2,14 @@
 //! for the underlay.
 
 use super::core::{cidr, peer, spec};
-use super::netns::Ns;
+use vpc_cni_testkit::netns::Netns;
+
+use super::entries::{overlay_entries, snapshot};
 use crate::overlay::vxlan::{DeviceChange, Overlay, OverlaySpec, Peer, ReconcileReport};
 
 /// A node namespace with `eth0` (192.168.50.1/24, MTU `mtu`) as underlay.
-pub(super) fn node(mtu: u32) -> (Ns, OverlaySpec) {
-    let ns = Ns::new("node");
+pub(super) fn node(mtu: u32) -> (Netns, OverlaySpec) {
+    let ns = Netns::unique("ovx-node");
     ns.ip(&[
         "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
     ]);
@@ -19,13 +21,13 @@ pub(super) fn node(mtu: u32) -> (Ns, OverlaySpec) {
     (ns, s)
 }
 
-pub(super) fn ensure(ns: &Ns, spec: &OverlaySpec) -> DeviceChange {
+pub(super) fn ensure(ns: &Netns, spec: &OverlaySpec) -> DeviceChange {
     let spec = spec.clone();
     ns.run(|| async move { Overlay::ensure_device(spec).await.map(|(_, c)| c) })
         .unwrap()
 }
 
-pub(super) fn reconcile(ns: &Ns, spec: &OverlaySpec, peers: &[Peer]) -> ReconcileReport {
+pub(super) fn reconcile(ns: &Netns, spec: &OverlaySpec, peers: &[Peer]) -> ReconcileReport {
     let (spec, peers) = (spec.clone(), peers.to_vec());
     ns.run(|| async move {
         let (overlay, _) = Overlay::ensure_device(spec).await?;
@@ -34,7 +36,7 @@ pub(super) fn reconcile(ns: &Ns, spec: &OverlaySpec, peers: &[Peer]) -> Reconcil
     .unwrap()
 }
 
-fn remove_peer(ns: &Ns, spec: &OverlaySpec, p: &Peer) {
+fn remove_peer(ns: &Netns, spec: &OverlaySpec, p: &Peer) {
     let (spec, p) = (spec.clone(), p.clone());
     ns.run(|| async move {
         let (overlay, _) = Overlay::ensure_device(spec).await?;
@@ -121,9 +123,9 @@ fn reconcile_programs_each_peer_and_is_idempotent() {
         "{routes}"
     );
 
-    let before = ns.snapshot();
+    let before = snapshot(&ns);
     assert!(reconcile(&ns, &s, &peers).is_unchanged());
-    assert_eq!(ns.snapshot(), before);
+    assert_eq!(snapshot(&ns), before);
 }
 
 #[test]
@@ -131,7 +133,7 @@ fn removing_a_peer_removes_exactly_its_three_entries() {
     let (ns, s) = node(1500);
     let peers = three_peers();
     reconcile(&ns, &s, &peers);
-    let before = ns.snapshot();
+    let before = snapshot(&ns);
 
     // Through reconcile with the peer gone from the list...
     let report = reconcile(&ns, &s, &peers[1..]);
@@ -144,7 +146,7 @@ fn removing_a_peer_removes_exactly_its_three_entries() {
         ),
         (1, 1, 1)
     );
-    let after = ns.snapshot();
+    let after = snapshot(&ns);
     let gone: Vec<_> = before.difference(&after).cloned().collect();
     assert!(after.is_subset(&before), "new entries: {after:?}");
     assert_eq!(gone.len(), 3, "{gone:#?}");
@@ -156,7 +158,7 @@ fn removing_a_peer_removes_exactly_its_three_entries() {
 
     // ...and through remove_peer.
     remove_peer(&ns, &s, &peers[1]);
-    let last = ns.snapshot();
+    let last = snapshot(&ns);
     let gone: Vec<_> = after.difference(&last).collect();
     assert!(last.is_subset(&after));
     assert_eq!(gone.len(), 3, "{gone:#?}");
@@ -165,7 +167,7 @@ fn removing_a_peer_removes_exactly_its_three_entries() {
         .all(|l| l.contains("10.244.2.0") || l.contains("0e:56:c0:a8:3c:03")));
     // Removing it again finds nothing to do and is no error.
     remove_peer(&ns, &s, &peers[1]);
-    assert_eq!(ns.snapshot(), last);
+    assert_eq!(snapshot(&ns), last);
 }
 
 #[test]
@@ -235,8 +237,7 @@ fn entries_of_others_survive_and_stale_ones_of_ours_go() {
         "vxlan.vpc",
         "onlink",
     ]);
-    let foreign: Vec<String> = ns
-        .snapshot()
+    let foreign: Vec<String> = snapshot(&ns)
         .into_iter()
         .filter(|l| !l.contains("vxlan.vpc"))
         .collect();
@@ -250,14 +251,14 @@ fn entries_of_others_survive_and_stale_ones_of_ours_go() {
         ),
         (1, 1, 1)
     );
-    let after = ns.snapshot();
+    let after = snapshot(&ns);
     for line in &foreign {
         assert!(after.contains(line), "{line} was removed");
     }
     assert!(!after
         .iter()
         .any(|l| l.contains("10.244.9.0") || l.contains("01:02:03:04")));
-    assert_eq!(ns.overlay_entries().len(), 9, "{:#?}", ns.overlay_entries());
+    assert_eq!(overlay_entries(&ns).len(), 9, "{:#?}", overlay_entries(&ns));
 }
 
 #[test]
@@ -306,5 +307,5 @@ fn direct_routing_gives_plain_routes_for_near_peers() {
     assert!(!ns
         .ip(&["-4", "route", "show", "dev", "eth0"])
         .contains("proto 86"));
-    assert_eq!(ns.overlay_entries().len(), 9, "{:#?}", ns.overlay_entries());
+    assert_eq!(overlay_entries(&ns).len(), 9, "{:#?}", overlay_entries(&ns));
 }

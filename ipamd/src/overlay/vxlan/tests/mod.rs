@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub(crate) mod core;
+pub(crate) mod entries;
 mod kernel;
-pub(crate) mod netns;
 mod scale;
 mod traffic;

@@ -3,12 +3,12 @@
 
 use super::core::{peer, spec};
 use super::kernel::reconcile;
-use super::netns::{sh, Ns};
 use crate::overlay::vxlan::OverlaySpec;
+use vpc_cni_testkit::netns::Netns;
 
 /// Node `ns` on the underlay `ul0` at `underlay`/24 with a pod address (`.5` of its pod CIDR)
 /// on lo, which is enough for the kernel to answer for it.
-fn node(ns: &Ns, underlay: &str, pod_cidr: &str, pod_ip: &str) -> OverlaySpec {
+fn node(ns: &Netns, underlay: &str, pod_cidr: &str, pod_ip: &str) -> OverlaySpec {
     ns.ip(&["addr", "add", &format!("{underlay}/24"), "dev", "ul0"]);
     ns.ip(&["link", "set", "ul0", "mtu", "1500", "up"]);
     ns.ip(&["addr", "add", &format!("{pod_ip}/32"), "dev", "lo"]);
@@ -17,22 +17,27 @@ fn node(ns: &Ns, underlay: &str, pod_cidr: &str, pod_ip: &str) -> OverlaySpec {
 
 #[test]
 fn pods_reach_each_other_through_the_overlay_at_full_mtu() {
-    let a = Ns::new("tra");
-    let b = Ns::new("trb");
-    sh(
-        "ip",
-        &[
-            "-n", &a.name, "link", "add", "ul0", "type", "veth", "peer", "name", "ul0", "netns",
-            &b.name,
-        ],
-    );
+    let a = Netns::unique("ovx-tra");
+    let b = Netns::unique("ovx-trb");
+    a.ip(&[
+        "link",
+        "add",
+        "ul0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "ul0",
+        "netns",
+        b.name(),
+    ]);
     let sa = node(&a, "192.168.70.1", "10.245.1.0/24", "10.245.1.5");
     let sb = node(&b, "192.168.70.2", "10.245.2.0/24", "10.245.2.5");
     reconcile(&a, &sa, &[peer("b", "192.168.70.2", "10.245.2.0/24")]);
     reconcile(&b, &sb, &[peer("a", "192.168.70.1", "10.245.1.0/24")]);
 
     let ping = |size: u32| {
-        a.exec(&[
+        let out = a.exec(&[
             "ping",
             "-c",
             "1",
@@ -45,7 +50,13 @@ fn pods_reach_each_other_through_the_overlay_at_full_mtu() {
             "-I",
             "10.245.1.5",
             "10.245.2.5",
-        ])
+        ]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
     };
     let (ok, out) = ping(56);
     assert!(ok, "plain ping across the overlay failed:\n{out}");

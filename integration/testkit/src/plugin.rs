@@ -1,13 +1,11 @@
 //! Invoking the real `vpc-cni` binary the way a container runtime does.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
 
 use serde_json::Value;
 
 use crate::bins;
-use crate::netns::Netns;
+use crate::netns::{feed, Netns};
 
 /// What the plugin printed and how it exited.
 #[derive(Debug, Clone)]
@@ -109,17 +107,9 @@ impl Invocation {
         for key in &self.env_remove {
             cmd.env_remove(key);
         }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        if let Some(mut stdin) = child.stdin.take() {
-            // The plugin may stop reading early (oversized input): a broken
-            // pipe here is expected, its answer is what the test checks.
-            let _ = stdin.write_all(&self.stdin);
-        }
-        let out = child.wait_with_output()?;
+        // The plugin may stop reading early (oversized input): its answer is what the test
+        // checks.
+        let out = feed(&mut cmd, &self.stdin)?;
         Ok(PluginOutput {
             exit_code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
