@@ -12,6 +12,9 @@ use crate::error::CloudError;
 
 pub type CloudResult<T> = Result<T, CloudError>;
 
+/// What every seam method returns: a boxed future of a [`CloudResult`].
+pub type CloudFuture<'a, T> = BoxFuture<'a, CloudResult<T>>;
+
 /// An EC2 resource id (`eni-…`, `subnet-…`): opaque text EC2 hands out, kept apart by type so
 /// one kind is never passed where another is meant.
 macro_rules! resource_id {
@@ -119,6 +122,20 @@ pub struct NewEni {
     pub prefix_count: u32,
 }
 
+/// What one AssignPrivateIpAddresses asks for: secondary addresses or delegated /28s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assign {
+    Addresses(u32),
+    Prefixes(u32),
+}
+
+/// What EC2 assigned; the list of the other kind is empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AssignedIps {
+    pub addresses: Vec<Ipv4Addr>,
+    pub prefixes: Vec<Ipv4Cidr>,
+}
+
 /// Which ENIs a describe call asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EniQuery {
@@ -130,39 +147,31 @@ pub enum EniQuery {
 
 /// The EC2 actions ipamd uses (DESIGN.md, "EC2 usage").
 pub trait Ec2: Send + Sync {
-    fn instance_limits(&self, instance_type: &str) -> BoxFuture<'_, CloudResult<InstanceLimits>>;
-    fn create_eni(&self, eni: NewEni) -> BoxFuture<'_, CloudResult<EniInfo>>;
+    fn instance_limits(&self, instance_type: &str) -> CloudFuture<'_, InstanceLimits>;
+    fn create_eni(&self, eni: NewEni) -> CloudFuture<'_, EniInfo>;
     /// Attaches and sets DeleteOnTermination; returns the attachment id.
     fn attach_eni<'a>(
         &'a self,
         eni_id: &'a EniId,
         instance_id: &'a str,
         device_index: u32,
-    ) -> BoxFuture<'a, CloudResult<String>>;
-    fn assign_addresses<'a>(
-        &'a self,
-        eni_id: &'a EniId,
-        count: u32,
-    ) -> BoxFuture<'a, CloudResult<Vec<Ipv4Addr>>>;
-    fn assign_prefixes<'a>(
-        &'a self,
-        eni_id: &'a EniId,
-        count: u32,
-    ) -> BoxFuture<'a, CloudResult<Vec<Ipv4Cidr>>>;
+    ) -> CloudFuture<'a, String>;
+    /// AssignPrivateIpAddresses; asking for none is no call.
+    fn assign<'a>(&'a self, eni_id: &'a EniId, what: Assign) -> CloudFuture<'a, AssignedIps>;
     fn unassign<'a>(
         &'a self,
         eni_id: &'a EniId,
         addresses: &'a [Ipv4Addr],
         prefixes: &'a [Ipv4Cidr],
-    ) -> BoxFuture<'a, CloudResult<()>>;
-    fn detach_eni<'a>(&'a self, attachment_id: &'a str) -> BoxFuture<'a, CloudResult<()>>;
-    fn delete_eni<'a>(&'a self, eni_id: &'a EniId) -> BoxFuture<'a, CloudResult<()>>;
-    fn describe_enis(&self, query: EniQuery) -> BoxFuture<'_, CloudResult<Vec<EniInfo>>>;
+    ) -> CloudFuture<'a, ()>;
+    fn detach_eni<'a>(&'a self, attachment_id: &'a str) -> CloudFuture<'a, ()>;
+    fn delete_eni<'a>(&'a self, eni_id: &'a EniId) -> CloudFuture<'a, ()>;
+    fn describe_enis(&self, query: EniQuery) -> CloudFuture<'_, Vec<EniInfo>>;
     fn create_tags<'a>(
         &'a self,
         enis: &'a [EniId],
         tags: &'a BTreeMap<String, String>,
-    ) -> BoxFuture<'a, CloudResult<()>>;
+    ) -> CloudFuture<'a, ()>;
 }
 
 /// The node as IMDS describes it.
@@ -195,7 +204,7 @@ pub struct ImdsEni {
 
 /// Node-local facts, IMDSv2 only.
 pub trait Imds: Send + Sync {
-    fn identity(&self) -> BoxFuture<'_, CloudResult<NodeIdentity>>;
+    fn identity(&self) -> CloudFuture<'_, NodeIdentity>;
     /// Every attached ENI IMDS shows now (eventually consistent).
-    fn enis(&self) -> BoxFuture<'_, CloudResult<Vec<ImdsEni>>>;
+    fn enis(&self) -> CloudFuture<'_, Vec<ImdsEni>>;
 }

@@ -1,7 +1,8 @@
 //! Cloud seams for ipamd's VPC mode.
 //!
-//! `Ec2` and `Imds` are the seams ipamd's VPC mode calls through; `CloudError`
-//! classifies every failure. `sim` (feature `sim`) is the in-memory VPC with
+//! `Ec2` and `Imds` are the seams ipamd's VPC mode calls through, in typed values (`EniId`,
+//! `SubnetId`, `MacAddr`, `Ipv4Cidr`: a value EC2 or IMDS sends that does not parse is an
+//! error, never dropped); `CloudError` classifies every failure. `sim` (feature `sim`) is the in-memory VPC with
 //! EC2's rules that the `vpc-sim` server and the tests build on.
 
 #[cfg(feature = "sim")]
@@ -16,8 +17,8 @@ pub mod limiter;
 pub mod retry;
 
 pub use api::{
-    subnet_router, CloudResult, Ec2, EniId, EniInfo, EniQuery, Imds, ImdsEni, InstanceLimits,
-    NewEni, NodeIdentity, SubnetId,
+    subnet_router, Assign, AssignedIps, CloudFuture, CloudResult, Ec2, EniId, EniInfo, EniQuery,
+    Imds, ImdsEni, InstanceLimits, NewEni, NodeIdentity, SubnetId,
 };
 pub use error::CloudError;
 pub use limiter::{TokenBucket, DEFAULT_EC2_API_BURST, DEFAULT_EC2_API_QPS};

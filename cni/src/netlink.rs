@@ -57,6 +57,49 @@ pub fn gone_is_ok(result: Result<(), Error>) -> Result<(), Error> {
     }
 }
 
+// --- attributes ---
+
+/// Defines `fn $name(msg) -> Option<$out>`: `$value` of the first attribute that matches
+/// `$pat`.
+macro_rules! attribute {
+    ($(#[$doc:meta])* $name:ident($msg:ty) -> $out:ty { $pat:pat => $value:expr }) => {
+        $(#[$doc])*
+        #[must_use]
+        pub fn $name(msg: &$msg) -> Option<$out> {
+            msg.attributes.iter().find_map(|attr| match attr {
+                $pat => $value,
+                _ => None,
+            })
+        }
+    };
+}
+
+attribute!(link_name(LinkMessage) -> &str { LinkAttribute::IfName(name) => Some(name.as_str()) });
+attribute!(
+    /// The link's Ethernet address; `None` for links without a six-byte one.
+    link_mac(LinkMessage) -> MacAddr { LinkAttribute::Address(addr) => MacAddr::from_slice(addr) }
+);
+attribute!(link_mtu(LinkMessage) -> u32 { LinkAttribute::Mtu(mtu) => Some(*mtu) });
+attribute!(
+    /// The destination network's address; `None` for a default route.
+    route_dst(RouteMessage) -> Ipv4Addr {
+        RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(*a)
+    }
+);
+attribute!(
+    route_gateway(RouteMessage) -> Ipv4Addr {
+        RouteAttribute::Gateway(RouteAddress::Inet(a)) => Some(*a)
+    }
+);
+attribute!(route_oif(RouteMessage) -> u32 { RouteAttribute::Oif(i) => Some(*i) });
+attribute!(route_priority(RouteMessage) -> u32 { RouteAttribute::Priority(p) => Some(*p) });
+attribute!(route_table_attribute(RouteMessage) -> u32 { RouteAttribute::Table(t) => Some(*t) });
+attribute!(
+    neighbour_mac(NeighbourMessage) -> MacAddr {
+        NeighbourAttribute::LinkLayerAddress(mac) => MacAddr::from_slice(mac)
+    }
+);
+
 // --- links ---
 
 /// Every link of the namespace.
@@ -84,29 +127,29 @@ pub fn link_is_up(link: &LinkMessage) -> bool {
     link.header.flags.contains(LinkFlags::Up)
 }
 
-#[must_use]
-pub fn link_name(link: &LinkMessage) -> Option<&str> {
-    link.attributes.iter().find_map(|attr| match attr {
-        LinkAttribute::IfName(name) => Some(name.as_str()),
-        _ => None,
-    })
-}
-
-/// The link's Ethernet address; `None` for links without one (lo has six zero bytes).
-#[must_use]
-pub fn link_mac(link: &LinkMessage) -> Option<MacAddr> {
-    link.attributes.iter().find_map(|attr| match attr {
-        LinkAttribute::Address(addr) => MacAddr::from_slice(addr),
-        _ => None,
-    })
-}
-
-#[must_use]
-pub fn link_mtu(link: &LinkMessage) -> Option<u32> {
-    link.attributes.iter().find_map(|attr| match attr {
-        LinkAttribute::Mtu(mtu) => Some(*mtu),
-        _ => None,
-    })
+/// Brings link `index` up with `mtu` (and `mac`, when given) unless `current`, the link as
+/// last listed, already is so; returns whether it set anything.
+pub async fn ensure_link_up(
+    handle: &Handle,
+    index: u32,
+    current: Option<&LinkMessage>,
+    mtu: u32,
+    mac: Option<MacAddr>,
+) -> Result<bool, Error> {
+    let settled = current.is_some_and(|link| {
+        link_is_up(link)
+            && link_mtu(link) == Some(mtu)
+            && mac.is_none_or(|mac| link_mac(link) == Some(mac))
+    });
+    if settled {
+        return Ok(false);
+    }
+    let mut msg = LinkUnspec::new_with_index(index).mtu(mtu).up();
+    if let Some(mac) = mac {
+        msg = msg.address(mac.0.to_vec());
+    }
+    handle.link().set(msg.build()).execute().await?;
+    Ok(true)
 }
 
 // --- addresses ---
@@ -165,52 +208,13 @@ pub async fn ipv4_routes(handle: &Handle) -> Result<Vec<RouteMessage>, Error> {
 /// Table id of a route: the 32-bit attribute when present, the header byte otherwise.
 #[must_use]
 pub fn route_table(route: &RouteMessage) -> u32 {
-    route
-        .attributes
-        .iter()
-        .find_map(|attr| match attr {
-            RouteAttribute::Table(t) => Some(*t),
-            _ => None,
-        })
-        .unwrap_or(u32::from(route.header.table))
-}
-
-/// The destination network's address; `None` for a default route.
-#[must_use]
-pub fn route_dst(route: &RouteMessage) -> Option<Ipv4Addr> {
-    route.attributes.iter().find_map(|attr| match attr {
-        RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(*a),
-        _ => None,
-    })
-}
-
-#[must_use]
-pub fn route_gateway(route: &RouteMessage) -> Option<Ipv4Addr> {
-    route.attributes.iter().find_map(|attr| match attr {
-        RouteAttribute::Gateway(RouteAddress::Inet(a)) => Some(*a),
-        _ => None,
-    })
-}
-
-#[must_use]
-pub fn route_oif(route: &RouteMessage) -> Option<u32> {
-    route.attributes.iter().find_map(|attr| match attr {
-        RouteAttribute::Oif(i) => Some(*i),
-        _ => None,
-    })
+    route_table_attribute(route).unwrap_or(u32::from(route.header.table))
 }
 
 /// The route's metric; the kernel leaves the attribute out when it is 0.
 #[must_use]
 pub fn route_metric(route: &RouteMessage) -> u32 {
-    route
-        .attributes
-        .iter()
-        .find_map(|attr| match attr {
-            RouteAttribute::Priority(p) => Some(*p),
-            _ => None,
-        })
-        .unwrap_or(0)
+    route_priority(route).unwrap_or(0)
 }
 
 // --- rules ---
@@ -224,43 +228,16 @@ pub async fn ipv4_rules(handle: &Handle) -> Result<Vec<RuleMessage>, Error> {
         .await
 }
 
-fn rule_u32(rule: &RuleMessage, pick: fn(&RuleAttribute) -> Option<u32>) -> Option<u32> {
-    rule.attributes.iter().find_map(pick)
-}
-
 /// Table id of a rule, same convention as routes.
 #[must_use]
 pub fn rule_table(rule: &RuleMessage) -> u32 {
-    rule_u32(rule, |attr| match attr {
-        RuleAttribute::Table(t) => Some(*t),
-        _ => None,
-    })
-    .unwrap_or(u32::from(rule.header.table))
+    rule_table_attribute(rule).unwrap_or(u32::from(rule.header.table))
 }
 
-#[must_use]
-pub fn rule_priority(rule: &RuleMessage) -> Option<u32> {
-    rule_u32(rule, |attr| match attr {
-        RuleAttribute::Priority(p) => Some(*p),
-        _ => None,
-    })
-}
-
-#[must_use]
-pub fn rule_fwmark(rule: &RuleMessage) -> Option<u32> {
-    rule_u32(rule, |attr| match attr {
-        RuleAttribute::FwMark(m) => Some(*m),
-        _ => None,
-    })
-}
-
-#[must_use]
-pub fn rule_fwmask(rule: &RuleMessage) -> Option<u32> {
-    rule_u32(rule, |attr| match attr {
-        RuleAttribute::FwMask(m) => Some(*m),
-        _ => None,
-    })
-}
+attribute!(rule_priority(RuleMessage) -> u32 { RuleAttribute::Priority(p) => Some(*p) });
+attribute!(rule_fwmark(RuleMessage) -> u32 { RuleAttribute::FwMark(m) => Some(*m) });
+attribute!(rule_fwmask(RuleMessage) -> u32 { RuleAttribute::FwMask(m) => Some(*m) });
+attribute!(rule_table_attribute(RuleMessage) -> u32 { RuleAttribute::Table(t) => Some(*t) });
 
 /// True when the rule's destination selector is exactly `ip/32`.
 #[must_use]
@@ -268,16 +245,29 @@ pub fn rule_is_to(rule: &RuleMessage, ip: Ipv4Addr) -> bool {
     rule.header.dst_len == 32
         && rule
             .attributes
-            .contains(&RuleAttribute::Destination(IpAddr::V4(ip)))
+            .contains(&RuleAttribute::Destination(ip.into()))
 }
 
 /// True when the rule's source selector is exactly `ip/32`.
 #[must_use]
 pub fn rule_is_from(rule: &RuleMessage, ip: Ipv4Addr) -> bool {
-    rule.header.src_len == 32
-        && rule
-            .attributes
-            .contains(&RuleAttribute::Source(IpAddr::V4(ip)))
+    rule.header.src_len == 32 && rule.attributes.contains(&RuleAttribute::Source(ip.into()))
+}
+
+/// True when the rule selects on an interface, a user, a protocol or ports: none of ours do.
+#[must_use]
+pub fn rule_selects_more(rule: &RuleMessage) -> bool {
+    rule.attributes.iter().any(|attr| {
+        matches!(
+            attr,
+            RuleAttribute::Iifname(_)
+                | RuleAttribute::Oifname(_)
+                | RuleAttribute::UidRange(_)
+                | RuleAttribute::IpProtocol(_)
+                | RuleAttribute::SourcePortRange(_)
+                | RuleAttribute::DestinationPortRange(_)
+        )
+    })
 }
 
 /// True when the rule plainly looks a table up and selects on nothing but (at most) one of
@@ -287,17 +277,7 @@ pub fn rule_is_plain_lookup(rule: &RuleMessage) -> bool {
     rule.header.action == RuleAction::ToTable
         && rule.header.tos == 0
         && (rule.header.src_len == 0 || rule.header.dst_len == 0)
-        && !rule.attributes.iter().any(|attr| {
-            matches!(
-                attr,
-                RuleAttribute::Iifname(_)
-                    | RuleAttribute::Oifname(_)
-                    | RuleAttribute::UidRange(_)
-                    | RuleAttribute::IpProtocol(_)
-                    | RuleAttribute::SourcePortRange(_)
-                    | RuleAttribute::DestinationPortRange(_)
-            )
-        })
+        && !rule_selects_more(rule)
 }
 
 // --- neighbours ---
@@ -367,14 +347,6 @@ pub fn neighbour_ip(msg: &NeighbourMessage) -> Option<Ipv4Addr> {
         NeighbourAttribute::Destination(NeighbourAddress::Other(raw)) => {
             <[u8; 4]>::try_from(raw.as_slice()).ok().map(Ipv4Addr::from)
         }
-        _ => None,
-    })
-}
-
-#[must_use]
-pub fn neighbour_mac(msg: &NeighbourMessage) -> Option<MacAddr> {
-    msg.attributes.iter().find_map(|attr| match attr {
-        NeighbourAttribute::LinkLayerAddress(mac) => MacAddr::from_slice(mac),
         _ => None,
     })
 }

@@ -22,24 +22,87 @@ pub struct NodeOptions {
     pub env: BTreeMap<String, String>,
 }
 
+/// ipamd's environment for a test node: `mode` and `extra` on top of short cooldown, grace
+/// and sweep periods, so tests that wait for them finish quickly.
+#[must_use]
+pub fn test_ipamd_env(mode: &str, extra: &[(&str, String)]) -> BTreeMap<String, String> {
+    [
+        ("VPC_CNI_MODE", mode.to_string()),
+        ("IP_COOLDOWN_PERIOD", "1".to_string()),
+        ("ASSIGNMENT_GRACE_PERIOD", "2".to_string()),
+        ("VETH_SWEEP_INTERVAL", "1".to_string()),
+        ("IPAMD_LOG", "info".to_string()),
+    ]
+    .into_iter()
+    .chain(extra.iter().map(|(k, v)| (*k, v.clone())))
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// `each` node's diagnostics, one after the other.
+#[must_use]
+pub fn every_node<'a>(
+    names: impl Iterator<Item = &'a str>,
+    each: impl Fn(&str) -> String,
+) -> String {
+    names.map(each).collect::<Vec<_>>().join("\n")
+}
+
+/// The network configuration a runtime on a test node hands the plugin.
+#[must_use]
+pub fn plugin_conf(cni_version: &str, network: &str, ipamd: &IpamdProcess) -> Value {
+    json!({
+        "cniVersion": cni_version,
+        "name": network,
+        "type": "vpc-cni",
+        "ipamdSocket": ipamd.socket(),
+    })
+}
+
+/// Creates a pod on `node` of a cluster (the node's namespace and configuration in
+/// `target`) and ADDs it; an ADD that fails is an error carrying the plugin's output.
+pub fn try_add_cluster_pod(
+    node: &str,
+    name: &str,
+    netns_prefix: &str,
+    target: std::io::Result<(&Netns, Value)>,
+) -> std::io::Result<ClusterPod> {
+    let (netns, conf) = target?;
+    let mut pod = TestPod::create(name, netns_prefix)?;
+    let out = pod.add_in(netns, &conf)?;
+    if !out.success() || pod.ip.is_none() {
+        return Err(std::io::Error::other(format!(
+            "ADD {name} on {node} failed: {} {}",
+            out.stdout, out.stderr
+        )));
+    }
+    Ok(ClusterPod {
+        node: node.to_string(),
+        pod,
+    })
+}
+
+/// [`try_add_cluster_pod`] for a test: panics with the error and `diagnostics`.
+#[must_use]
+pub fn add_cluster_pod(
+    node: &str,
+    name: &str,
+    netns_prefix: &str,
+    target: std::io::Result<(&Netns, Value)>,
+    diagnostics: impl FnOnce() -> String,
+) -> ClusterPod {
+    try_add_cluster_pod(node, name, netns_prefix, target)
+        .unwrap_or_else(|e| panic!("{e}\n{}", diagnostics()))
+}
+
 impl NodeOptions {
     /// A node on `pod_cidr` with short cooldown, grace and sweep periods, so
     /// tests that wait for them finish quickly.
     #[must_use]
     pub fn new(pod_cidr: &str) -> Self {
-        let env = [
-            ("VPC_CNI_MODE", "overlay"),
-            ("IP_COOLDOWN_PERIOD", "1"),
-            ("ASSIGNMENT_GRACE_PERIOD", "2"),
-            ("VETH_SWEEP_INTERVAL", "1"),
-            ("IPAMD_LOG", "info"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
         Self {
             pod_cidr: pod_cidr.into(),
-            env,
+            env: test_ipamd_env("overlay", &[]),
         }
     }
 
@@ -112,12 +175,7 @@ impl TestNode {
     /// The network configuration a runtime would hand the plugin.
     #[must_use]
     pub fn conf(&self, cni_version: &str) -> Value {
-        json!({
-            "cniVersion": cni_version,
-            "name": "vpc-test",
-            "type": "vpc-cni",
-            "ipamdSocket": self.ipamd.socket(),
-        })
+        plugin_conf(cni_version, "vpc-test", &self.ipamd)
     }
 
     /// A fresh pod namespace with a unique name.

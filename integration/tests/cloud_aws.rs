@@ -13,7 +13,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use vpc_cni_cloud::sim::{Eni, EniFilter, FailNext, Faults, SimVpc};
 use vpc_cni_cloud::{
-    AwsEc2, AwsImds, CloudError, Ec2, EniInfo, EniQuery, Imds, InstanceLimits, NewEni, RetryPolicy,
+    Assign, AssignedIps, AwsEc2, AwsImds, CloudError, Ec2, EniInfo, EniQuery, Imds, InstanceLimits,
+    NewEni, RetryPolicy,
 };
 use vpc_cni_integration::vpcsim::{serve_ec2, serve_imds, ImdsResolver};
 
@@ -200,9 +201,17 @@ async fn every_ec2_method_agrees_with_the_model() {
         "attach_eni sets DeleteOnTermination"
     );
 
-    let added = ec2.assign_addresses(&created.id, 2).await.unwrap();
+    let added = ec2
+        .assign(&created.id, Assign::Addresses(2))
+        .await
+        .unwrap()
+        .addresses;
     assert_eq!(added.len(), 2);
-    let prefixes = ec2.assign_prefixes(&created.id, 1).await.unwrap();
+    let prefixes = ec2
+        .assign(&created.id, Assign::Prefixes(1))
+        .await
+        .unwrap()
+        .prefixes;
     assert_eq!(prefixes.len(), 1);
     let model = s.model_eni(&created.id).unwrap();
     assert_eq!(model.private_ips.len(), 5);
@@ -210,11 +219,7 @@ async fn every_ec2_method_agrees_with_the_model() {
         .iter()
         .all(|a| model.private_ips.iter().any(|p| p.address == *a)));
     assert_eq!(model.prefixes, texts(&prefixes));
-    assert!(ec2
-        .assign_addresses(&created.id, 0)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(ec2.assign(&created.id, Assign::Addresses(0)).await.unwrap() == AssignedIps::default());
 
     let attached = ec2
         .describe_enis(EniQuery::AttachedTo(s.instance_id.clone()))
@@ -290,7 +295,7 @@ async fn imds_agrees_with_the_model() {
     let ec2 = s.ec2(100.0, 100, 3);
     let eni = ec2.create_eni(s.new_eni(1)).await.unwrap();
     ec2.attach_eni(&eni.id, &s.instance_id, 1).await.unwrap();
-    ec2.assign_prefixes(&eni.id, 1).await.unwrap();
+    ec2.assign(&eni.id, Assign::Prefixes(1)).await.unwrap();
 
     let view = s.sim.imds_instance(&s.instance_id).unwrap();
     let enis = imds.enis().await.unwrap();
@@ -347,14 +352,14 @@ async fn throttled_calls_all_succeed_through_retries_and_the_limiter() {
     // Concurrent callers share the bucket and each retry on its own.
     let (e1, e2) = (&enis[0].0, &enis[1].0);
     let (a, b, c, d) = tokio::join!(
-        ec2.assign_addresses(e1, 1),
-        ec2.assign_addresses(e1, 1),
-        ec2.assign_addresses(e2, 1),
-        ec2.assign_addresses(e2, 1),
+        ec2.assign(e1, Assign::Addresses(1)),
+        ec2.assign(e1, Assign::Addresses(1)),
+        ec2.assign(e2, Assign::Addresses(1)),
+        ec2.assign(e2, Assign::Addresses(1)),
     );
     let assigned = [a, b, c, d];
     for a in &assigned {
-        assert_eq!(a.as_ref().unwrap().len(), 1);
+        assert_eq!(a.as_ref().unwrap().addresses.len(), 1);
         successes += 1;
     }
     for _ in 0..5 {
@@ -411,7 +416,10 @@ async fn ec2_errors_map_to_their_variants() {
     assert!(matches!(in_use, CloudError::InUse { .. }), "{in_use}");
 
     // t3.medium: 6 addresses per ENI, the primary included.
-    let over = ec2.assign_addresses(&first.id, 6).await.unwrap_err();
+    let over = ec2
+        .assign(&first.id, Assign::Addresses(6))
+        .await
+        .unwrap_err();
     assert!(
         matches!(&over, CloudError::LimitExceeded { code, .. } if code == "PrivateIpAddressLimitExceeded"),
         "{over}"

@@ -25,12 +25,15 @@ use aws_sdk_ec2::types::{
     Tag, TagSpecification,
 };
 use aws_sdk_ec2::Client;
-use futures::future::BoxFuture;
+use futures::TryFutureExt;
 
 use super::convert::{eni_info, sdk_error, to_u32};
 use vpc_cni_proto::net::Ipv4Cidr;
 
-use crate::api::{CloudResult, Ec2, EniId, EniInfo, EniQuery, InstanceLimits, NewEni};
+use crate::api::{
+    Assign, AssignedIps, CloudFuture, CloudResult, Ec2, EniId, EniInfo, EniQuery, InstanceLimits,
+    NewEni,
+};
 use crate::error::CloudError;
 use crate::limiter::TokenBucket;
 use crate::retry::{with_retries, RetryPolicy};
@@ -243,6 +246,17 @@ fn tag_list(tags: &BTreeMap<String, String>) -> Vec<Tag> {
         .collect()
 }
 
+/// Every value of a reply of `action`, parsed.
+fn parse_all<'v, T: std::str::FromStr>(
+    action: &str,
+    values: impl Iterator<Item = &'v str>,
+) -> CloudResult<Vec<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    values.map(|v| CloudError::parse_reply(action, v)).collect()
+}
+
 /// A ClientToken, so that a create retried after a lost reply returns the
 /// first ENI instead of making a second one.
 fn client_token() -> String {
@@ -254,7 +268,7 @@ fn client_token() -> String {
 }
 
 impl Ec2 for AwsEc2 {
-    fn instance_limits(&self, instance_type: &str) -> BoxFuture<'_, CloudResult<InstanceLimits>> {
+    fn instance_limits(&self, instance_type: &str) -> CloudFuture<'_, InstanceLimits> {
         let instance_type = instance_type.to_string();
         Box::pin(async move {
             if let Some(limits) = self.cached_limits(&instance_type) {
@@ -271,7 +285,7 @@ impl Ec2 for AwsEc2 {
         })
     }
 
-    fn create_eni(&self, eni: NewEni) -> BoxFuture<'_, CloudResult<EniInfo>> {
+    fn create_eni(&self, eni: NewEni) -> CloudFuture<'_, EniInfo> {
         Box::pin(async move {
             const ACTION: &str = "CreateNetworkInterface";
             let token = client_token();
@@ -308,7 +322,7 @@ impl Ec2 for AwsEc2 {
         eni_id: &'a EniId,
         instance_id: &'a str,
         device_index: u32,
-    ) -> BoxFuture<'a, CloudResult<String>> {
+    ) -> CloudFuture<'a, String> {
         Box::pin(async move {
             const ATTACH: &str = "AttachNetworkInterface";
             let index = i32::try_from(device_index).map_err(|_| CloudError::Fatal {
@@ -347,55 +361,31 @@ impl Ec2 for AwsEc2 {
         })
     }
 
-    fn assign_addresses<'a>(
-        &'a self,
-        eni_id: &'a EniId,
-        count: u32,
-    ) -> BoxFuture<'a, CloudResult<Vec<Ipv4Addr>>> {
+    fn assign<'a>(&'a self, eni_id: &'a EniId, what: Assign) -> CloudFuture<'a, AssignedIps> {
         Box::pin(async move {
             const ACTION: &str = "AssignPrivateIpAddresses";
+            let (Assign::Addresses(count) | Assign::Prefixes(count)) = what;
             let Some(count) = count_param(count) else {
-                return Ok(Vec::new());
+                return Ok(AssignedIps::default());
             };
             let out = self
                 .call(ACTION, |c| {
-                    c.assign_private_ip_addresses()
-                        .network_interface_id(eni_id.as_str())
-                        .secondary_private_ip_address_count(count)
-                        .send()
+                    let request = c
+                        .assign_private_ip_addresses()
+                        .network_interface_id(eni_id.as_str());
+                    match what {
+                        Assign::Addresses(_) => request.secondary_private_ip_address_count(count),
+                        Assign::Prefixes(_) => request.ipv4_prefix_count(count),
+                    }
+                    .send()
                 })
                 .await?;
-            out.assigned_private_ip_addresses()
-                .iter()
-                .filter_map(|a| a.private_ip_address())
-                .map(|s| CloudError::parse_reply(ACTION, s))
-                .collect()
-        })
-    }
-
-    fn assign_prefixes<'a>(
-        &'a self,
-        eni_id: &'a EniId,
-        count: u32,
-    ) -> BoxFuture<'a, CloudResult<Vec<Ipv4Cidr>>> {
-        Box::pin(async move {
-            const ACTION: &str = "AssignPrivateIpAddresses";
-            let Some(count) = count_param(count) else {
-                return Ok(Vec::new());
-            };
-            let out = self
-                .call(ACTION, |c| {
-                    c.assign_private_ip_addresses()
-                        .network_interface_id(eni_id.as_str())
-                        .ipv4_prefix_count(count)
-                        .send()
-                })
-                .await?;
-            out.assigned_ipv4_prefixes()
-                .iter()
-                .filter_map(|p| p.ipv4_prefix())
-                .map(|p| CloudError::parse_reply(ACTION, p))
-                .collect()
+            let addresses = out.assigned_private_ip_addresses().iter();
+            let prefixes = out.assigned_ipv4_prefixes().iter();
+            Ok(AssignedIps {
+                addresses: parse_all(ACTION, addresses.filter_map(|a| a.private_ip_address()))?,
+                prefixes: parse_all(ACTION, prefixes.filter_map(|p| p.ipv4_prefix()))?,
+            })
         })
     }
 
@@ -404,7 +394,7 @@ impl Ec2 for AwsEc2 {
         eni_id: &'a EniId,
         addresses: &'a [Ipv4Addr],
         prefixes: &'a [Ipv4Cidr],
-    ) -> BoxFuture<'a, CloudResult<()>> {
+    ) -> CloudFuture<'a, ()> {
         Box::pin(async move {
             if addresses.is_empty() && prefixes.is_empty() {
                 return Ok(());
@@ -423,31 +413,30 @@ impl Ec2 for AwsEc2 {
         })
     }
 
-    fn detach_eni<'a>(&'a self, attachment_id: &'a str) -> BoxFuture<'a, CloudResult<()>> {
-        Box::pin(async move {
-            self.call("DetachNetworkInterface", |c| {
+    fn detach_eni<'a>(&'a self, attachment_id: &'a str) -> CloudFuture<'a, ()> {
+        Box::pin(
+            self.call("DetachNetworkInterface", move |c| {
                 c.detach_network_interface()
                     .attachment_id(attachment_id)
                     .send()
             })
-            .await?;
-            Ok(())
-        })
+            .map_ok(drop),
+        )
     }
 
-    fn delete_eni<'a>(&'a self, eni_id: &'a EniId) -> BoxFuture<'a, CloudResult<()>> {
-        Box::pin(async move {
-            self.call("DeleteNetworkInterface", |c| {
+    fn delete_eni<'a>(&'a self, eni_id: &'a EniId) -> CloudFuture<'a, ()> {
+        let eni = eni_id.as_str();
+        Box::pin(
+            self.call("DeleteNetworkInterface", move |c| {
                 c.delete_network_interface()
-                    .network_interface_id(eni_id.as_str())
+                    .network_interface_id(eni)
                     .send()
             })
-            .await?;
-            Ok(())
-        })
+            .map_ok(drop),
+        )
     }
 
-    fn describe_enis(&self, query: EniQuery) -> BoxFuture<'_, CloudResult<Vec<EniInfo>>> {
+    fn describe_enis(&self, query: EniQuery) -> CloudFuture<'_, Vec<EniInfo>> {
         Box::pin(self.describe_pages(query))
     }
 
@@ -455,7 +444,7 @@ impl Ec2 for AwsEc2 {
         &'a self,
         enis: &'a [EniId],
         tags: &'a BTreeMap<String, String>,
-    ) -> BoxFuture<'a, CloudResult<()>> {
+    ) -> CloudFuture<'a, ()> {
         Box::pin(async move {
             if enis.is_empty() || tags.is_empty() {
                 return Ok(());

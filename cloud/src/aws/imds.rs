@@ -9,10 +9,9 @@ use std::time::Duration;
 use aws_config::imds::client::error::ImdsError;
 use aws_config::imds::Client;
 use aws_sdk_ec2::error::DisplayErrorContext;
-use futures::future::BoxFuture;
 use vpc_cni_proto::net::{Ipv4Cidr, MacAddr};
 
-use crate::api::{CloudResult, EniId, Imds, ImdsEni, NodeIdentity, SubnetId};
+use crate::api::{CloudFuture, CloudResult, EniId, Imds, ImdsEni, NodeIdentity, SubnetId};
 use crate::error::CloudError;
 
 const PREFIX: &str = "/latest/meta-data/";
@@ -111,28 +110,12 @@ impl AwsImds {
         CloudError::parse_metadata(path, &value)
     }
 
-    /// Every line of a value parsed as `T`.
-    async fn get_parsed_lines<T: std::str::FromStr>(&self, path: &str) -> CloudResult<Vec<T>>
-    where
-        T::Err: std::fmt::Display,
-    {
-        self.get_lines(path)
-            .await?
-            .iter()
-            .map(|line| CloudError::parse_metadata(path, line))
-            .collect()
-    }
-
     async fn eni(&self, mac: &str) -> CloudResult<ImdsEni> {
         let base = format!("network/interfaces/macs/{mac}");
         let prefixes_path = format!("{base}/ipv4-prefix");
-        let prefixes = match self.get_optional(&prefixes_path).await? {
-            Some(value) => lines(&value)
-                .iter()
-                .map(|line| CloudError::parse_metadata::<Ipv4Cidr>(&prefixes_path, line))
-                .collect::<CloudResult<Vec<_>>>()?,
-            None => Vec::new(),
-        };
+        let prefixes = self.get_optional(&prefixes_path).await?.unwrap_or_default();
+        let cidrs_path = format!("{base}/vpc-ipv4-cidr-blocks");
+        let addresses_path = format!("{base}/local-ipv4s");
         Ok(ImdsEni {
             mac: CloudError::parse_metadata(&base, mac)?,
             eni_id: EniId::new(self.get(&format!("{base}/interface-id")).await?),
@@ -145,15 +128,22 @@ impl AwsImds {
             subnet_cidr: self
                 .get_parsed(&format!("{base}/subnet-ipv4-cidr-block"))
                 .await?,
-            vpc_cidrs: self
-                .get_parsed_lines(&format!("{base}/vpc-ipv4-cidr-blocks"))
-                .await?,
-            addresses: self
-                .get_parsed_lines(&format!("{base}/local-ipv4s"))
-                .await?,
-            prefixes,
+            vpc_cidrs: parse_lines(&cidrs_path, &self.get(&cidrs_path).await?)?,
+            addresses: parse_lines(&addresses_path, &self.get(&addresses_path).await?)?,
+            prefixes: parse_lines::<Ipv4Cidr>(&prefixes_path, &prefixes)?,
         })
     }
+}
+
+/// Every line of a value read from `path`, parsed as `T`.
+fn parse_lines<T: std::str::FromStr>(path: &str, value: &str) -> CloudResult<Vec<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    lines(value)
+        .iter()
+        .map(|line| CloudError::parse_metadata(path, line))
+        .collect()
 }
 
 fn lines(value: &str) -> Vec<String> {
@@ -200,7 +190,7 @@ fn imds_error(path: &str, err: &ImdsError) -> CloudError {
 }
 
 impl Imds for AwsImds {
-    fn identity(&self) -> BoxFuture<'_, CloudResult<NodeIdentity>> {
+    fn identity(&self) -> CloudFuture<'_, NodeIdentity> {
         Box::pin(async move {
             Ok(NodeIdentity {
                 instance_id: self.get("instance-id").await?,
@@ -213,7 +203,7 @@ impl Imds for AwsImds {
         })
     }
 
-    fn enis(&self) -> BoxFuture<'_, CloudResult<Vec<ImdsEni>>> {
+    fn enis(&self) -> CloudFuture<'_, Vec<ImdsEni>> {
         Box::pin(async move {
             let macs = self.get_lines("network/interfaces/macs/").await?;
             let mut enis = Vec::new();

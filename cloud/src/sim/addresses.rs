@@ -30,10 +30,7 @@ impl State {
         count: u32,
         taken: &mut Taken,
     ) -> Result<Vec<Ipv4Addr>, SimError> {
-        let rec = self
-            .subnets
-            .get_mut(subnet_id)
-            .ok_or_else(|| not_found_subnet(subnet_id))?;
+        let rec = self.subnet_mut(subnet_id)?;
         let base = base(&rec.cidr);
         let Some(offs) = rec.pool.take_many(count) else {
             return err(
@@ -101,10 +98,7 @@ impl State {
             // ever has to hand it back to the old owner.
             taken.addresses.push(ip);
         }
-        let rec = self
-            .subnets
-            .get_mut(subnet_id)
-            .ok_or_else(|| not_found_subnet(subnet_id))?;
+        let rec = self.subnet_mut(subnet_id)?;
         for &ip in addrs {
             let off = u32::from(ip) - base(&cidr);
             if rec.pool.take(off) {
@@ -127,10 +121,7 @@ impl State {
         count: u32,
         taken: &mut Taken,
     ) -> Result<Vec<Ipv4Cidr>, SimError> {
-        let rec = self
-            .subnets
-            .get_mut(subnet_id)
-            .ok_or_else(|| not_found_subnet(subnet_id))?;
+        let rec = self.subnet_mut(subnet_id)?;
         let subnet = rec.cidr;
         let Some(starts) = rec.pool.take_blocks(count) else {
             return err(
@@ -165,10 +156,7 @@ impl State {
             }
             parsed.push(c);
         }
-        let rec = self
-            .subnets
-            .get_mut(subnet_id)
-            .ok_or_else(|| not_found_subnet(subnet_id))?;
+        let rec = self.subnet_mut(subnet_id)?;
         for c in &parsed {
             if !rec.pool.take_block(base(c) - base(&cidr)) {
                 return bad_value(format!("prefix {c} overlaps addresses in use"));
@@ -376,13 +364,6 @@ impl State {
         }
         Ok(())
     }
-}
-
-fn not_found_subnet(id: &str) -> SimError {
-    SimError::new(
-        ErrorCode::InvalidSubnetIdNotFound,
-        format!("The subnet ID '{id}' does not exist"),
-    )
 }
 
 pub(crate) fn bad_value<T>(message: String) -> Result<T, SimError> {

@@ -9,15 +9,14 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use vpc_cni_proto::net::Ipv4Cidr;
 
 use super::errors::SimError;
 use super::types::{AssignIps, CreateEni, Eni, EniFilter, ImdsView};
 use super::SimVpc;
 use crate::api::{
-    CloudResult, Ec2, EniId, EniInfo, EniQuery, Imds, ImdsEni, InstanceLimits, NewEni,
-    NodeIdentity, SubnetId,
+    Assign, AssignedIps, CloudFuture, CloudResult, Ec2, EniId, EniInfo, EniQuery, Imds, ImdsEni,
+    InstanceLimits, NewEni, NodeIdentity, SubnetId,
 };
 use crate::error::CloudError;
 
@@ -133,7 +132,7 @@ fn filter_of(query: EniQuery) -> EniFilter {
 }
 
 impl Ec2 for SimCloud {
-    fn instance_limits(&self, instance_type: &str) -> BoxFuture<'_, CloudResult<InstanceLimits>> {
+    fn instance_limits(&self, instance_type: &str) -> CloudFuture<'_, InstanceLimits> {
         let name = instance_type.to_string();
         Box::pin(async move {
             let types = self
@@ -157,7 +156,7 @@ impl Ec2 for SimCloud {
         })
     }
 
-    fn create_eni(&self, eni: NewEni) -> BoxFuture<'_, CloudResult<EniInfo>> {
+    fn create_eni(&self, eni: NewEni) -> CloudFuture<'_, EniInfo> {
         Box::pin(async move {
             let req = CreateEni {
                 subnet_id: eni.subnet_id.as_str().to_owned(),
@@ -182,7 +181,7 @@ impl Ec2 for SimCloud {
         eni_id: &'a EniId,
         instance_id: &'a str,
         device_index: u32,
-    ) -> BoxFuture<'a, CloudResult<String>> {
+    ) -> CloudFuture<'a, String> {
         Box::pin(async move {
             let att = self
                 .call("AttachNetworkInterface", |s| {
@@ -197,40 +196,28 @@ impl Ec2 for SimCloud {
         })
     }
 
-    fn assign_addresses<'a>(
-        &'a self,
-        eni_id: &'a EniId,
-        count: u32,
-    ) -> BoxFuture<'a, CloudResult<Vec<Ipv4Addr>>> {
+    fn assign<'a>(&'a self, eni_id: &'a EniId, what: Assign) -> CloudFuture<'a, AssignedIps> {
         Box::pin(async move {
-            let req = AssignIps {
-                count,
-                ..AssignIps::default()
-            };
-            self.call("AssignPrivateIpAddresses", |s| {
-                s.assign_private_ip_addresses(eni_id.as_str(), req)
-            })
-            .await
-            .map(|a| a.addresses)
-        })
-    }
-
-    fn assign_prefixes<'a>(
-        &'a self,
-        eni_id: &'a EniId,
-        count: u32,
-    ) -> BoxFuture<'a, CloudResult<Vec<Ipv4Cidr>>> {
-        Box::pin(async move {
-            let req = AssignIps {
-                prefix_count: count,
-                ..AssignIps::default()
+            const ACTION: &str = "AssignPrivateIpAddresses";
+            let req = match what {
+                Assign::Addresses(count) => AssignIps {
+                    count,
+                    ..AssignIps::default()
+                },
+                Assign::Prefixes(prefix_count) => AssignIps {
+                    prefix_count,
+                    ..AssignIps::default()
+                },
             };
             let assigned = self
-                .call("AssignPrivateIpAddresses", |s| {
+                .call(ACTION, |s| {
                     s.assign_private_ip_addresses(eni_id.as_str(), req)
                 })
                 .await?;
-            typed_all("AssignPrivateIpAddresses", &assigned.prefixes)
+            Ok(AssignedIps {
+                addresses: assigned.addresses,
+                prefixes: typed_all(ACTION, &assigned.prefixes)?,
+            })
         })
     }
 
@@ -239,7 +226,7 @@ impl Ec2 for SimCloud {
         eni_id: &'a EniId,
         addresses: &'a [Ipv4Addr],
         prefixes: &'a [Ipv4Cidr],
-    ) -> BoxFuture<'a, CloudResult<()>> {
+    ) -> CloudFuture<'a, ()> {
         Box::pin(async move {
             let prefixes: Vec<String> = prefixes.iter().map(ToString::to_string).collect();
             self.call("UnassignPrivateIpAddresses", |s| {
@@ -249,7 +236,7 @@ impl Ec2 for SimCloud {
         })
     }
 
-    fn detach_eni<'a>(&'a self, attachment_id: &'a str) -> BoxFuture<'a, CloudResult<()>> {
+    fn detach_eni<'a>(&'a self, attachment_id: &'a str) -> CloudFuture<'a, ()> {
         Box::pin(async move {
             self.call("DetachNetworkInterface", |s| {
                 s.detach_network_interface(attachment_id, false)
@@ -258,7 +245,7 @@ impl Ec2 for SimCloud {
         })
     }
 
-    fn delete_eni<'a>(&'a self, eni_id: &'a EniId) -> BoxFuture<'a, CloudResult<()>> {
+    fn delete_eni<'a>(&'a self, eni_id: &'a EniId) -> CloudFuture<'a, ()> {
         Box::pin(async move {
             self.call("DeleteNetworkInterface", |s| {
                 s.delete_network_interface(eni_id.as_str())
@@ -267,7 +254,7 @@ impl Ec2 for SimCloud {
         })
     }
 
-    fn describe_enis(&self, query: EniQuery) -> BoxFuture<'_, CloudResult<Vec<EniInfo>>> {
+    fn describe_enis(&self, query: EniQuery) -> CloudFuture<'_, Vec<EniInfo>> {
         Box::pin(async move {
             let filter = filter_of(query);
             // Page like the AWS implementation does, so tokens get exercised.
@@ -294,7 +281,7 @@ impl Ec2 for SimCloud {
         &'a self,
         enis: &'a [EniId],
         tags: &'a BTreeMap<String, String>,
-    ) -> BoxFuture<'a, CloudResult<()>> {
+    ) -> CloudFuture<'a, ()> {
         Box::pin(async move {
             let resource_ids: Vec<String> = enis.iter().map(|id| id.as_str().to_owned()).collect();
             self.call("CreateTags", |s| s.create_tags(&resource_ids, tags))
@@ -304,7 +291,7 @@ impl Ec2 for SimCloud {
 }
 
 impl Imds for SimCloud {
-    fn identity(&self) -> BoxFuture<'_, CloudResult<NodeIdentity>> {
+    fn identity(&self) -> CloudFuture<'_, NodeIdentity> {
         Box::pin(async move {
             let v = self.imds_view()?;
             Ok(NodeIdentity {
@@ -318,7 +305,7 @@ impl Imds for SimCloud {
         })
     }
 
-    fn enis(&self) -> BoxFuture<'_, CloudResult<Vec<ImdsEni>>> {
+    fn enis(&self) -> CloudFuture<'_, Vec<ImdsEni>> {
         Box::pin(async move {
             let v = self.imds_view()?;
             v.interfaces
@@ -425,9 +412,11 @@ mod tests {
         .unwrap();
         assert_eq!(eni.addresses.len(), 3);
         let att = block_on(c.attach_eni(&eni.id, &c.instance_id, 1)).unwrap();
-        let more = block_on(c.assign_addresses(&eni.id, 7)).unwrap();
+        let more = block_on(c.assign(&eni.id, Assign::Addresses(7)))
+            .unwrap()
+            .addresses;
         assert_eq!(more.len(), 7);
-        let over = block_on(c.assign_addresses(&eni.id, 1)).unwrap_err();
+        let over = block_on(c.assign(&eni.id, Assign::Addresses(1))).unwrap_err();
         assert!(matches!(over, CloudError::LimitExceeded { .. }), "{over}");
         let in_use = block_on(c.delete_eni(&eni.id)).unwrap_err();
         assert!(matches!(in_use, CloudError::InUse { .. }), "{in_use}");

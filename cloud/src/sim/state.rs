@@ -112,13 +112,11 @@ impl State {
     }
 
     pub fn subnet(&self, id: &str) -> Result<&SubnetRec, SimError> {
-        match self.subnets.get(id) {
-            Some(s) => Ok(s),
-            None => err(
-                ErrorCode::InvalidSubnetIdNotFound,
-                format!("The subnet ID '{id}' does not exist"),
-            ),
-        }
+        self.subnets.get(id).ok_or_else(|| no_such_subnet(id))
+    }
+
+    pub fn subnet_mut(&mut self, id: &str) -> Result<&mut SubnetRec, SimError> {
+        self.subnets.get_mut(id).ok_or_else(|| no_such_subnet(id))
     }
 
     pub fn eni(&self, id: &str) -> Result<&EniRec, SimError> {
@@ -185,4 +183,11 @@ impl State {
             .get(&att.instance_id)
             .filter(|i| i.state == "running")
     }
+}
+
+fn no_such_subnet(id: &str) -> SimError {
+    SimError::new(
+        ErrorCode::InvalidSubnetIdNotFound,
+        format!("The subnet ID '{id}' does not exist"),
+    )
 }

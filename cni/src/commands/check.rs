@@ -2,24 +2,17 @@
 
 use std::path::PathBuf;
 
-use super::{parse_reply_ip, pod_ipv4, Context};
+use super::{parse_reply_ip, pod_ipv4, required, Context};
 use crate::client::IpamdClient;
 use crate::dataplane::{check_pod, PodWiring};
 use crate::error::CniError;
 
 pub(super) async fn run(ctx: &Context<'_>) -> Result<(), CniError> {
-    ctx.require_version(
-        ctx.conf.cni_version.has_check(),
-        "CHECK needs cniVersion 0.4.0 or later",
+    let prev = required(
+        ctx.conf.prev_result.as_ref(),
+        "prevResult",
+        "CHECK needs the result of the ADD",
     )?;
-    let prev = ctx
-        .conf
-        .prev_result
-        .as_ref()
-        .ok_or_else(|| CniError::InvalidConfig {
-            field: "prevResult".into(),
-            reason: "CHECK needs the result of the ADD".into(),
-        })?;
     let expected_ip = pod_ipv4(prev, ctx.ifname()?).ok_or_else(|| CniError::InvalidConfig {
         field: "prevResult.ips".into(),
         reason: "holds no IPv4 address".into(),

@@ -2,24 +2,17 @@
 
 use vpc_cni_proto::{Attachment, GarbageCollectRequest};
 
-use super::{parse_reply_ip, Context};
+use super::{parse_reply_ip, required, Context};
 use crate::client::IpamdClient;
 use crate::dataplane::unwire_host;
 use crate::error::CniError;
 
 pub(super) async fn run(ctx: &Context<'_>) -> Result<(), CniError> {
-    ctx.require_version(
-        ctx.conf.cni_version.has_gc_status(),
-        "GC needs cniVersion 1.1.0",
+    let valid = required(
+        ctx.conf.valid_attachments.as_ref(),
+        "cni.dev/valid-attachments",
+        "GC needs the list of attachments to keep",
     )?;
-    let valid = ctx
-        .conf
-        .valid_attachments
-        .as_ref()
-        .ok_or_else(|| CniError::InvalidConfig {
-            field: "cni.dev/valid-attachments".into(),
-            reason: "GC needs the list of attachments to keep".into(),
-        })?;
     let request = GarbageCollectRequest {
         valid_attachments: valid
             .iter()

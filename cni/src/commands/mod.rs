@@ -24,6 +24,7 @@ pub async fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError>
     }
     let conf = parse_netconf(stdin)?;
     let ctx = Context::new(env, conf);
+    ctx.require_version()?;
     match env.command {
         Command::Add => add::run(&ctx).await.map(Some),
         Command::Del => del::run(&ctx).await.map(|()| None),
@@ -50,13 +51,21 @@ impl<'a> Context<'a> {
         Self { env, conf, socket }
     }
 
-    /// Refuses a command the configured `cniVersion` does not have.
-    pub fn require_version(&self, supported: bool, need: &str) -> Result<(), CniError> {
+    /// Refuses a command the configured `cniVersion` does not have (CHECK came with 0.4.0,
+    /// GC and STATUS with 1.1.0).
+    pub fn require_version(&self) -> Result<(), CniError> {
+        let version = self.conf.cni_version;
+        let (supported, need) = match self.env.command {
+            Command::Check => (version.has_check(), "CHECK needs cniVersion 0.4.0 or later"),
+            Command::Gc => (version.has_gc_status(), "GC needs cniVersion 1.1.0"),
+            Command::Status => (version.has_gc_status(), "STATUS needs cniVersion 1.1.0"),
+            Command::Add | Command::Del | Command::Version => (true, ""),
+        };
         if supported {
             Ok(())
         } else {
             Err(CniError::IncompatibleVersion {
-                requested: self.conf.cni_version.as_str().to_string(),
+                requested: version.as_str().to_string(),
                 supported: need.to_string(),
             })
         }
@@ -105,6 +114,18 @@ impl<'a> Context<'a> {
             client_version: env!("CARGO_PKG_VERSION").to_string(),
         })
     }
+}
+
+/// A field of the network configuration the command cannot do without.
+pub(crate) fn required<'v, T>(
+    value: Option<&'v T>,
+    field: &str,
+    reason: &str,
+) -> Result<&'v T, CniError> {
+    value.ok_or_else(|| CniError::InvalidConfig {
+        field: field.into(),
+        reason: reason.into(),
+    })
 }
 
 /// Parses the dotted address ipamd returned.

@@ -10,10 +10,6 @@ use crate::client::IpamdClient;
 use crate::error::CniError;
 
 pub(super) async fn run(ctx: &Context<'_>) -> Result<(), CniError> {
-    ctx.require_version(
-        ctx.conf.cni_version.has_gc_status(),
-        "STATUS needs cniVersion 1.1.0",
-    )?;
     let not_ready = |e: CniError| CniError::NotReady(e.to_string());
     let mut client = IpamdClient::connect(&ctx.socket).await.map_err(not_ready)?;
     let reply = client

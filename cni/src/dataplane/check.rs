@@ -19,6 +19,15 @@ fn failed(what: impl Into<String>) -> CniError {
     CniError::CheckFailed(what.into())
 }
 
+/// `Ok` when `present`, else the failure `missing` describes.
+fn expect(present: bool, missing: impl FnOnce() -> String) -> Result<(), CniError> {
+    if present {
+        Ok(())
+    } else {
+        Err(failed(missing()))
+    }
+}
+
 /// Verifies the pod side (link up, address, gateway and default routes, static gateway
 /// neighbour pointing at the host veth's MAC) and the host side (veth up, `/32` route, rules).
 /// The first mismatch is returned as `CheckFailed`.
@@ -81,9 +90,7 @@ async fn check_pod_side(
         .await
         .map_err(|e| CniError::netlink(format!("listing addresses of {ifname} in {place}"), e))?;
     let has_ip = addresses.contains(&(ip, 32));
-    if !has_ip {
-        return Err(failed(format!("{ip}/32 is not on {ifname} in {place}")));
-    }
+    expect(has_ip, || format!("{ip}/32 is not on {ifname} in {place}"))?;
 
     let routes = main_routes(pod, &place).await?;
     let has_gw_route = routes.iter().any(|r| {
@@ -92,21 +99,17 @@ async fn check_pod_side(
             && nl::route_oif(r) == Some(index)
             && r.header.scope == RouteScope::Link
     });
-    if !has_gw_route {
-        return Err(failed(format!(
-            "route {POD_GATEWAY}/32 dev {ifname} scope link is missing in {place}"
-        )));
-    }
+    expect(has_gw_route, || {
+        format!("route {POD_GATEWAY}/32 dev {ifname} scope link is missing in {place}")
+    })?;
     let has_default = routes.iter().any(|r| {
         r.header.destination_prefix_length == 0
             && nl::route_gateway(r) == Some(POD_GATEWAY)
             && nl::route_oif(r) == Some(index)
     });
-    if !has_default {
-        return Err(failed(format!(
-            "default route via {POD_GATEWAY} dev {ifname} is missing in {place}"
-        )));
-    }
+    expect(has_default, || {
+        format!("default route via {POD_GATEWAY} dev {ifname} is missing in {place}")
+    })?;
 
     let Some(gateway) = gateway_neighbour(pod, index, &place).await? else {
         return Err(failed(format!(
@@ -164,12 +167,9 @@ async fn check_host_side(w: &PodWiring, host: &Handle, index: u32) -> Result<(),
             && nl::route_dst(r) == Some(ip)
             && nl::route_oif(r) == Some(index)
     });
-    if !has_route {
-        return Err(failed(format!(
-            "host route {ip}/32 dev {} is missing",
-            w.host_veth
-        )));
-    }
+    expect(has_route, || {
+        format!("host route {ip}/32 dev {} is missing", w.host_veth)
+    })?;
 
     let rules = dump_rules(host).await?;
     let has_to = rules.iter().any(|r| {
@@ -178,11 +178,9 @@ async fn check_host_side(w: &PodWiring, host: &Handle, index: u32) -> Result<(),
             && nl::rule_is_plain_lookup(r)
             && nl::rule_table(r) == MAIN_TABLE
     });
-    if !has_to {
-        return Err(failed(format!(
-            "host rule to {ip}/32 lookup main priority {RULE_PRIORITY_TO_POD} is missing"
-        )));
-    }
+    expect(has_to, || {
+        format!("host rule to {ip}/32 lookup main priority {RULE_PRIORITY_TO_POD} is missing")
+    })?;
     let from_tables: Vec<u32> = rules
         .iter()
         .filter(|r| {

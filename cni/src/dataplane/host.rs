@@ -87,46 +87,48 @@ pub(super) async fn sync_rules(
         if !want_to || have_to {
             return Ok(());
         }
-        let req = handle
-            .rule()
-            .add()
-            .v4()
-            .destination_prefix(ip, 32)
-            .table_id(MAIN_TABLE)
-            .priority(RULE_PRIORITY_TO_POD)
-            .action(RuleAction::ToTable);
-        match req.execute().await {
-            Err(e) if !nl::is_exists(&e) => Err(CniError::netlink(
-                format!("adding rule to {ip}/32 lookup main priority {RULE_PRIORITY_TO_POD}"),
-                e,
-            )),
-            _ => Ok(()),
-        }
+        add_rule(handle, ip, HostRule::To).await
     };
     let add_from = async {
         let Some(table) = want_from.filter(|_| !have_from) else {
             return Ok(());
         };
-        let req = handle
-            .rule()
-            .add()
-            .v4()
-            .source_prefix(ip, 32)
-            .table_id(table)
-            .priority(RULE_PRIORITY_FROM_POD)
-            .action(RuleAction::ToTable);
-        match req.execute().await {
-            Err(e) if !nl::is_exists(&e) => Err(CniError::netlink(
-                format!(
-                    "adding rule from {ip}/32 lookup {table} priority {RULE_PRIORITY_FROM_POD}"
-                ),
-                e,
-            )),
-            _ => Ok(()),
-        }
+        add_rule(handle, ip, HostRule::From { table }).await
     };
     let (to, from) = tokio::join!(add_to, add_from);
     to.and(from)
+}
+
+/// One of a pod address's host rules.
+#[derive(Clone, Copy)]
+enum HostRule {
+    /// `to ip/32 lookup main` at 512.
+    To,
+    /// `from ip/32 lookup <table>` at 1536.
+    From { table: u32 },
+}
+
+/// Adds the rule; one that exists already is success.
+async fn add_rule(handle: &Handle, ip: Ipv4Addr, rule: HostRule) -> Result<(), CniError> {
+    let req = handle.rule().add().v4().action(RuleAction::ToTable);
+    let (req, what) = match rule {
+        HostRule::To => (
+            req.destination_prefix(ip, 32)
+                .table_id(MAIN_TABLE)
+                .priority(RULE_PRIORITY_TO_POD),
+            format!("to {ip}/32 lookup main priority {RULE_PRIORITY_TO_POD}"),
+        ),
+        HostRule::From { table } => (
+            req.source_prefix(ip, 32)
+                .table_id(table)
+                .priority(RULE_PRIORITY_FROM_POD),
+            format!("from {ip}/32 lookup {table} priority {RULE_PRIORITY_FROM_POD}"),
+        ),
+    };
+    match req.execute().await {
+        Err(e) if !nl::is_exists(&e) => Err(CniError::netlink(format!("adding rule {what}"), e)),
+        _ => Ok(()),
+    }
 }
 
 /// `ip/32 dev <host veth> scope link` in main, replacing whatever route the address had.

@@ -37,15 +37,10 @@ fn main() -> anyhow::Result<()> {
     println!("vpc-cni demo: a simulated VPC 10.0.0.0/16, two t3.medium nodes in VPC mode\n");
     let cluster = VpcCluster::new("demo", &[("a", "t3.medium"), ("b", "t3.medium")], &[])
         .context("starting vpc-sim, the fabric and ipamd on both nodes")?;
-    let mut pods = Vec::new();
-    for (node, name) in PODS {
-        let mut pod = cluster.new_pod(node, name)?;
-        let out = cluster.add(&mut pod)?;
-        if !out.success() {
-            bail!("ADD {name} on {node} failed: {}{}", out.stdout, out.stderr);
-        }
-        pods.push(pod);
-    }
+    let pods = PODS
+        .iter()
+        .map(|(node, name)| cluster.try_pod(node, name))
+        .collect::<std::io::Result<Vec<_>>>()?;
     let (alb, alb_ip) = cluster
         .attach_host("alb")
         .context("attaching the ALB host")?;

@@ -18,10 +18,11 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::fake_kube::FakeKube;
 use crate::ipamd_proc::IpamdProcess;
+use crate::node::{every_node, plugin_conf, test_ipamd_env};
 use vpc_cni_testkit::netns::Netns;
 use vpc_cni_testkit::unique_name;
 
@@ -84,12 +85,7 @@ impl OverlayNode {
     /// The network configuration a runtime on this node hands the plugin.
     #[must_use]
     pub fn conf(&self) -> Value {
-        json!({
-            "cniVersion": CNI_VERSION,
-            "name": "overlay-e2e",
-            "type": "vpc-cni",
-            "ipamdSocket": self.ipamd.socket(),
-        })
+        plugin_conf(CNI_VERSION, "overlay-e2e", &self.ipamd)
     }
 
     /// The kernel's overlay entries on this node.
@@ -238,19 +234,13 @@ impl OverlayCluster {
         let ip = underlay_ip(number);
         self.underlay
             .attach_node(&netns, &format!("p{number}"), ip)?;
-        let env = [
-            ("VPC_CNI_MODE", "auto"),
-            ("MY_NODE_NAME", name.as_str()),
-            ("CLUSTER_CIDR", CLUSTER_CIDR),
-            // The short periods NodeOptions uses, for tests that wait on them.
-            ("IP_COOLDOWN_PERIOD", "1"),
-            ("ASSIGNMENT_GRACE_PERIOD", "2"),
-            ("VETH_SWEEP_INTERVAL", "1"),
-            ("IPAMD_LOG", "info"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let env = test_ipamd_env(
+            "auto",
+            &[
+                ("MY_NODE_NAME", name.clone()),
+                ("CLUSTER_CIDR", CLUSTER_CIDR.to_string()),
+            ],
+        );
         Ok(PreparedNode {
             name,
             number,
@@ -351,12 +341,9 @@ impl OverlayCluster {
     /// or the Kubernetes API's Nodes and last requests.
     #[must_use]
     pub fn all_diagnostics(&self) -> String {
-        let mut text: String = self
-            .nodes
-            .iter()
-            .map(|n| self.diagnostics(&n.name))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let mut text = every_node(self.nodes.iter().map(|n| n.name.as_str()), |n| {
+            self.diagnostics(n)
+        });
         match &self.kube {
             Some(kube) => text.push_str(&kube_diagnostics(kube)),
             None => {

@@ -4,7 +4,7 @@
 use std::io;
 
 use super::OverlayCluster;
-use crate::node::ClusterPod;
+use crate::node::{add_cluster_pod, try_add_cluster_pod, ClusterPod};
 use vpc_cni_testkit::plugin::PluginOutput;
 use vpc_cni_testkit::pod::TestPod;
 
@@ -38,19 +38,14 @@ impl OverlayCluster {
     /// and the node's diagnostics on failure (test helper).
     #[must_use]
     pub fn pod(&self, node: &str, name: &str) -> OverlayPod {
-        let mut pod = self
-            .new_pod(node, name)
-            .unwrap_or_else(|e| panic!("creating pod {name} on {node}: {e}"));
-        let out = self
-            .add(&mut pod)
-            .unwrap_or_else(|e| panic!("running ADD for {name} on {node}: {e}"));
-        assert!(
-            out.success() && pod.pod.ip.is_some(),
-            "ADD {name} on {node} failed: {} {}\n{}",
-            out.stdout,
-            out.stderr,
-            self.diagnostics(node)
-        );
-        pod
+        let target = self.node(node).map(|n| (&n.netns, n.conf()));
+        let prefix = format!("{}p", self.prefix);
+        add_cluster_pod(node, name, &prefix, target, || self.diagnostics(node))
+    }
+
+    /// Creates a pod on `node` and ADDs it; a failed ADD is an error (the demo's way).
+    pub fn try_pod(&self, node: &str, name: &str) -> io::Result<OverlayPod> {
+        let target = self.node(node).map(|n| (&n.netns, n.conf()));
+        try_add_cluster_pod(node, name, &format!("{}p", self.prefix), target)
     }
 }

@@ -11,14 +11,16 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use vpc_cni_cloud::sim::{CreateEni, Eni, Instance, SimVpc, Subnet};
 
 use vpc_cni_proto::net::Ipv4Cidr;
 
 use crate::fabric::{ec2_url, imds_url, Fabric, FabricServices, Follower};
 use crate::ipamd_proc::IpamdProcess;
-use crate::node::ClusterPod;
+use crate::node::{
+    add_cluster_pod, every_node, plugin_conf, test_ipamd_env, try_add_cluster_pod, ClusterPod,
+};
 use vpc_cni_testkit::netns::Netns;
 use vpc_cni_testkit::plugin::PluginOutput;
 use vpc_cni_testkit::pod::TestPod;
@@ -66,12 +68,7 @@ impl VpcNode {
     /// The network configuration a runtime on this node hands the plugin.
     #[must_use]
     pub fn conf(&self, cni_version: &str) -> Value {
-        json!({
-            "cniVersion": cni_version,
-            "name": "vpc-e2e",
-            "type": "vpc-cni",
-            "ipamdSocket": self.ipamd.socket(),
-        })
+        plugin_conf(cni_version, "vpc-e2e", &self.ipamd)
     }
 }
 
@@ -222,20 +219,14 @@ impl VpcCluster {
     /// and the node's diagnostics on failure (test helper).
     #[must_use]
     pub fn pod(&self, node: &str, name: &str) -> VpcPod {
-        let mut pod = self
-            .new_pod(node, name)
-            .unwrap_or_else(|e| panic!("creating pod {name} on {node}: {e}"));
-        let out = self
-            .add(&mut pod)
-            .unwrap_or_else(|e| panic!("running ADD for {name} on {node}: {e}"));
-        assert!(
-            out.success() && pod.pod.ip.is_some(),
-            "ADD {name} on {node} failed: {} {}\n{}",
-            out.stdout,
-            out.stderr,
-            self.diagnostics(node)
-        );
-        pod
+        let target = self.node(node).map(|n| (n.netns.as_ref(), n.conf("1.0.0")));
+        add_cluster_pod(node, name, "vvp", target, || self.diagnostics(node))
+    }
+
+    /// Creates a pod on `node` and ADDs it; a failed ADD is an error (the demo's way).
+    pub fn try_pod(&self, node: &str, name: &str) -> io::Result<VpcPod> {
+        let target = self.node(node).map(|n| (n.netns.as_ref(), n.conf("1.0.0")));
+        try_add_cluster_pod(node, name, "vvp", target)
     }
 
     /// The attached ENI (as the fabric sees the model) holding `ip`, as an
@@ -321,12 +312,9 @@ impl VpcCluster {
     /// [`VpcCluster::diagnostics`] for every node, plus the model's ENIs.
     #[must_use]
     pub fn all_diagnostics(&self) -> String {
-        let mut text: String = self
-            .nodes
-            .iter()
-            .map(|n| self.diagnostics(&n.name))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let mut text = every_node(self.nodes.iter().map(|n| n.name.as_str()), |n| {
+            self.diagnostics(n)
+        });
         let enis = serde_json::to_string_pretty(&self.sim.fabric_view().enis)
             .unwrap_or_else(|e| format!("(ENIs not serializable: {e})"));
         text.push_str("\n--- attached ENIs in the model ---\n");
@@ -341,23 +329,18 @@ impl VpcCluster {
 /// so the SDK's default chain finds no shared config and takes its
 /// credentials from IMDS's role.
 fn base_env() -> BTreeMap<String, String> {
-    [
-        ("VPC_CNI_MODE", "vpc".to_string()),
-        ("AWS_ENDPOINT_URL_EC2", ec2_url()),
-        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds_url()),
-        ("AWS_REGION", REGION.to_string()),
-        ("IP_COOLDOWN_PERIOD", "1".to_string()),
-        // The pacing rules scaled down like the cooldown: still in force, but tests that
-        // wait for a shrink or a freed ENI wait seconds rather than minutes.
-        ("POOL_SHRINK_INTERVAL", "1".to_string()),
-        ("MIN_ENI_AGE", "2".to_string()),
-        ("ASSIGNMENT_GRACE_PERIOD", "2".to_string()),
-        ("VETH_SWEEP_INTERVAL", "1".to_string()),
-        ("IPAMD_LOG", "info".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    test_ipamd_env(
+        "vpc",
+        &[
+            ("AWS_ENDPOINT_URL_EC2", ec2_url()),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds_url()),
+            ("AWS_REGION", REGION.to_string()),
+            // The pacing rules scaled down like the cooldown: still in force, but tests that
+            // wait for a shrink or a freed ENI wait seconds rather than minutes.
+            ("POOL_SHRINK_INTERVAL", "1".to_string()),
+            ("MIN_ENI_AGE", "2".to_string()),
+        ],
+    )
 }
 
 fn sim_err(what: &str) -> impl Fn(vpc_cni_cloud::sim::SimError) -> io::Error + '_ {

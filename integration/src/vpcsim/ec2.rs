@@ -6,8 +6,9 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use vpc_cni_cloud::sim::{AssignIps, CreateEni, EniFilter, SimError, SimVpc};
+use vpc_cni_cloud::sim::{AssignIps, CreateEni, EniFilter, SimVpc};
 
+use super::api_error::ApiError;
 use super::ec2_filter::{
     check_max, eni_matches, instance_matches, keep, narrow, page, subnet_matches,
 };
@@ -32,50 +33,6 @@ pub const ACTIONS: &[&str] = &[
     "DescribeSubnets",
     "CreateTags",
 ];
-
-/// An EC2 error as it goes on the wire.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    pub code: String,
-    pub message: String,
-    pub status: u16,
-}
-
-impl ApiError {
-    /// A client error (HTTP 400) with an EC2 code.
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Self {
-            code: code.to_string(),
-            message: message.into(),
-            status: 400,
-        }
-    }
-}
-
-impl From<SimError> for ApiError {
-    fn from(e: SimError) -> Self {
-        Self {
-            code: e.code.as_str().to_string(),
-            message: e.message,
-            status: e.code.http_status(),
-        }
-    }
-}
-
-impl From<ParamError> for ApiError {
-    fn from(e: ParamError) -> Self {
-        match e {
-            ParamError::Missing(name) => Self::new(
-                "MissingParameter",
-                format!("The request must contain the parameter {name}"),
-            ),
-            ParamError::Invalid { name, value } => Self::new(
-                "InvalidParameterValue",
-                format!("Value ({value}) for parameter {name} is invalid"),
-            ),
-        }
-    }
-}
 
 /// Serves the EC2 API on `listener` until `shutdown` completes.
 pub async fn serve_ec2(
@@ -363,15 +320,21 @@ fn create_eni(sim: &SimVpc, q: &Query, body: &mut Xml) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn describe_enis(sim: &SimVpc, q: &Query, body: &mut Xml) -> Result<(), ApiError> {
-    let ids = q.list("NetworkInterfaceId");
+/// The ids and the MaxResults of a Describe call; EC2 refuses the two together.
+fn ids_and_max(q: &Query, id_param: &str) -> Result<(Vec<String>, Option<u32>), ApiError> {
+    let ids = q.list(id_param);
     let max = q.u32("MaxResults")?;
     if max.is_some() && !ids.is_empty() {
         return Err(ApiError::new(
             "InvalidParameterCombination",
-            "MaxResults cannot be combined with NetworkInterfaceId",
+            format!("MaxResults cannot be combined with {id_param}"),
         ));
     }
+    Ok((ids, max))
+}
+
+fn describe_enis(sim: &SimVpc, q: &Query, body: &mut Xml) -> Result<(), ApiError> {
+    let (ids, max) = ids_and_max(q, "NetworkInterfaceId")?;
     let filters = q.filters();
     let mut filter = EniFilter {
         ids,
@@ -391,14 +354,7 @@ fn describe_enis(sim: &SimVpc, q: &Query, body: &mut Xml) -> Result<(), ApiError
 }
 
 fn describe_instances(sim: &SimVpc, q: &Query, body: &mut Xml) -> Result<(), ApiError> {
-    let ids = q.list("InstanceId");
-    let max = q.u32("MaxResults")?;
-    if max.is_some() && !ids.is_empty() {
-        return Err(ApiError::new(
-            "InvalidParameterCombination",
-            "MaxResults cannot be combined with InstanceId",
-        ));
-    }
+    let (ids, max) = ids_and_max(q, "InstanceId")?;
     check_max(max, 5, 1000)?;
     let instances = keep(
         sim.describe_instances(&ids)?,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use vpc_cni_cloud::sim::{Eni, EniFilter, Instance, Subnet};
 
-use super::ec2::ApiError;
+use super::api_error::ApiError;
 
 /// Marks our page tokens so a foreign or mangled one is refused.
 const TOKEN_PREFIX: &str = "vpcsim1.";

@@ -6,6 +6,7 @@
 //! network fabric binds them inside its namespaces, tests bind 127.0.0.1:0.
 
 mod admin;
+mod api_error;
 pub mod client;
 mod ec2;
 mod ec2_filter;
@@ -19,7 +20,8 @@ pub mod stamp;
 pub mod xml;
 
 pub use admin::{serve_admin, AdminOptions};
-pub use ec2::{serve_ec2, ApiError, ACTIONS};
+pub use api_error::ApiError;
+pub use ec2::{serve_ec2, ACTIONS};
 pub use imds::{serve_imds, ImdsResolver, TOKEN_HEADER, TTL_HEADER};
 pub use launch::{start, start_loopback, Running};
 

@@ -35,12 +35,12 @@ pub enum ModeSetting {
 #[command(name = "ipamd", version, about = "vpc-cni node daemon")]
 pub struct Settings {
     /// auto | vpc | overlay.
-    #[arg(long, env = "VPC_CNI_MODE", value_name = "VPC_CNI_MODE",
-          default_value = "auto", value_parser = parse_mode_setting)]
+    #[arg(long, env = "VPC_CNI_MODE", value_name = "VPC_CNI_MODE", default_value = "auto",
+          value_parser = parse_mode_setting)]
     pub mode: ModeSetting,
 
     /// The node's pod CIDR (overlay mode's pool), e.g. 10.244.1.0/24.
-    #[arg(long, env = "POD_CIDR", value_name = "POD_CIDR")]
+    #[arg(long, env = "POD_CIDR")]
     pub pod_cidr: Option<Ipv4Cidr>,
 
     /// Unix socket the CniBackend service listens on (mode 0600).
@@ -54,34 +54,31 @@ pub struct Settings {
     pub state_dir: PathBuf,
 
     /// How long a released address rests before it is handed out again.
-    #[arg(long, env = "IP_COOLDOWN_PERIOD", value_name = "IP_COOLDOWN_PERIOD",
-          default_value = "30", value_parser = parse_duration)]
+    #[arg(long, env = "IP_COOLDOWN_PERIOD", default_value = "30", value_parser = parse_duration)]
     pub ip_cooldown_period: Duration,
 
     /// Age below which an assignment without a host veth is kept (its ADD may
     /// still be wiring the pod).
-    #[arg(long, env = "ASSIGNMENT_GRACE_PERIOD", value_name = "ASSIGNMENT_GRACE_PERIOD",
-          default_value = "60", value_parser = parse_duration)]
+    #[arg(long, env = "ASSIGNMENT_GRACE_PERIOD", default_value = "60",
+          value_parser = parse_duration)]
     pub assignment_grace_period: Duration,
 
     /// How often assignments whose host veth is gone are reclaimed.
-    #[arg(long, env = "VETH_SWEEP_INTERVAL", value_name = "VETH_SWEEP_INTERVAL",
-          default_value = "60", value_parser = parse_duration)]
+    #[arg(long, env = "VETH_SWEEP_INTERVAL", default_value = "60", value_parser = parse_duration)]
     pub veth_sweep_interval: Duration,
 
     /// MTU of pod interfaces.
-    #[arg(long, env = "POD_MTU", value_name = "POD_MTU", value_parser = parse_mtu)]
+    #[arg(long, env = "POD_MTU", value_parser = parse_mtu)]
     pub pod_mtu: Option<u32>,
 
     /// How often the node datapath (rules, tables, SNAT, VXLAN device) is applied again from
     /// scratch, repairing what someone changed; damage STATUS finds is repaired at once.
-    #[arg(long, env = "DATAPATH_RESYNC_INTERVAL", value_name = "DATAPATH_RESYNC_INTERVAL",
-          default_value = "60", value_parser = parse_duration)]
+    #[arg(long, env = "DATAPATH_RESYNC_INTERVAL", default_value = "60",
+          value_parser = parse_duration)]
     pub datapath_resync_interval: Duration,
 
     /// Longest time an ADD waits for an address to come out of cooldown.
-    #[arg(long, env = "POOL_WAIT_TIMEOUT", value_name = "POOL_WAIT_TIMEOUT",
-          default_value = "10", value_parser = parse_duration)]
+    #[arg(long, env = "POOL_WAIT_TIMEOUT", default_value = "10", value_parser = parse_duration)]
     pub pool_wait_timeout: Duration,
 
     #[command(flatten)]
@@ -120,17 +117,8 @@ impl Settings {
                 });
             }
         }
-        for (variable, interval) in [
-            ("VETH_SWEEP_INTERVAL", self.veth_sweep_interval),
-            ("DATAPATH_RESYNC_INTERVAL", self.datapath_resync_interval),
-        ] {
-            if interval.is_zero() {
-                return Err(IpamdError::Config {
-                    variable,
-                    reason: "must be greater than zero".into(),
-                });
-            }
-        }
+        parse::require_nonzero("VETH_SWEEP_INTERVAL", self.veth_sweep_interval)?;
+        parse::require_nonzero("DATAPATH_RESYNC_INTERVAL", self.datapath_resync_interval)?;
         if !self.socket.is_absolute() {
             return Err(IpamdError::Config {
                 variable: "IPAMD_SOCKET",

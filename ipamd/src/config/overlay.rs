@@ -7,6 +7,7 @@ use clap::{ArgAction, Args};
 
 use super::parse::{parse_bool, parse_duration};
 use crate::error::IpamdError;
+use crate::overlay::vxlan::core::check_vni_and_port;
 use vpc_cni_proto::net::Ipv4Cidr;
 
 #[derive(Debug, Clone, Args)]
@@ -19,48 +20,34 @@ pub struct OverlaySettings {
     /// Every pod CIDR of the cluster: pod traffic to anywhere else is
     /// masqueraded to the node's address. Unset: this node's pod CIDR and its
     /// peers' pod CIDRs.
-    #[arg(long, env = "CLUSTER_CIDR", value_name = "CLUSTER_CIDR")]
+    #[arg(long, env = "CLUSTER_CIDR")]
     pub cluster_cidr: Option<Ipv4Cidr>,
 
     /// JSON file listing the overlay's nodes (`{"peers":[{"name","underlayIP","podCIDR"}]}`);
     /// used instead of the Kubernetes API when set.
-    #[arg(long, env = "PEERS_FILE", value_name = "PEERS_FILE")]
+    #[arg(long, env = "PEERS_FILE")]
     pub peers_file: Option<PathBuf>,
 
     /// How often the peers file is looked at for changes.
-    #[arg(long, env = "PEERS_FILE_POLL_INTERVAL", value_name = "PEERS_FILE_POLL_INTERVAL",
-          default_value = "1", value_parser = parse_duration)]
+    #[arg(long, env = "PEERS_FILE_POLL_INTERVAL", default_value = "1",
+          value_parser = parse_duration)]
     pub peers_file_poll_interval: Duration,
 
     /// VXLAN network identifier of the overlay (1..=16777215).
-    #[arg(
-        long,
-        env = "VXLAN_VNI",
-        value_name = "VXLAN_VNI",
-        default_value_t = crate::overlay::vxlan::DEFAULT_VNI
-    )]
+    #[arg(long, env = "VXLAN_VNI", default_value_t = crate::overlay::vxlan::DEFAULT_VNI)]
     pub vxlan_vni: u32,
 
     /// UDP port of the overlay (8472, the Linux default; 4789 for interop).
-    #[arg(
-        long,
-        env = "VXLAN_PORT",
-        value_name = "VXLAN_PORT",
-        default_value_t = crate::overlay::vxlan::DEFAULT_PORT
-    )]
+    #[arg(long, env = "VXLAN_PORT", default_value_t = crate::overlay::vxlan::DEFAULT_PORT)]
     pub vxlan_port: u16,
 
     /// Interface carrying the overlay (default: the one of the default route).
-    #[arg(
-        long,
-        env = "VXLAN_UNDERLAY_IFACE",
-        value_name = "VXLAN_UNDERLAY_IFACE"
-    )]
+    #[arg(long, env = "VXLAN_UNDERLAY_IFACE")]
     pub vxlan_underlay_iface: Option<String>,
 
     /// Route to peers on the underlay's own subnet without encapsulation.
-    #[arg(long, env = "VXLAN_DIRECT_ROUTING", value_name = "VXLAN_DIRECT_ROUTING",
-          default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
+    #[arg(long, env = "VXLAN_DIRECT_ROUTING", default_value = "false", value_parser = parse_bool,
+          action = ArgAction::Set)]
     pub vxlan_direct_routing: bool,
 
     /// Set by Kubernetes in every pod: ipamd runs in a cluster and can use the API.
@@ -98,24 +85,8 @@ impl OverlaySettings {
 
     /// Checks what a single flag parser cannot.
     pub fn validate(&self) -> Result<(), IpamdError> {
-        if self.vxlan_vni == 0 || self.vxlan_vni >= 1 << 24 {
-            return Err(IpamdError::Config {
-                variable: "VXLAN_VNI",
-                reason: format!("{} is outside 1..=16777215", self.vxlan_vni),
-            });
-        }
-        if self.vxlan_port == 0 {
-            return Err(IpamdError::Config {
-                variable: "VXLAN_PORT",
-                reason: "port 0 is not a UDP port".to_owned(),
-            });
-        }
-        if self.peers_file_poll_interval.is_zero() {
-            return Err(IpamdError::Config {
-                variable: "PEERS_FILE_POLL_INTERVAL",
-                reason: "must be greater than zero".to_owned(),
-            });
-        }
+        check_vni_and_port(self.vxlan_vni, self.vxlan_port)?;
+        super::parse::require_nonzero("PEERS_FILE_POLL_INTERVAL", self.peers_file_poll_interval)?;
         if let Some(name) = &self.node_name {
             if name.trim().is_empty() {
                 return Err(IpamdError::Config {

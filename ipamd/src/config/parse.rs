@@ -7,6 +7,20 @@ use vpc_cni_proto::Mode;
 
 use super::ModeSetting;
 
+/// Refuses a zero interval, naming the variable.
+pub(super) fn require_nonzero(
+    variable: &'static str,
+    interval: std::time::Duration,
+) -> Result<(), crate::error::IpamdError> {
+    if interval.is_zero() {
+        return Err(crate::error::IpamdError::Config {
+            variable,
+            reason: "must be greater than zero".into(),
+        });
+    }
+    Ok(())
+}
+
 /// `auto`, or a mode's name (`vpc`, `overlay`).
 pub fn parse_mode_setting(s: &str) -> Result<ModeSetting, String> {
     match s.trim() {

@@ -11,53 +11,33 @@ use super::parse::{parse_bool, parse_cidr_list, parse_duration, parse_mtu, parse
 #[derive(Debug, Clone, Args)]
 pub struct VpcSettings {
     /// Whole ENIs kept free (ignored once an IP target is set).
-    #[arg(
-        long,
-        env = "WARM_ENI_TARGET",
-        value_name = "WARM_ENI_TARGET",
-        default_value_t = 1
-    )]
+    #[arg(long, env = "WARM_ENI_TARGET", default_value_t = 1)]
     pub warm_eni_target: u32,
 
     /// Free addresses kept ready (0 = unset).
-    #[arg(
-        long,
-        env = "WARM_IP_TARGET",
-        value_name = "WARM_IP_TARGET",
-        default_value_t = 0
-    )]
+    #[arg(long, env = "WARM_IP_TARGET", default_value_t = 0)]
     pub warm_ip_target: u32,
 
     /// Addresses held at least, assigned or not (0 = unset).
-    #[arg(
-        long,
-        env = "MINIMUM_IP_TARGET",
-        value_name = "MINIMUM_IP_TARGET",
-        default_value_t = 0
-    )]
+    #[arg(long, env = "MINIMUM_IP_TARGET", default_value_t = 0)]
     pub minimum_ip_target: u32,
 
     /// Wholly free /28 prefixes kept in prefix-delegation mode.
-    #[arg(
-        long,
-        env = "WARM_PREFIX_TARGET",
-        value_name = "WARM_PREFIX_TARGET",
-        default_value_t = 0
-    )]
+    #[arg(long, env = "WARM_PREFIX_TARGET", default_value_t = 0)]
     pub warm_prefix_target: u32,
 
     /// Hand out addresses from /28 prefixes (Nitro instances only).
-    #[arg(long, env = "ENABLE_PREFIX_DELEGATION", value_name = "ENABLE_PREFIX_DELEGATION",
-          default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
+    #[arg(long, env = "ENABLE_PREFIX_DELEGATION", default_value = "false",
+          value_parser = parse_bool, action = ArgAction::Set)]
     pub enable_prefix_delegation: bool,
 
     /// Most ENIs ipamd attaches (capped at the instance type's limit; 0 = the limit).
-    #[arg(long, env = "MAX_ENI", value_name = "MAX_ENI", default_value_t = 0)]
+    #[arg(long, env = "MAX_ENI", default_value_t = 0)]
     pub max_eni: u32,
 
     /// MTU of the ENIs.
-    #[arg(long, env = "AWS_VPC_ENI_MTU", value_name = "AWS_VPC_ENI_MTU",
-          default_value = "9001", value_parser = parse_mtu)]
+    #[arg(long, env = "AWS_VPC_ENI_MTU", value_name = "AWS_VPC_ENI_MTU", default_value = "9001",
+          value_parser = parse_mtu)]
     pub eni_mtu: u32,
 
     /// Leave SNAT of pod traffic leaving the VPC to an external NAT.
@@ -72,64 +52,44 @@ pub struct VpcSettings {
     pub exclude_snat_cidrs: CidrList,
 
     /// Tags new ENIs with `cluster.k8s.amazonaws.com/name=<name>`.
-    #[arg(
-        long,
-        env = "CLUSTER_NAME",
-        value_name = "CLUSTER_NAME",
-        default_value = ""
-    )]
+    #[arg(long, env = "CLUSTER_NAME", default_value = "")]
     pub cluster_name: String,
 
     /// More tags for new ENIs, a JSON object (`{"team":"net"}`).
-    #[arg(long, env = "ADDITIONAL_ENI_TAGS", value_name = "ADDITIONAL_ENI_TAGS",
-          default_value = "", value_parser = parse_tags)]
+    #[arg(long, env = "ADDITIONAL_ENI_TAGS", default_value = "", value_parser = parse_tags)]
     pub additional_eni_tags: BTreeMap<String, String>,
 
     /// Turn off deleting our ENIs left `available` (leaked).
-    #[arg(long, env = "DISABLE_LEAKED_ENI_CLEANUP", value_name = "DISABLE_LEAKED_ENI_CLEANUP",
-          default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
+    #[arg(long, env = "DISABLE_LEAKED_ENI_CLEANUP", default_value = "false",
+          value_parser = parse_bool, action = ArgAction::Set)]
     pub disable_leaked_eni_cleanup: bool,
 
     /// How often leaked ENIs are looked for (jittered).
-    #[arg(long, env = "LEAKED_ENI_CLEANUP_INTERVAL", value_name = "LEAKED_ENI_CLEANUP_INTERVAL",
-          default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, env = "LEAKED_ENI_CLEANUP_INTERVAL", default_value = "1h",
+          value_parser = parse_duration)]
     pub leaked_eni_cleanup_interval: Duration,
 
     /// Age an `available` ENI of ours must reach before it counts as leaked.
-    #[arg(long, env = "LEAKED_ENI_MIN_AGE", value_name = "LEAKED_ENI_MIN_AGE",
-          default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "LEAKED_ENI_MIN_AGE", default_value = "5m", value_parser = parse_duration)]
     pub leaked_eni_min_age: Duration,
 
     /// Least time between two passes that give addresses or ENIs back.
-    #[arg(long, env = "POOL_SHRINK_INTERVAL", value_name = "POOL_SHRINK_INTERVAL",
-          default_value = "30", value_parser = parse_duration)]
+    #[arg(long, env = "POOL_SHRINK_INTERVAL", default_value = "30", value_parser = parse_duration)]
     pub pool_shrink_interval: Duration,
 
     /// Least age of an ENI before it may be detached and deleted.
-    #[arg(long, env = "MIN_ENI_AGE", value_name = "MIN_ENI_AGE",
-          default_value = "1m", value_parser = parse_duration)]
+    #[arg(long, env = "MIN_ENI_AGE", default_value = "1m", value_parser = parse_duration)]
     pub min_eni_age: Duration,
 
     /// How long growth pauses after EC2 reports the subnet full.
-    #[arg(long, env = "SUBNET_FULL_PAUSE", value_name = "SUBNET_FULL_PAUSE",
-          default_value = "2m", value_parser = parse_duration)]
+    #[arg(long, env = "SUBNET_FULL_PAUSE", default_value = "2m", value_parser = parse_duration)]
     pub subnet_full_pause: Duration,
 
     /// Sustained EC2 calls per second (one bucket for every call).
-    #[arg(
-        long,
-        env = "EC2_API_QPS",
-        value_name = "EC2_API_QPS",
-        default_value_t = 10.0
-    )]
+    #[arg(long, env = "EC2_API_QPS", default_value_t = 10.0)]
     pub ec2_api_qps: f64,
 
     /// EC2 calls allowed in a burst.
-    #[arg(
-        long,
-        env = "EC2_API_BURST",
-        value_name = "EC2_API_BURST",
-        default_value_t = 20
-    )]
+    #[arg(long, env = "EC2_API_BURST", default_value_t = 20)]
     pub ec2_api_burst: u32,
 }

@@ -61,6 +61,15 @@ async fn resolve_mode(
     Ok(chosen)
 }
 
+/// What the common part of the daemon hands the chosen mode's start-up.
+struct Start<'a> {
+    settings: &'a Settings,
+    checkpoint: Arc<dyn Checkpoint>,
+    /// The checkpoint as the last run left it, restored once the mode knows its pool.
+    loaded: Option<CheckpointData>,
+    stop: watch::Receiver<bool>,
+}
+
 /// What the chosen mode hands the common part of the daemon.
 struct NodeSetup {
     store: Arc<Store>,
@@ -99,11 +108,15 @@ pub async fn run(settings: Settings) -> Result<(), IpamdError> {
     };
     let mode = resolve_mode(&settings, loaded.as_ref()).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let start = Start {
+        settings: &settings,
+        checkpoint,
+        loaded,
+        stop: stop_rx.clone(),
+    };
     let setup = match mode {
-        Mode::Vpc => vpc::setup(&settings, checkpoint, loaded, stop_rx.clone()).await?,
-        Mode::Overlay | Mode::Unspecified => {
-            overlay::setup(&settings, checkpoint, loaded, stop_rx.clone()).await?
-        }
+        Mode::Vpc => vpc::setup(start).await?,
+        Mode::Overlay | Mode::Unspecified => overlay::setup(start).await?,
     };
     let store = setup.store;
     match sweep_once(&store, settings.assignment_grace_period).await {

@@ -10,7 +10,7 @@ use vpc_cni_proto::net::Ipv4Cidr;
 use vpc_cni_proto::time::now_ms;
 use vpc_cni_proto::Mode;
 
-use super::{cooldown_ms, NodeSetup};
+use super::{cooldown_ms, NodeSetup, Start};
 use crate::config::{missing_pod_cidr, PeerSourceChoice, Settings};
 use crate::datapath::{LocalDatapath, NodeDatapath};
 use crate::error::IpamdError;
@@ -21,7 +21,7 @@ use crate::overlay::pool::{pod_cidr_pool, pool_name};
 use crate::overlay::vxlan::OverlaySpec;
 use crate::overlay::{run_peer_loop, underlay, OverlayDatapath};
 use crate::rpc::NodeFacts;
-use crate::store::{Checkpoint, CheckpointData, Datastore, Store};
+use crate::store::{Datastore, Store};
 
 const HOSTNAME: &str = "/proc/sys/kernel/hostname";
 
@@ -38,12 +38,8 @@ fn node_name(settings: &Settings) -> Result<String, IpamdError> {
         })
 }
 
-pub(super) async fn setup(
-    settings: &Settings,
-    checkpoint: Arc<dyn Checkpoint>,
-    loaded: Option<CheckpointData>,
-    stop: watch::Receiver<bool>,
-) -> Result<NodeSetup, IpamdError> {
+pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
+    let settings = start.settings;
     let choice = settings.overlay.peer_source();
     let name = node_name(settings)?;
     let kube = match choice {
@@ -58,7 +54,7 @@ pub(super) async fn setup(
 
     let mut datastore = Datastore::new(pool_name(pod_cidr), Mode::Overlay, cooldown_ms(settings));
     datastore.set_pool(pod_cidr_pool(pod_cidr));
-    if let Some(data) = loaded {
+    if let Some(data) = start.loaded {
         let report = datastore.restore(data, now_ms());
         info!(?report, "restored checkpoint");
     }
@@ -82,19 +78,19 @@ pub(super) async fn setup(
                     client,
                     name.clone(),
                     datapath.spec().underlay_ip,
-                    stop.clone(),
+                    start.stop.clone(),
                 )));
             }
             background.push(tokio::spawn(run_peer_loop(
                 Arc::clone(&datapath),
                 peers,
-                stop,
+                start.stop,
             )));
             (datapath, mtu)
         }
     };
 
-    let store = Arc::new(Store::new(datastore, checkpoint));
+    let store = Arc::new(Store::new(datastore, start.checkpoint));
     store.persist().await?;
     Ok(NodeSetup {
         store,

@@ -10,12 +10,11 @@ use vpc_cni_cloud::{AwsEc2, AwsImds, Ec2, Imds};
 use vpc_cni_proto::time::{now_ms, system_clock};
 use vpc_cni_proto::Mode;
 
-use super::{cooldown_ms, NodeSetup};
-use crate::config::Settings;
+use super::{cooldown_ms, NodeSetup, Start};
 use crate::datapath::NodeDatapath;
 use crate::error::IpamdError;
 use crate::rpc::NodeFacts;
-use crate::store::{Checkpoint, CheckpointData, Datastore, Store};
+use crate::store::{Datastore, Store};
 use crate::vpc::{ControllerConfig, PoolController};
 use crate::vpc_datapath::{PrimaryEni, VpcDatapath, VpcNodeSpec};
 
@@ -23,12 +22,8 @@ async fn until_stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
-pub(super) async fn setup(
-    settings: &Settings,
-    checkpoint: Arc<dyn Checkpoint>,
-    loaded: Option<CheckpointData>,
-    stop: watch::Receiver<bool>,
-) -> Result<NodeSetup, IpamdError> {
+pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
+    let settings = start.settings;
     let vpc = &settings.vpc;
     let imds = Arc::new(AwsImds::new());
     let node = imds
@@ -82,7 +77,7 @@ pub(super) async fn setup(
         Mode::Vpc,
         cooldown_ms(settings),
     );
-    let store = Arc::new(Store::new(datastore, checkpoint));
+    let store = Arc::new(Store::new(datastore, start.checkpoint));
     let ec2_seam: Arc<dyn Ec2> = ec2.clone();
     let imds_seam: Arc<dyn Imds> = imds;
     let controller = Arc::new(
@@ -99,7 +94,7 @@ pub(super) async fn setup(
     );
     // The pool as IMDS shows it now, then the checkpoint on top of it.
     controller.snapshot().await?;
-    if let Some(data) = loaded {
+    if let Some(data) = start.loaded {
         let (report, written) = store.restore(data, now_ms()).await;
         info!(?report, "restored checkpoint");
         written?;
@@ -109,14 +104,14 @@ pub(super) async fn setup(
 
     let mut background = vec![tokio::spawn({
         let controller = Arc::clone(&controller);
-        let stop = until_stopped(stop.clone());
+        let stop = until_stopped(start.stop.clone());
         async move { controller.run(stop).await }
     })];
     if !vpc.disable_leaked_eni_cleanup {
         background.push(tokio::spawn(leaked_eni_cleanup(
             Arc::clone(&controller),
             vpc.leaked_eni_cleanup_interval,
-            stop,
+            start.stop,
         )));
     }
     let waker = {

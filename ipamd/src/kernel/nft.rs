@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::net::Ipv4Addr;
 
 use nftables::batch::Batch;
 use nftables::expr::{
@@ -13,7 +14,7 @@ use nftables::helper::{apply_ruleset_raw_async, NftablesError, DEFAULT_ARGS, DEF
 use nftables::schema::{
     Chain, NfListObject, Nftables, Rule, Set, SetFlag, SetType, SetTypeValue, Table,
 };
-use nftables::stmt::{Match, Operator, Statement};
+use nftables::stmt::{Match, NATFlag, Operator, Statement, NAT};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use vpc_cni_proto::net::Ipv4Cidr;
 use vpc_cni_proto::HOST_VETH_PREFIX;
@@ -129,6 +130,44 @@ pub fn cidr_set(name: &'static str, cidrs: &[Ipv4Cidr]) -> Set<'static> {
         elem: (!elem.is_empty()).then(|| elem.into()),
         ..Set::default()
     }
+}
+
+/// Where source NAT puts pod traffic that leaves the networks pods reach directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodSnat {
+    /// To this address (VPC mode: the primary ENI's).
+    To(Ipv4Addr),
+    /// To the address of the interface it leaves through (overlay mode).
+    Masquerade,
+}
+
+/// Adds the postrouting NAT chain and its one rule: pod traffic to anywhere outside the
+/// networks of `direct_set` (which the batch must hold already) is source-NATed as `how`
+/// says, with fully random ports.
+pub fn add_pod_snat(batch: &mut Batch<'static>, direct_set: &str, how: PodSnat) {
+    batch.add(NfListObject::Chain(base_chain(
+        POSTROUTING,
+        NfChainType::NAT,
+        NfHook::Postrouting,
+        PRIO_SRCNAT,
+    )));
+    let nat = NAT {
+        addr: match how {
+            PodSnat::To(ip) => Some(Expression::String(ip.to_string().into())),
+            PodSnat::Masquerade => None,
+        },
+        family: None,
+        port: None,
+        flags: Some(HashSet::from([NATFlag::FullyRandom])),
+    };
+    let translate = match how {
+        PodSnat::To(_) => Statement::SNAT(Some(nat)),
+        PodSnat::Masquerade => Statement::Masquerade(Some(nat)),
+    };
+    batch.add(NfListObject::Rule(rule(
+        POSTROUTING,
+        vec![from_pod(), daddr_not_in(direct_set), translate],
+    )));
 }
 
 /// `iifname "vpc*"`: traffic that comes from a pod.

@@ -2,16 +2,10 @@
 //! the cluster's pod CIDRs is masqueraded to the node's address, because nothing outside the
 //! overlay has a route back to a pod CIDR.
 
-use std::collections::HashSet;
-
 use nftables::schema::{NfListObject, Nftables};
-use nftables::stmt::{NATFlag, Statement, NAT};
-use nftables::types::{NfChainType, NfHook};
 use vpc_cni_proto::net::{normalize, Ipv4Cidr};
 
-use crate::kernel::nft::{
-    base_chain, cidr_set, daddr_not_in, from_pod, replace_table, rule, POSTROUTING, PRIO_SRCNAT,
-};
+use crate::kernel::nft::{add_pod_snat, cidr_set, replace_table, PodSnat};
 
 /// Destinations pods reach with their own address: every pod CIDR of the cluster.
 const CLUSTER_SET: &str = "cluster";
@@ -39,25 +33,7 @@ impl OverlaySnat {
                 CLUSTER_SET,
                 &self.cluster,
             ))));
-            batch.add(NfListObject::Chain(base_chain(
-                POSTROUTING,
-                NfChainType::NAT,
-                NfHook::Postrouting,
-                PRIO_SRCNAT,
-            )));
-            batch.add(NfListObject::Rule(rule(
-                POSTROUTING,
-                vec![
-                    from_pod(),
-                    daddr_not_in(CLUSTER_SET),
-                    Statement::Masquerade(Some(NAT {
-                        addr: None,
-                        family: None,
-                        port: None,
-                        flags: Some(HashSet::from([NATFlag::FullyRandom])),
-                    })),
-                ],
-            )));
+            add_pod_snat(batch, CLUSTER_SET, PodSnat::Masquerade);
         })
     }
 }

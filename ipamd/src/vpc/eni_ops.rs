@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use vpc_cni_cloud::{CloudError, EniId, EniQuery, ImdsEni, NewEni};
+use vpc_cni_cloud::{Assign, CloudError, EniId, EniQuery, ImdsEni, NewEni};
 use vpc_cni_proto::net::Ipv4Cidr;
 
 use super::controller::{PoolController, QUARANTINE_MS};
@@ -24,30 +24,27 @@ impl PoolController {
     }
 
     pub(crate) async fn top_up(&self, eni: &EniId, count: u32) -> Result<(), IpamdError> {
-        let ctx = || format!("adding {count} to ENI {eni}");
-        if self.prefix_mode() {
-            let got = self
-                .ec2
-                .assign_prefixes(eni, count)
-                .await
-                .map_err(IpamdError::cloud(ctx()))?;
-            self.reclaim(got.iter().filter_map(prefix_addresses).flatten());
-            self.wait_visible(eni, "new prefixes", |e| {
-                got.iter().all(|p| e.prefixes.contains(p))
-            })
-            .await
+        let what = if self.prefix_mode() {
+            Assign::Prefixes(count)
         } else {
-            let got = self
-                .ec2
-                .assign_addresses(eni, count)
-                .await
-                .map_err(IpamdError::cloud(ctx()))?;
-            self.reclaim(got.iter().copied());
-            self.wait_visible(eni, "new addresses", |e| {
-                got.iter().all(|a| e.addresses.contains(a))
-            })
+            Assign::Addresses(count)
+        };
+        let got = self
+            .ec2
+            .assign(eni, what)
             .await
-        }
+            .map_err(IpamdError::cloud(format!("adding {what:?} to ENI {eni}")))?;
+        self.reclaim(
+            got.addresses
+                .iter()
+                .copied()
+                .chain(got.prefixes.iter().filter_map(prefix_addresses).flatten()),
+        );
+        self.wait_visible(eni, "what was assigned", |e| {
+            got.addresses.iter().all(|a| e.addresses.contains(a))
+                && got.prefixes.iter().all(|p| e.prefixes.contains(p))
+        })
+        .await
     }
 
     fn new_eni_tags(&self) -> BTreeMap<String, String> {

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use rtnetlink::packet_route::link::LinkMessage;
 use rtnetlink::packet_route::route::{RouteMessage, RouteProtocol, RouteScope, RouteType};
 use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
-use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::{Handle, RouteMessageBuilder};
 use vpc_cni::netlink as nl;
 use vpc_cni_proto::RULE_PRIORITY_FROM_POD;
 
@@ -40,19 +40,7 @@ pub(super) async fn sync_links(handle: &Handle, plans: &[LinkPlan]) -> Result<()
     let current = dump_links(handle).await?;
     for plan in plans {
         let link = current.iter().find(|l| l.header.index == plan.index);
-        let up = link.is_some_and(nl::link_is_up);
-        let mtu = link.and_then(nl::link_mtu);
-        if up && mtu == Some(plan.mtu) {
-            continue;
-        }
-        let msg = LinkUnspec::new_with_index(plan.index)
-            .mtu(plan.mtu)
-            .up()
-            .build();
-        handle
-            .link()
-            .set(msg)
-            .execute()
+        nl::ensure_link_up(handle, plan.index, link, plan.mtu, None)
             .await
             .map_err(IpamdError::netlink(format!(
                 "setting {} up with MTU {}",
@@ -162,19 +150,7 @@ fn rule_is(rule: &RuleMessage, plan: &RulePlan) -> bool {
         && nl::rule_fwmark(rule) == Some(plan.fwmark)
         && nl::rule_fwmask(rule) == Some(plan.fwmask)
         && nl::rule_table(rule) == plan.table
-        && !rule.attributes.iter().any(|a| {
-            matches!(
-                a,
-                RuleAttribute::Iifname(_)
-                    | RuleAttribute::Oifname(_)
-                    | RuleAttribute::Source(_)
-                    | RuleAttribute::Destination(_)
-                    | RuleAttribute::UidRange(_)
-                    | RuleAttribute::IpProtocol(_)
-                    | RuleAttribute::SourcePortRange(_)
-                    | RuleAttribute::DestinationPortRange(_)
-            )
-        })
+        && !nl::rule_selects_more(rule)
 }
 
 /// Adds the planned rules once each; removes duplicates and variants of them (same priority

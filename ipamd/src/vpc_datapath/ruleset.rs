@@ -1,19 +1,18 @@
 //! VPC mode's content of our nftables table, `ip vpc-cni`: connmark of traffic that must leave
 //! through the primary ENI, and SNAT of pod traffic leaving the VPC.
 
-use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use nftables::batch::Batch;
 use nftables::expr::{BinaryOperation, Expression, MetaKey};
 use nftables::schema::{NfListObject, Nftables};
-use nftables::stmt::{Mangle, Match, NATFlag, Operator, Statement, NAT};
+use nftables::stmt::{Mangle, Match, Operator, Statement};
 use nftables::types::{NfChainType, NfHook};
 use vpc_cni_proto::net::{normalize, Ipv4Cidr};
 
 use crate::kernel::nft::{
-    base_chain, cidr_set, ct, daddr_not_in, from_pod, matches, meta, replace_table, rule,
-    POSTROUTING, PREROUTING, PRIO_MANGLE, PRIO_SRCNAT,
+    add_pod_snat, base_chain, cidr_set, ct, daddr_not_in, from_pod, matches, meta, replace_table,
+    rule, PodSnat, PREROUTING, PRIO_MANGLE,
 };
 
 /// Connection and packet mark of traffic that must leave through the primary ENI.
@@ -76,13 +75,7 @@ impl SnatRuleset {
             batch.add(NfListObject::Rule(rule(PREROUTING, expr)));
         }
         if self.snat {
-            batch.add(NfListObject::Chain(base_chain(
-                POSTROUTING,
-                NfChainType::NAT,
-                NfHook::Postrouting,
-                PRIO_SRCNAT,
-            )));
-            batch.add(NfListObject::Rule(rule(POSTROUTING, self.snat_rule())));
+            add_pod_snat(batch, EXEMPT_SET, PodSnat::To(self.primary_ip));
         }
     }
 
@@ -124,19 +117,6 @@ impl SnatRuleset {
             }),
         ]);
         rules
-    }
-
-    fn snat_rule(&self) -> Vec<Statement<'static>> {
-        vec![
-            from_pod(),
-            daddr_not_in(EXEMPT_SET),
-            Statement::SNAT(Some(NAT {
-                addr: Some(Expression::String(self.primary_ip.to_string().into())),
-                family: None,
-                port: None,
-                flags: Some(HashSet::from([NATFlag::FullyRandom])),
-            })),
-        ]
     }
 }
 

@@ -87,12 +87,7 @@ fn vpc() -> anyhow::Result<()> {
     let cluster = VpcCluster::new("bvpc", &[("a", INSTANCE_TYPE), ("b", INSTANCE_TYPE)], &[])
         .context("starting vpc-sim, the fabric and ipamd on nodes a and b")?;
     let pods = two_pods(["a", "b"], |node| {
-        let mut pod = cluster.new_pod(node, &format!("tput-{node}"))?;
-        let out = cluster.add(&mut pod)?;
-        if !out.success() {
-            bail!("ADD on node {node} failed: {}{}", out.stdout, out.stderr);
-        }
-        Ok(pod)
+        Ok(cluster.try_pod(node, &format!("tput-{node}"))?)
     })?;
     let (na, nb) = (cluster.node("a")?, cluster.node("b")?);
     let paths = Paths::new(
@@ -123,12 +118,7 @@ fn overlay() -> anyhow::Result<()> {
     let cluster = OverlayCluster::new("bov", 2, UNDERLAY_MTU)
         .context("starting the overlay nodes and their ipamd")?;
     let pods = two_pods(["node-1", "node-2"], |node| {
-        let mut pod = cluster.new_pod(node, &format!("tput-{node}"))?;
-        let out = cluster.add(&mut pod)?;
-        if !out.success() {
-            bail!("ADD on {node} failed: {}{}", out.stdout, out.stderr);
-        }
-        Ok(pod)
+        Ok(cluster.try_pod(node, &format!("tput-{node}"))?)
     })?;
     let (na, nb) = (cluster.node("node-1")?, cluster.node("node-2")?);
     let paths = Paths::new(

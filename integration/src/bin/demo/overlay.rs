@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use vpc_cni_integration::overlay_cluster::{OverlayCluster, OverlayPod, OUTSIDE_IP};
 use vpc_cni_integration::vpc_cluster::{reachable, tcp_peer};
 use vpc_cni_proto::Mode;
@@ -35,15 +35,10 @@ pub fn run() -> anyhow::Result<(usize, usize)> {
     );
     let cluster = OverlayCluster::new("demo", 3, UNDERLAY_MTU)
         .context("starting the on-prem nodes and their ipamd")?;
-    let mut pods = Vec::new();
-    for (node, name) in PODS {
-        let mut pod = cluster.new_pod(node, name)?;
-        let out = cluster.add(&mut pod)?;
-        if !out.success() {
-            bail!("ADD {name} on {node} failed: {}{}", out.stdout, out.stderr);
-        }
-        pods.push(pod);
-    }
+    let pods = PODS
+        .iter()
+        .map(|(node, name)| cluster.try_pod(node, name))
+        .collect::<std::io::Result<Vec<_>>>()?;
     print_nodes(&cluster, &pods)?;
 
     let (first, last) = (&pods[0], &pods[pods.len() - 1]);

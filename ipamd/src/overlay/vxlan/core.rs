@@ -34,6 +34,23 @@ pub fn vtep_mac(underlay: Ipv4Addr) -> MacAddr {
     MacAddr([0x0e, 0x56, a, b, c, d])
 }
 
+/// `VXLAN_VNI` must fit VXLAN's 24 bits and not be 0; `VXLAN_PORT` must be a UDP port.
+pub fn check_vni_and_port(vni: u32, port: u16) -> Result<(), IpamdError> {
+    if vni == 0 || vni >= 1 << 24 {
+        return Err(IpamdError::Config {
+            variable: "VXLAN_VNI",
+            reason: format!("{vni} is outside 1..=16777215"),
+        });
+    }
+    if port == 0 {
+        return Err(IpamdError::Config {
+            variable: "VXLAN_PORT",
+            reason: "port 0 is not a UDP port".to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// This node's side of the overlay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverlaySpec {
@@ -63,18 +80,7 @@ impl OverlaySpec {
 
     /// Rejects settings the kernel would take but that cannot carry traffic.
     pub fn validate(&self) -> Result<(), IpamdError> {
-        if self.vni == 0 || self.vni >= 1 << 24 {
-            return Err(IpamdError::Config {
-                variable: "VXLAN_VNI",
-                reason: format!("{} is outside 1..=16777215", self.vni),
-            });
-        }
-        if self.port == 0 {
-            return Err(IpamdError::Config {
-                variable: "VXLAN_PORT",
-                reason: "port 0 is not a UDP port".to_owned(),
-            });
-        }
+        check_vni_and_port(self.vni, self.port)?;
         if self.device_mtu() < MIN_IPV4_MTU {
             return Err(IpamdError::Config {
                 variable: "VXLAN_UNDERLAY_IFACE",

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage,
 };
-use rtnetlink::{Handle, LinkUnspec, LinkVxlan};
+use rtnetlink::{Handle, LinkVxlan};
 use vpc_cni::netlink as nl;
 
 use super::core::{OverlaySpec, DEVICE_NAME};
@@ -137,27 +137,14 @@ pub async fn ensure_device(handle: &Handle, spec: &OverlaySpec) -> Result<Device
         })?;
     let index = link.header.index;
     let mac = spec.own_vtep_mac();
-    if !nl::link_is_up(&link)
-        || nl::link_mtu(&link) != Some(spec.device_mtu())
-        || nl::link_mac(&link) != Some(mac)
-    {
-        let msg = LinkUnspec::new_with_index(index)
-            .mtu(spec.device_mtu())
-            .address(mac.0.to_vec())
-            .up()
-            .build();
-        handle
-            .link()
-            .set(msg)
-            .execute()
-            .await
-            .map_err(IpamdError::netlink(format!(
-                "setting {DEVICE_NAME} up with MTU {} and MAC {mac}",
-                spec.device_mtu(),
-            )))?;
-        if change == DeviceChange::Unchanged {
-            change = DeviceChange::Updated;
-        }
+    let set = nl::ensure_link_up(handle, index, Some(&link), spec.device_mtu(), Some(mac))
+        .await
+        .map_err(IpamdError::netlink(format!(
+            "setting {DEVICE_NAME} up with MTU {} and MAC {mac}",
+            spec.device_mtu(),
+        )))?;
+    if set && change == DeviceChange::Unchanged {
+        change = DeviceChange::Updated;
     }
     if sync_address(handle, index, spec.own_pod_cidr.network).await?
         && change == DeviceChange::Unchanged

@@ -188,18 +188,22 @@ async fn delete(
     nl::gone_is_ok(request.await).map_err(IpamdError::netlink(what))
 }
 
+/// A neighbour-table message about the entry for `dst` on the device.
+fn device_entry(links: Links, family: AddressFamily, dst: Ipv4Addr) -> NeighbourMessage {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = family;
+    msg.header.ifindex = links.device;
+    msg.attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(dst)));
+    msg
+}
+
 pub(super) async fn remove_neighbour(
     handle: &Handle,
     links: Links,
     entry: NeighbourEntry,
 ) -> Result<(), IpamdError> {
-    let mut msg = NeighbourMessage::default();
-    msg.header.family = AddressFamily::Inet;
-    msg.header.ifindex = links.device;
-    msg.attributes
-        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
-            entry.ip,
-        )));
+    let msg = device_entry(links, AddressFamily::Inet, entry.ip);
     let what = format!("deleting neighbour {} dev {DEVICE_NAME}", entry.ip);
     delete(what, handle.neighbours().del(msg).execute()).await
 }
@@ -209,18 +213,12 @@ pub(super) async fn remove_fdb(
     links: Links,
     entry: FdbEntry,
 ) -> Result<(), IpamdError> {
-    let mut msg = NeighbourMessage::default();
-    msg.header.family = AddressFamily::Bridge;
-    msg.header.ifindex = links.device;
+    // With the remote named, only that remote goes: a MAC may have another one we keep.
+    let mut msg = device_entry(links, AddressFamily::Bridge, entry.dst);
     msg.header.flags = NeighbourFlags::Own;
     msg.header.state = NeighbourState::Permanent;
     msg.attributes
         .push(NeighbourAttribute::LinkLayerAddress(entry.mac.0.to_vec()));
-    // With the remote named, only that remote goes: a MAC may have another one we keep.
-    msg.attributes
-        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
-            entry.dst,
-        )));
     let what = format!(
         "deleting FDB entry {} dst {} dev {DEVICE_NAME}",
         entry.mac, entry.dst
