@@ -76,6 +76,41 @@ fn file_uses_camel_case_keys() {
 }
 
 #[test]
+fn a_checkpoint_an_earlier_ipamd_wrote_still_loads() {
+    // Written by ipamd before the mode became a type: the mode is its name, as now.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ipam.json");
+    for (name, mode) in [("vpc", Mode::Vpc), ("overlay", Mode::Overlay)] {
+        let old = format!(
+            r#"{{"version":"{CHECKPOINT_VERSION}","mode":"{name}","assignments":[{{
+                "key":{{"containerId":"c1","ifname":"eth0"}},
+                "pod":{{"networkName":"vpc-cni","netns":"/proc/1/ns/net","podNamespace":"default",
+                        "podName":"p1","podUid":"u1","hostVeth":"vpc0123456789a"}},
+                "ip":"10.1.0.7","routeTable":2,"deviceNumber":1,"assignedAtMs":5}}],
+                "cooling":[{{"ip":"10.1.0.8","untilMs":9}}]}}"#
+        );
+        fs::write(&path, old).unwrap();
+        let loaded = FileCheckpoint::new(&path).load().unwrap().unwrap();
+        assert_eq!(loaded.mode, mode);
+        assert_eq!(loaded.assignments[0].ip, ip(7));
+        assert_eq!(loaded.assignments[0].route_table, 2);
+        assert_eq!(loaded.cooling[0].until_ms, 9);
+    }
+    // A mode no ipamd of this format ever ran in is a damaged file, named as such.
+    fs::write(
+        &path,
+        format!(r#"{{"version":"{CHECKPOINT_VERSION}","mode":"local","assignments":[]}}"#),
+    )
+    .unwrap();
+    let err = FileCheckpoint::new(&path).load().unwrap_err();
+    assert!(
+        matches!(&err, IpamdError::CheckpointCorrupt { .. }),
+        "{err:?}"
+    );
+    assert!(format!("{err:?}").contains("local"), "{err:?}");
+}
+
+#[test]
 fn other_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ipam.json");
