@@ -7,7 +7,7 @@ use super::alloc::Pool;
 use super::errors::{err, ErrorCode, SimError};
 use super::faults::{Buckets, Faults};
 use super::types::{Eni, Instance, Subnet, Vpc};
-use vpc_cni_proto::net::Ipv4Cidr;
+use vpc_cni_proto::net::{Ipv4Cidr, MacAddr};
 use vpc_cni_proto::time::Clock;
 
 pub(crate) struct VpcRec {
@@ -103,8 +103,11 @@ impl State {
     /// A locally administered unicast MAC ("02:…"), unique in the sim.
     pub fn new_mac(&mut self) -> String {
         loop {
-            let b: Vec<String> = (0..5).map(|_| format!("{:02x}", self.rng.u8(..))).collect();
-            let mac = format!("02:{}", b.join(":"));
+            let mut bytes = [0x02, 0, 0, 0, 0, 0];
+            for b in &mut bytes[1..] {
+                *b = self.rng.u8(..);
+            }
+            let mac = MacAddr(bytes).to_string();
             if self.macs.insert(mac.clone()) {
                 return mac;
             }
