@@ -67,6 +67,28 @@ fn break_and_repair(
     assert!(restored(), "ipamd reported {what} repaired, but it is not");
 }
 
+/// What both modes have: our nftables table and IPv4 forwarding.
+fn break_and_repair_table_and_forwarding(node: &Netns, conf: &Value) {
+    break_and_repair(
+        node,
+        conf,
+        "the nftables table deleted",
+        || {
+            node.exec_ok(&["nft", "delete", "table", "ip", "vpc-cni"]);
+        },
+        "nftables table ip vpc-cni",
+        || has_table(node),
+    );
+    break_and_repair(
+        node,
+        conf,
+        "forwarding turned off",
+        || forwarding_off(node),
+        "forwarding",
+        || node.sysctl("net.ipv4.ip_forward") == "1",
+    );
+}
+
 fn has_table(node: &Netns) -> bool {
     node.nft(&["list", "table", "ip", "vpc-cni"]).is_ok()
 }
@@ -96,24 +118,7 @@ fn overlay_status_is_51_while_the_vxlan_device_snat_table_or_forwarding_is_missi
         "vxlan.vpc",
         || ns.try_ip(&["link", "show", "vxlan.vpc"]).is_ok(),
     );
-    break_and_repair(
-        ns,
-        &conf,
-        "the nftables table deleted",
-        || {
-            ns.exec_ok(&["nft", "delete", "table", "ip", "vpc-cni"]);
-        },
-        "nftables table ip vpc-cni",
-        || has_table(ns),
-    );
-    break_and_repair(
-        ns,
-        &conf,
-        "forwarding turned off",
-        || forwarding_off(ns),
-        "forwarding",
-        || ns.sysctl("net.ipv4.ip_forward") == "1",
-    );
+    break_and_repair_table_and_forwarding(ns, &conf);
 }
 
 #[test]
@@ -140,22 +145,5 @@ fn vpc_status_is_51_while_the_connmark_rule_snat_table_or_forwarding_is_missing(
         "policy rule 1024",
         connmark_rule,
     );
-    break_and_repair(
-        ns,
-        &conf,
-        "the nftables table deleted",
-        || {
-            ns.exec_ok(&["nft", "delete", "table", "ip", "vpc-cni"]);
-        },
-        "nftables table ip vpc-cni",
-        || has_table(ns),
-    );
-    break_and_repair(
-        ns,
-        &conf,
-        "forwarding turned off",
-        || forwarding_off(ns),
-        "forwarding",
-        || ns.sysctl("net.ipv4.ip_forward") == "1",
-    );
+    break_and_repair_table_and_forwarding(ns, &conf);
 }

@@ -83,15 +83,12 @@ impl Netns {
         }
         cmd.args(["-batch", "-"]);
         let out = feed(&mut cmd, commands.join("\n").as_bytes())?;
-        if out.status.success() || force {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "ip -n {} -batch failed: {} (batch: {commands:?})",
-                self.name,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )))
+        if force {
+            return Ok(());
         }
+        succeeded(&out, || {
+            format!("ip -n {} -batch (batch: {commands:?})", self.name)
+        })
     }
 
     /// A command that will run inside this namespace: setns before exec, so no `ip netns
@@ -143,15 +140,9 @@ impl Netns {
     /// Loads an nft script inside the namespace (never in the caller's).
     pub fn nft_load(&self, script: &str) -> io::Result<()> {
         let out = feed(self.command("nft").args(["-f", "-"]), script.as_bytes())?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "nft -f in {} failed: {}\nscript:\n{script}",
-                self.name,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )))
-        }
+        succeeded(&out, || {
+            format!("nft -f in {} (script:\n{script})", self.name)
+        })
     }
 
     /// One ping from this namespace; true when a reply came back.
@@ -254,6 +245,19 @@ fn sysctl_path(key: &str) -> String {
         key.to_owned()
     } else {
         format!("/proc/sys/{}", key.replace('.', "/"))
+    }
+}
+
+/// `Ok` for a command that exited 0; otherwise an error naming `what` with its stderr.
+fn succeeded(out: &Output, what: impl FnOnce() -> String) -> io::Result<()> {
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "{} failed: {}",
+            what(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
     }
 }
 
