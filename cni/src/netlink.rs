@@ -219,13 +219,106 @@ pub fn route_metric(route: &RouteMessage) -> u32 {
 
 // --- rules ---
 
-pub async fn ipv4_rules(handle: &Handle) -> Result<Vec<RuleMessage>, Error> {
-    handle
-        .rule()
-        .get(IpVersion::V4)
-        .execute()
-        .try_collect()
-        .await
+//
+// The kernel dumps the rule list by position: when a dump needs several messages (a few dozen
+// rules fill the first), it resumes at the index where the last one stopped. A rule deleted
+// ahead of that index meanwhile shifts the rest forward and the dump skips one that never
+// changed; a rule inserted ahead shows one twice. The kernel does not flag such a dump as
+// interrupted. Every pod ADD and DEL inserts and deletes rules on the node, so a reader must
+// notice changes itself: [`RuleChanges`] listens for them, and [`ipv4_rules`] reads again
+// until a whole dump ran with none. Writers need no dump at all: [`delete_ipv4_rules`]
+// lets the kernel find the rules.
+
+/// A subscription to the IPv4 rule changes of the namespace it was opened in: open it where
+/// (and when) the [`Handle`] it goes with was opened.
+pub struct RuleChanges {
+    socket: rtnetlink::sys::Socket,
+}
+
+impl RuleChanges {
+    pub fn subscribe() -> std::io::Result<Self> {
+        let mut socket = rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.add_membership(libc::RTNLGRP_IPV4_RULE)?;
+        socket.set_non_blocking(true)?;
+        Ok(Self { socket })
+    }
+
+    /// Whether any rule changed since the subscription or the last call; consumes every
+    /// notification queued so far. A receive error (an overrun: the kernel dropped
+    /// notifications meant for us, and reports it once) also counts as a change.
+    fn any_since_last_look(&self) -> bool {
+        let mut changed = false;
+        let mut buf = Vec::with_capacity(NOTIFICATION_PEEK);
+        loop {
+            buf.clear();
+            match self.socket.recv(&mut buf, libc::MSG_TRUNC) {
+                Ok(_) => changed = true,
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return changed,
+                Err(_) => return true,
+            }
+        }
+    }
+}
+
+/// Bytes read of each rule notification: only its arrival matters, the rest is discarded.
+const NOTIFICATION_PEEK: usize = 64;
+
+/// Every IPv4 policy rule, each exactly once. Like a seqlock reader, it dumps again while
+/// rules change during the dump (see above); rule writers on a node come in bursts (pod
+/// ADDs and DELs), so a quiet dump follows.
+pub async fn ipv4_rules(handle: &Handle, changes: &RuleChanges) -> Result<Vec<RuleMessage>, Error> {
+    loop {
+        changes.any_since_last_look();
+        let rules: Vec<RuleMessage> = handle
+            .rule()
+            .get(IpVersion::V4)
+            .execute()
+            .try_collect()
+            .await?;
+        if !changes.any_since_last_look() {
+            return Ok(rules);
+        }
+    }
+}
+
+/// Which `/32` a rule selects on.
+#[derive(Clone, Copy, Debug)]
+pub enum RuleSelector {
+    To(Ipv4Addr),
+    From(Ipv4Addr),
+}
+
+/// Deletes every IPv4 rule at `priority` that selects exactly `selector`, whatever its table,
+/// action or other selectors: the kernel matches a delete on the attributes it is given and
+/// takes the first match, so deleting until it finds none removes them all without reading
+/// the list. Returns how many there were.
+pub async fn delete_ipv4_rules(
+    handle: &Handle,
+    priority: u32,
+    selector: RuleSelector,
+) -> Result<usize, Error> {
+    let mut rule = RuleMessage::default();
+    rule.header.family = AddressFamily::Inet;
+    rule.attributes.push(RuleAttribute::Priority(priority));
+    match selector {
+        RuleSelector::To(ip) => {
+            rule.header.dst_len = 32;
+            rule.attributes.push(RuleAttribute::Destination(ip.into()));
+        }
+        RuleSelector::From(ip) => {
+            rule.header.src_len = 32;
+            rule.attributes.push(RuleAttribute::Source(ip.into()));
+        }
+    }
+    let mut deleted = 0;
+    loop {
+        match handle.rule().del(rule.clone()).execute().await {
+            Ok(()) => deleted += 1,
+            Err(err) if is_not_found(&err) => return Ok(deleted),
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 /// Table id of a rule, same convention as routes.
@@ -350,3 +443,6 @@ pub fn neighbour_ip(msg: &NeighbourMessage) -> Option<Ipv4Addr> {
         _ => None,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,7 +9,6 @@ use rtnetlink::Handle;
 use vpc_cni_proto::net::MacAddr;
 use vpc_cni_proto::{MAIN_TABLE, POD_GATEWAY, RULE_PRIORITY_FROM_POD, RULE_PRIORITY_TO_POD};
 
-use super::host::dump_rules;
 use super::netns::{connect_here, connect_in, Netns};
 use super::PodWiring;
 use crate::netlink as nl;
@@ -35,6 +34,8 @@ pub async fn check_pod(w: &PodWiring) -> Result<(), CniError> {
     let pod_ns = Netns::open(&w.netns_path)?;
     let host_ns = Netns::current()?;
     let host = connect_here()?;
+    let host_rule_changes = nl::RuleChanges::subscribe()
+        .map_err(|e| CniError::io("subscribing to rule changes in the host netns", e))?;
     let pod = connect_in(&pod_ns, &host_ns)?;
     let ns = pod_ns.path().display().to_string();
 
@@ -54,7 +55,7 @@ pub async fn check_pod(w: &PodWiring) -> Result<(), CniError> {
         .ok_or_else(|| failed(format!("host veth {} has no MAC address", w.host_veth)))?;
 
     check_pod_side(w, &pod, pod_index, host_mac, &ns).await?;
-    check_host_side(w, &host, host_index).await
+    check_host_side(w, &host, &host_rule_changes, host_index).await
 }
 
 fn usable_link(link: Option<&LinkMessage>, name: &str, place: &str) -> Result<u32, CniError> {
@@ -159,7 +160,12 @@ async fn gateway_neighbour(
     lookup().await
 }
 
-async fn check_host_side(w: &PodWiring, host: &Handle, index: u32) -> Result<(), CniError> {
+async fn check_host_side(
+    w: &PodWiring,
+    host: &Handle,
+    rule_changes: &nl::RuleChanges,
+    index: u32,
+) -> Result<(), CniError> {
     let ip = w.ip;
     let routes = main_routes(host, "the host netns").await?;
     let has_route = routes.iter().any(|r| {
@@ -171,7 +177,9 @@ async fn check_host_side(w: &PodWiring, host: &Handle, index: u32) -> Result<(),
         format!("host route {ip}/32 dev {} is missing", w.host_veth)
     })?;
 
-    let rules = dump_rules(host).await?;
+    let rules = nl::ipv4_rules(host, rule_changes)
+        .await
+        .map_err(|e| CniError::netlink("listing IPv4 rules in the host netns", e))?;
     let has_to = rules.iter().any(|r| {
         nl::rule_priority(r) == Some(RULE_PRIORITY_TO_POD)
             && nl::rule_is_to(r, ip)

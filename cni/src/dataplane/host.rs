@@ -2,14 +2,13 @@
 
 use std::net::Ipv4Addr;
 
-use futures::future::join_all;
 use rtnetlink::packet_route::route::{RouteProtocol, RouteScope};
-use rtnetlink::packet_route::rule::{RuleAction, RuleMessage};
+use rtnetlink::packet_route::rule::RuleAction;
 use rtnetlink::{Handle, RouteMessageBuilder};
 use vpc_cni_proto::{MAIN_TABLE, RULE_PRIORITY_FROM_POD, RULE_PRIORITY_TO_POD};
 
 use super::netns::connect_here;
-use crate::netlink as nl;
+use crate::netlink::{self as nl, RuleSelector};
 use crate::CniError;
 
 /// Which rules a pod address should have on the host.
@@ -21,82 +20,54 @@ pub(super) enum WantRules {
     Pod { route_table: u32 },
 }
 
-pub(super) async fn dump_rules(handle: &Handle) -> Result<Vec<RuleMessage>, CniError> {
-    nl::ipv4_rules(handle)
-        .await
-        .map_err(|e| CniError::netlink("listing IPv4 rules in the host netns", e))
-}
-
-/// Brings the host's 512/1536 rules for `ip` to exactly `want`: rules that differ (another
-/// table, extra selectors, duplicates) are deleted and missing ones added. A rule left by an
-/// earlier owner of the address with another table would otherwise shadow the new one.
+/// Brings the host's 512/1536 rules for `ip` to exactly `want`: every rule at those
+/// priorities for `ip/32` goes first (another table, extra selectors, duplicates; a rule left
+/// by an earlier owner of the address with another table would otherwise shadow the new one),
+/// then the wanted ones are added. The rule list is never read: under parallel ADDs and DELs
+/// a dump of it can skip or repeat rules (see `vpc_cni::netlink`), and a DEL that missed its
+/// own rule would leak it.
 pub(super) async fn sync_rules(
     handle: &Handle,
     ip: Ipv4Addr,
     want: WantRules,
 ) -> Result<(), CniError> {
-    let (want_to, want_from) = match want {
-        WantRules::None => (false, None),
-        WantRules::Pod { route_table: 0 } => (true, None),
-        WantRules::Pod { route_table } => (true, Some(route_table)),
+    let (to, from) = match want {
+        WantRules::None => (None, None),
+        WantRules::Pod { route_table: 0 } => (Some(HostRule::To), None),
+        WantRules::Pod { route_table } => (
+            Some(HostRule::To),
+            Some(HostRule::From { table: route_table }),
+        ),
     };
-    let mut have_to = false;
-    let mut have_from = false;
-    let mut stale = Vec::new();
-    for rule in dump_rules(handle).await? {
-        let prio = nl::rule_priority(&rule);
-        if prio == Some(RULE_PRIORITY_TO_POD) && nl::rule_is_to(&rule, ip) {
-            let keep = want_to
-                && !have_to
-                && nl::rule_is_plain_lookup(&rule)
-                && nl::rule_table(&rule) == MAIN_TABLE;
-            if keep {
-                have_to = true;
-            } else {
-                stale.push(rule);
-            }
-        } else if prio == Some(RULE_PRIORITY_FROM_POD) && nl::rule_is_from(&rule, ip) {
-            let keep = want_from.is_some_and(|table| table == nl::rule_table(&rule))
-                && !have_from
-                && nl::rule_is_plain_lookup(&rule);
-            if keep {
-                have_from = true;
-            } else {
-                stale.push(rule);
-            }
-        }
-    }
-
-    let deletions = stale.into_iter().map(|rule| {
-        let what = format!(
-            "deleting rule priority {} for {ip}/32 (table {})",
-            nl::rule_priority(&rule).unwrap_or_default(),
-            nl::rule_table(&rule)
-        );
-        async move {
-            nl::gone_is_ok(handle.rule().del(rule).execute().await)
-                .map_err(|e| CniError::netlink(what, e))
-        }
-    });
-    join_all(deletions)
-        .await
-        .into_iter()
-        .collect::<Result<Vec<()>, _>>()?;
-
-    let add_to = async {
-        if !want_to || have_to {
-            return Ok(());
-        }
-        add_rule(handle, ip, HostRule::To).await
-    };
-    let add_from = async {
-        let Some(table) = want_from.filter(|_| !have_from) else {
-            return Ok(());
-        };
-        add_rule(handle, ip, HostRule::From { table }).await
-    };
-    let (to, from) = tokio::join!(add_to, add_from);
+    let to = replace_rules(handle, ip, RULE_PRIORITY_TO_POD, RuleSelector::To(ip), to);
+    let from = replace_rules(
+        handle,
+        ip,
+        RULE_PRIORITY_FROM_POD,
+        RuleSelector::From(ip),
+        from,
+    );
+    let (to, from) = tokio::join!(to, from);
     to.and(from)
+}
+
+/// Deletes every rule at `priority` selecting `selector`, then adds `rule` if given.
+async fn replace_rules(
+    handle: &Handle,
+    ip: Ipv4Addr,
+    priority: u32,
+    selector: RuleSelector,
+    rule: Option<HostRule>,
+) -> Result<(), CniError> {
+    nl::delete_ipv4_rules(handle, priority, selector)
+        .await
+        .map_err(|e| {
+            CniError::netlink(format!("deleting rules priority {priority} for {ip}/32"), e)
+        })?;
+    match rule {
+        Some(rule) => add_rule(handle, ip, rule).await,
+        None => Ok(()),
+    }
 }
 
 /// One of a pod address's host rules.

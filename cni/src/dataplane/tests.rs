@@ -161,6 +161,42 @@ fn route_table_selects_the_from_rule() {
 }
 
 #[test]
+fn wiring_replaces_every_rule_an_earlier_owner_of_the_address_left() {
+    let node = node_with("10.99.9.1/32");
+    let pod = Netns::unique("dpt");
+    let w = wiring(&pod, Ipv4Addr::new(10, 99, 9, 2), 4);
+    node.ip_batch(
+        &[
+            "rule add priority 512 to 10.99.9.2/32 lookup 9",
+            "rule add priority 512 to 10.99.9.2/32 lookup main",
+            "rule add priority 512 to 10.99.9.2/32 iif lo lookup main",
+            "rule add priority 1536 from 10.99.9.2/32 lookup 3",
+            "rule add priority 1536 from 10.99.9.2/32 lookup 4",
+            "rule add priority 1536 from 10.99.9.2/32 fwmark 0x1 lookup 4",
+            "rule add priority 1536 from 10.99.9.0/24 lookup 3",
+        ]
+        .map(String::from),
+        false,
+    )
+    .unwrap();
+
+    wire_in(&node, &w).unwrap();
+    assert_eq!(
+        rules_for(&node, w.ip),
+        [
+            "512:\tfrom all to 10.99.9.2 lookup main",
+            "1536:\tfrom 10.99.9.2 lookup 4",
+        ]
+    );
+    check_in(&node, &w).unwrap();
+    assert!(
+        node.ip(&["rule", "show"])
+            .contains("1536:\tfrom 10.99.9.0/24 lookup 3"),
+        "a rule for a wider source is not the pod's"
+    );
+}
+
+#[test]
 fn unwire_host_removes_rules_route_and_veth_and_is_idempotent() {
     let node = node_with("10.99.4.1/32");
     let pod = Netns::unique("dpt");

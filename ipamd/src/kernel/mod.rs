@@ -20,3 +20,10 @@ use crate::error::IpamdError;
 pub fn connect() -> Result<Handle, IpamdError> {
     vpc_cni::netlink::connect().map_err(|source| IpamdError::NetlinkSocket { source })
 }
+
+/// A subscription to the IPv4 rule changes of the calling thread's netns, for reading the
+/// rules with [`vpc_cni::netlink::ipv4_rules`]; open it beside the [`connect`] it goes with.
+pub fn subscribe_rule_changes() -> Result<vpc_cni::netlink::RuleChanges, IpamdError> {
+    vpc_cni::netlink::RuleChanges::subscribe()
+        .map_err(|source| IpamdError::NetlinkSocket { source })
+}

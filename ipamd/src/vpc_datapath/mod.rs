@@ -32,6 +32,7 @@ use crate::kernel::{self, nft};
 /// changes nothing, and a run after a restart restores whatever is missing.
 pub async fn apply_node_wiring(spec: &VpcNodeSpec) -> Result<NodeWiring, IpamdError> {
     let handle = kernel::connect()?;
+    let rule_changes = kernel::subscribe_rule_changes()?;
     let links = netlink::observe_links(&handle).await?;
     let wiring = NodeWiring::plan(spec, &links)?;
     // Forwarding first and the table last: until the table is in place, pods just cannot
@@ -40,7 +41,7 @@ pub async fn apply_node_wiring(spec: &VpcNodeSpec) -> Result<NodeWiring, IpamdEr
     // Gateway routes need their link up.
     netlink::sync_links(&handle, &wiring.links).await?;
     netlink::sync_routes(&handle, &wiring).await?;
-    netlink::sync_rules(&handle, &wiring).await?;
+    netlink::sync_rules(&handle, &rule_changes, &wiring).await?;
     nft::run(&wiring.ruleset.replace_batch(), "replacing").await?;
     Ok(wiring)
 }
@@ -115,7 +116,8 @@ impl NodeDatapath for VpcDatapath {
         Box::pin(async move {
             let mut damage: Vec<String> = forwarding_damage()?.into_iter().collect();
             let handle = kernel::connect()?;
-            let rules = vpc_cni::netlink::ipv4_rules(&handle)
+            let rule_changes = kernel::subscribe_rule_changes()?;
+            let rules = vpc_cni::netlink::ipv4_rules(&handle, &rule_changes)
                 .await
                 .map_err(IpamdError::netlink("listing IPv4 rules"))?;
             let connmark = rules.iter().any(|r| {

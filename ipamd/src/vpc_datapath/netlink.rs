@@ -155,8 +155,12 @@ fn rule_is(rule: &RuleMessage, plan: &RulePlan) -> bool {
 
 /// Adds the planned rules once each; removes duplicates and variants of them (same priority
 /// and mark) and pod rules (1536) that point at an ENI table no attached ENI owns.
-pub(super) async fn sync_rules(handle: &Handle, wiring: &NodeWiring) -> Result<(), IpamdError> {
-    let current: Vec<RuleMessage> = nl::ipv4_rules(handle)
+pub(super) async fn sync_rules(
+    handle: &Handle,
+    changes: &nl::RuleChanges,
+    wiring: &NodeWiring,
+) -> Result<(), IpamdError> {
+    let current: Vec<RuleMessage> = nl::ipv4_rules(handle, changes)
         .await
         .map_err(IpamdError::netlink("listing IPv4 rules"))?;
     let eni_tables: Vec<u32> = wiring.eni_tables().collect();
