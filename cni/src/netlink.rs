@@ -268,8 +268,9 @@ const NOTIFICATION_PEEK: usize = 64;
 /// rules change during the dump (see above); rule writers on a node come in bursts (pod
 /// ADDs and DELs), so a quiet dump follows.
 pub async fn ipv4_rules(handle: &Handle, changes: &RuleChanges) -> Result<Vec<RuleMessage>, Error> {
+    // Changes before the first dump cannot disturb it; each later look drains what it saw.
+    changes.any_since_last_look();
     loop {
-        changes.any_since_last_look();
         let rules: Vec<RuleMessage> = handle
             .rule()
             .get(IpVersion::V4)
