@@ -48,7 +48,17 @@ pub enum IpamdError {
         expected: String,
     },
 
-    /// One step of the durable write (temp file, fsync, rename, directory fsync) failed.
+    /// The checkpoint was replaced, but syncing its directory failed: the new file is in
+    /// place and is what a restart reads, unless the machine crashes before the kernel
+    /// writes the directory back. Memory must keep what the file holds.
+    #[error("checkpoint {path} was replaced, but the fsync of its directory failed")]
+    CheckpointDirSync {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// One step of the durable write (temp file, fsync, rename) failed; the old file stands.
     #[error("cannot write checkpoint {path}: {step} failed")]
     CheckpointWrite {
         path: PathBuf,

@@ -9,6 +9,7 @@
 //! - `vpc` (pool controller over EC2) and `vpc_datapath` (ENI tables, rules, SNAT): VPC mode.
 //! - `overlay`: VXLAN peers and device: overlay mode.
 //! - `sweep`: reclaiming addresses of pods that vanished without a DEL.
+//! - `rebuild`: the pods the kernel shows, held at start whatever the checkpoint says.
 //! - `daemon`: start-up, mode choice and shutdown.
 
 pub mod config;
@@ -17,6 +18,7 @@ pub mod datapath;
 pub mod error;
 pub mod kernel;
 pub mod overlay;
+pub mod rebuild;
 pub mod rpc;
 pub mod store;
 pub mod sweep;

@@ -9,16 +9,16 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio_stream::wrappers::UnixListenerStream;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use vpc_cni_proto::cni_backend_server::CniBackendServer;
-use vpc_cni_proto::time::{millis, system_clock};
+use vpc_cni_proto::time::{millis, now_ms, system_clock};
 use vpc_cni_proto::Mode;
 
 use crate::config::{ModeSetting, Settings};
 use crate::datapath::{NodeDatapath, Upkeep};
 use crate::error::IpamdError;
 use crate::rpc::{Backend, NodeFacts};
-use crate::store::{Checkpoint, CheckpointData, FileCheckpoint, Store};
+use crate::store::{Checkpoint, CheckpointData, FileCheckpoint, RestoreReport, Store};
 use crate::sweep::{run_sweeper, sweep_once};
 
 /// File name of the checkpoint inside `IPAMD_STATE_DIR`.
@@ -85,6 +85,44 @@ fn cooldown_ms(settings: &Settings) -> u64 {
     millis(settings.ip_cooldown_period)
 }
 
+/// Says what a restore kept and dropped.
+fn log_restore(report: &RestoreReport) {
+    info!(
+        restored = report.restored,
+        cooling = report.cooling_restored,
+        dropped = report.dropped_conflicts.len(),
+        "restored checkpoint"
+    );
+    for a in &report.outside_pool {
+        warn!(ip = %a.ip, container = %a.key.container_id,
+            "a restored assignment's address is missing from the pool; it stays held");
+    }
+    for a in &report.dropped_conflicts {
+        warn!(ip = %a.ip, container = %a.key.container_id,
+            "checkpoint entry clashes with another for the same attachment or address; dropped");
+    }
+}
+
+/// Holds every address the kernel shows a pod using that the checkpoint did not account
+/// for (it was lost, set aside, or older than the pod). Runs before the pool controller
+/// and the gRPC service start, so no such address is given back or handed out.
+async fn adopt_kernel_pods(store: &Store) -> Result<(), IpamdError> {
+    let pods = crate::rebuild::pods_in_kernel().await?;
+    let (adopted, written) = store.adopt(&pods, now_ms()).await;
+    for a in &adopted {
+        warn!(ip = %a.ip, veth = %a.pod.host_veth,
+            "a pod the checkpoint did not know holds this address; kept until its veth is gone");
+    }
+    if !adopted.is_empty() {
+        info!(
+            adopted = adopted.len(),
+            pods_in_kernel = pods.len(),
+            "rebuilt assignments from the kernel"
+        );
+    }
+    written
+}
+
 /// Runs ipamd until SIGTERM/SIGINT.
 pub async fn run(settings: Settings) -> Result<(), IpamdError> {
     settings.validate()?;
@@ -99,13 +137,21 @@ pub async fn run(settings: Settings) -> Result<(), IpamdError> {
             "removed temp files of an interrupted checkpoint write"
         );
     }
-    let checkpoint: Arc<dyn Checkpoint> = Arc::new(file_checkpoint);
-    let loaded = {
-        let checkpoint = Arc::clone(&checkpoint);
-        tokio::task::spawn_blocking(move || checkpoint.load())
+    let file_checkpoint = Arc::new(file_checkpoint);
+    let start_state = {
+        let file_checkpoint = Arc::clone(&file_checkpoint);
+        tokio::task::spawn_blocking(move || file_checkpoint.load_or_set_aside(now_ms()))
             .await
             .map_err(|e| IpamdError::Internal(format!("checkpoint load task: {e}")))??
     };
+    if let Some((aside, reason)) = &start_state.set_aside {
+        error!(
+            error = %reason, moved_to = %aside.display(),
+            "the checkpoint could not be read and was set aside; pods' addresses are rebuilt from the kernel"
+        );
+    }
+    let loaded = start_state.data;
+    let checkpoint: Arc<dyn Checkpoint> = file_checkpoint;
     let mode = resolve_mode(&settings, loaded.as_ref()).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let start = Start {

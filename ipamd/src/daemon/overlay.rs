@@ -10,7 +10,7 @@ use vpc_cni_proto::net::Ipv4Cidr;
 use vpc_cni_proto::time::now_ms;
 use vpc_cni_proto::Mode;
 
-use super::{cooldown_ms, NodeSetup, Start};
+use super::{adopt_kernel_pods, cooldown_ms, log_restore, NodeSetup, Start};
 use crate::config::{missing_pod_cidr, PeerSourceChoice, Settings};
 use crate::datapath::{LocalDatapath, NodeDatapath};
 use crate::error::IpamdError;
@@ -55,8 +55,7 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
     let mut datastore = Datastore::new(pool_name(pod_cidr), Mode::Overlay, cooldown_ms(settings));
     datastore.set_pool(pod_cidr_pool(pod_cidr));
     if let Some(data) = start.loaded {
-        let report = datastore.restore(data, now_ms());
-        info!(?report, "restored checkpoint");
+        log_restore(&datastore.restore(data, now_ms()));
     }
 
     let mut background = Vec::new();
@@ -91,6 +90,7 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
     };
 
     let store = Arc::new(Store::new(datastore, start.checkpoint));
+    adopt_kernel_pods(&store).await?;
     store.persist().await?;
     Ok(NodeSetup {
         store,

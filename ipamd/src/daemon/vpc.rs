@@ -10,7 +10,7 @@ use vpc_cni_cloud::{AwsEc2, AwsImds, Ec2, Imds};
 use vpc_cni_proto::time::{now_ms, system_clock};
 use vpc_cni_proto::Mode;
 
-use super::{cooldown_ms, NodeSetup, Start};
+use super::{adopt_kernel_pods, cooldown_ms, log_restore, NodeSetup, Start};
 use crate::datapath::NodeDatapath;
 use crate::error::IpamdError;
 use crate::rpc::NodeFacts;
@@ -96,9 +96,10 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
     controller.snapshot().await?;
     if let Some(data) = start.loaded {
         let (report, written) = store.restore(data, now_ms()).await;
-        info!(?report, "restored checkpoint");
+        log_restore(&report);
         written?;
     }
+    adopt_kernel_pods(&store).await?;
     store.persist().await?;
     info!(max_pods = controller.max_pods(), "pool controller ready");
 

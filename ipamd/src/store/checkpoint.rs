@@ -20,6 +20,14 @@ pub trait Checkpoint: Send + Sync {
     fn store(&self, data: &CheckpointData) -> Result<(), IpamdError>;
 }
 
+/// What the daemon starts from: the checkpoint's data, and where an unreadable file was
+/// moved and why.
+#[derive(Debug)]
+pub struct StartState {
+    pub data: Option<CheckpointData>,
+    pub set_aside: Option<(PathBuf, IpamdError)>,
+}
+
 /// The checkpoint as a file, replaced by write-temp, fsync, rename, fsync-directory so a
 /// reader (or a restart after a crash) sees either the old or the new state, never a mix.
 #[derive(Debug)]
@@ -84,13 +92,42 @@ impl FileCheckpoint {
             .count()
     }
 
+    /// Loads the checkpoint at start. A file that cannot be understood (not JSON, torn,
+    /// another format version) is renamed to `<name>.unreadable.<unix ms>` beside it and the
+    /// start goes on without it, so ipamd does not crash-loop on it; the caller rebuilds
+    /// from the kernel and reports. Errors reading the file (permissions, I/O) still fail.
+    pub fn load_or_set_aside(&self, now_ms: u64) -> Result<StartState, IpamdError> {
+        let reason = match self.load() {
+            Ok(data) => {
+                return Ok(StartState {
+                    data,
+                    set_aside: None,
+                })
+            }
+            Err(
+                e @ (IpamdError::CheckpointCorrupt { .. } | IpamdError::CheckpointVersion { .. }),
+            ) => e,
+            Err(e) => return Err(e),
+        };
+        let mut aside = self.path.clone().into_os_string();
+        aside.push(format!(".unreadable.{now_ms}"));
+        let aside = PathBuf::from(aside);
+        fs::rename(&self.path, &aside)
+            .map_err(self.write_err("setting an unreadable checkpoint aside"))?;
+        Ok(StartState {
+            data: None,
+            set_aside: Some((aside, reason)),
+        })
+    }
+
     fn write_temp(&self, temp: &Path, bytes: &[u8]) -> Result<(), IpamdError> {
         let mut file = OpenOptions::new()
             .write(true)
             .create(true)
             // A dead predecessor with our pid (pid 1 in a container) may have left this name.
             .truncate(true)
-            .mode(0o644)
+            // Pod names and addresses are nobody else's business on the node.
+            .mode(0o600)
             .open(temp)
             .map_err(self.write_err("creating the temp file"))?;
         file.write_all(bytes)
@@ -157,6 +194,9 @@ impl Checkpoint for FileCheckpoint {
         // Without this the rename itself may be lost in a crash, bringing back the old file.
         File::open(self.dir())
             .and_then(|dir| dir.sync_all())
-            .map_err(self.write_err("fsync of the directory"))
+            .map_err(|source| IpamdError::CheckpointDirSync {
+                path: self.path.clone(),
+                source,
+            })
     }
 }

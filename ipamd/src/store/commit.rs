@@ -165,28 +165,25 @@ impl Store {
         Ok(released)
     }
 
-    /// Replaces the pool. Assignments whose address left it are dropped and returned whether
-    /// or not the write succeeded (the pool source is the truth; the caller cleans up).
+    /// Replaces the pool and returns the assignments whose address this change took out of
+    /// it; they stay held (see [`Datastore::set_pool`]). The error is the checkpoint write's.
     pub async fn set_pool(
         &self,
         addrs: Vec<PoolAddress>,
     ) -> (Vec<Assignment>, Result<(), IpamdError>) {
-        let (dropped, generation) = {
+        let (left, generation) = {
             let mut s = self.inner.lock();
             let cooling_before = s.ds.snapshot_cooling_len();
-            let dropped = s.ds.set_pool(addrs);
-            for a in &dropped {
-                s.created.remove(&a.key);
-            }
+            let left = s.ds.set_pool(addrs);
             // The pool itself is not in the checkpoint (it is rediscovered at start), so a
             // periodic reconcile that changes nothing durable costs no write.
-            if !dropped.is_empty() || s.ds.snapshot_cooling_len() != cooling_before {
+            if s.ds.snapshot_cooling_len() != cooling_before {
                 s.generation += 1;
             }
-            (dropped, s.generation)
+            (left, s.generation)
         };
         self.announce_freed();
-        (dropped, self.commit(generation, |_| {}).await)
+        (left, self.commit(generation, |_| {}).await)
     }
 
     /// Takes `ips` out of the pool if all are free right now, atomically with respect to
@@ -225,6 +222,27 @@ impl Store {
             (report, s.generation)
         };
         (report, self.commit(generation, |_| {}).await)
+    }
+
+    /// Holds every address of `pods` (address -> host veth, as the kernel shows them) that no
+    /// assignment accounts for, and makes that durable; returns the new assignments.
+    pub async fn adopt(
+        &self,
+        pods: &std::collections::BTreeMap<std::net::Ipv4Addr, String>,
+        now_ms: u64,
+    ) -> (Vec<Assignment>, Result<(), IpamdError>) {
+        let (adopted, generation) = {
+            let mut s = self.inner.lock();
+            let adopted: Vec<Assignment> = pods
+                .iter()
+                .filter_map(|(ip, veth)| s.ds.adopt(*ip, veth, now_ms))
+                .collect();
+            if !adopted.is_empty() {
+                s.generation += 1;
+            }
+            (adopted, s.generation)
+        };
+        (adopted, self.commit(generation, |_| {}).await)
     }
 
     /// Makes the current state durable (at start, after restore; or to retry a failed write).
@@ -302,6 +320,10 @@ impl Inner {
                 *durable = covers;
                 Ok(())
             }
+            // The file already holds this state: undoing it in memory would free an address
+            // that a restart brings back as assigned. Memory keeps it; the caller still
+            // hears that it may not be durable, and the next write covers it again.
+            Err(e @ IpamdError::CheckpointDirSync { .. }) => Err(e),
             Err(e) => {
                 on_failure(&mut self.lock());
                 Err(e)

@@ -15,12 +15,16 @@ use super::types::{
 };
 use crate::error::IpamdError;
 
-/// Pool sizes in the AWS VPC CNI's terms: `available = total - assigned - cooling`.
+/// Pool sizes in the AWS VPC CNI's terms: `available = total - (assigned - outside_pool) -
+/// cooling`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolCounts {
     pub total: usize,
+    /// Every address a pod holds, in the pool or not.
     pub assigned: usize,
+    /// Held addresses the latest pool did not show (see [`Datastore::set_pool`]).
+    pub outside_pool: usize,
     pub cooling: usize,
     pub available: usize,
 }
@@ -36,13 +40,18 @@ pub enum AddressState {
     },
 }
 
+/// Container-id prefix of assignments rebuilt from the kernel (see [`Datastore::adopt`]).
+pub const ADOPTED_PREFIX: &str = "adopted-from-kernel:";
+
 /// What `Datastore::restore` kept and what it threw away.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RestoreReport {
-    /// Assignments taken over from the checkpoint.
+    /// Assignments taken over from the checkpoint, those outside the pool included.
     pub restored: usize,
-    /// Assignments whose address is not in the current pool; the caller cleans up their rules.
-    pub dropped_not_in_pool: Vec<Assignment>,
+    /// Restored assignments whose address the current pool does not show. They are kept
+    /// (held outside the pool) until DEL or the veth sweep releases them: the pool is one
+    /// observation, and a pod may still be using the address.
+    pub outside_pool: Vec<Assignment>,
     /// Assignments whose key or address is already taken (a damaged or hand-edited file).
     pub dropped_conflicts: Vec<Assignment>,
     /// Cooling addresses taken over.
@@ -65,6 +74,8 @@ pub struct Datastore {
     pool: HashMap<Ipv4Addr, PoolAddress>,
     free: BTreeSet<Ipv4Addr>,
     assigned: BTreeMap<AttachmentKey, Assignment>,
+    /// Who holds each assigned address, in the pool or not (kept beside `assigned`).
+    holders: HashMap<Ipv4Addr, AttachmentKey>,
     cooling: HashMap<Ipv4Addr, u64>,
     /// `(until_ms, ip)` for every entry of `cooling`, so expiries are found in order.
     cooling_queue: BTreeSet<(u64, Ipv4Addr)>,
@@ -83,6 +94,7 @@ impl Datastore {
             pool: HashMap::new(),
             free: BTreeSet::new(),
             assigned: BTreeMap::new(),
+            holders: HashMap::new(),
             cooling: HashMap::new(),
             cooling_queue: BTreeSet::new(),
             last_add_ms: HashMap::new(),
@@ -110,37 +122,56 @@ impl Datastore {
         self.mode
     }
 
-    /// Replaces the pool. Assignments whose address left the pool are dropped and returned so
-    /// the caller can tear down what was wired for them; cooldowns of departed addresses are
-    /// forgotten. Assignments that stay keep the table and device they were wired with.
+    /// Replaces the pool, and returns the assignments whose address this change took out of
+    /// it.
+    ///
+    /// Assignments are never dropped here: a pool is one observation (IMDS is eventually
+    /// consistent, an ENI link can be briefly absent), and dropping an address a pod still
+    /// uses would hand it to the next pod when it shows up again. An assignment outside the
+    /// pool stays held until DEL or the veth sweep releases it; while it is held its address
+    /// is never free, whichever pool shows it. Cooldowns of departed addresses are
+    /// forgotten.
     pub fn set_pool(&mut self, addrs: Vec<PoolAddress>) -> Vec<Assignment> {
-        self.pool = addrs.into_iter().map(|a| (a.ip, a)).collect();
-
-        let gone: Vec<AttachmentKey> = self
+        let previous = std::mem::replace(
+            &mut self.pool,
+            addrs.into_iter().map(|a| (a.ip, a)).collect(),
+        );
+        let left: Vec<Assignment> = self
             .assigned
             .values()
-            .filter(|a| !self.pool.contains_key(&a.ip))
-            .map(|a| a.key.clone())
-            .collect();
-        let dropped = gone
-            .iter()
-            .filter_map(|k| self.assigned.remove(k))
+            .filter(|a| previous.contains_key(&a.ip) && !self.pool.contains_key(&a.ip))
+            .cloned()
             .collect();
 
-        let assigned = &self.assigned;
-        self.last_add_ms.retain(|key, _| assigned.contains_key(key));
         let pool = &self.pool;
         self.cooling.retain(|ip, _| pool.contains_key(ip));
         self.cooling_queue.retain(|(_, ip)| pool.contains_key(ip));
 
-        let taken: BTreeSet<Ipv4Addr> = self.assigned.values().map(|a| a.ip).collect();
         self.free = self
             .pool
             .keys()
-            .filter(|ip| !taken.contains(ip) && !self.cooling.contains_key(ip))
+            .filter(|ip| !self.holders.contains_key(ip) && !self.cooling.contains_key(ip))
             .copied()
             .collect();
-        dropped
+        left
+    }
+
+    /// Assignments whose address the current pool does not show.
+    pub fn outside_pool(&self) -> impl Iterator<Item = &Assignment> {
+        self.assigned
+            .values()
+            .filter(|a| !self.pool.contains_key(&a.ip))
+    }
+
+    fn hold(&mut self, assignment: Assignment) {
+        self.holders.insert(assignment.ip, assignment.key.clone());
+        self.assigned.insert(assignment.key.clone(), assignment);
+    }
+
+    fn unhold(&mut self, key: &AttachmentKey) -> Option<Assignment> {
+        let assignment = self.assigned.remove(key)?;
+        self.holders.remove(&assignment.ip);
+        Some(assignment)
     }
 
     /// Takes `ips` out of the pool when every one of them is free (or already out of it) at
@@ -207,14 +238,14 @@ impl Datastore {
             device_number,
             assigned_at_ms: now_ms,
         };
-        self.assigned.insert(key, assignment.clone());
+        self.hold(assignment.clone());
         Ok((assignment, true))
     }
 
     /// Releases `key`'s address into cooldown until `now_ms + cooldown`. Unknown keys are not
     /// an error (DEL is idempotent): they give `None`.
     pub fn release(&mut self, key: &AttachmentKey, now_ms: u64) -> Option<Assignment> {
-        let assignment = self.assigned.remove(key)?;
+        let assignment = self.unhold(key)?;
         self.last_add_ms.remove(key);
         let until_ms = now_ms.saturating_add(self.cooldown_ms);
         self.start_cooling(assignment.ip, until_ms, now_ms);
@@ -224,7 +255,7 @@ impl Datastore {
     /// Releases `key`'s address straight back to the free set: for undoing an assignment that
     /// never reached a pod (its checkpoint write failed), where a cooldown protects nothing.
     pub fn release_without_cooldown(&mut self, key: &AttachmentKey) -> Option<Assignment> {
-        let assignment = self.assigned.remove(key)?;
+        let assignment = self.unhold(key)?;
         self.last_add_ms.remove(key);
         if self.pool.contains_key(&assignment.ip) {
             self.free.insert(assignment.ip);
@@ -241,7 +272,12 @@ impl Datastore {
         self.assigned.values()
     }
 
+    /// `None` for an address outside the pool that no pod holds; a held one is `Assigned`
+    /// wherever it is.
     pub fn address_state(&self, ip: Ipv4Addr, now_ms: u64) -> Option<AddressState> {
+        if self.holders.contains_key(&ip) {
+            return Some(AddressState::Assigned);
+        }
         if !self.pool.contains_key(&ip) {
             return None;
         }
@@ -256,12 +292,14 @@ impl Datastore {
     pub fn counts(&self, now_ms: u64) -> PoolCounts {
         let total = self.pool.len();
         let assigned = self.assigned.len();
+        let outside_pool = self.outside_pool().count();
         let cooling = self.cooling_queue.range(after(now_ms)..).count();
         PoolCounts {
             total,
             assigned,
+            outside_pool,
             cooling,
-            available: total.saturating_sub(assigned + cooling),
+            available: total.saturating_sub(assigned - outside_pool + cooling),
         }
     }
 
@@ -296,24 +334,29 @@ impl Datastore {
     }
 
     /// Takes over the assignments and cooldowns of a checkpoint, on top of the current pool
-    /// (call `set_pool` first). Entries whose address is no longer in the pool are dropped and
-    /// reported. The mode is not changed: the daemon decides it from `data.mode` before.
+    /// (call `set_pool` first). Assignments whose address the pool does not show are kept
+    /// and reported (see [`Datastore::set_pool`]); only those that clash with one already
+    /// taken over are dropped. The mode is not changed: the daemon decides it from
+    /// `data.mode` before.
     pub fn restore(&mut self, data: CheckpointData, now_ms: u64) -> RestoreReport {
         let mut report = RestoreReport {
             checkpoint_mode: Some(data.mode),
             ..RestoreReport::default()
         };
         for assignment in data.assignments {
-            if !self.pool.contains_key(&assignment.ip) {
-                report.dropped_not_in_pool.push(assignment);
-            } else if self.assigned.contains_key(&assignment.key)
-                || !self.take_for_restore(assignment.ip)
-            {
+            let in_pool = self.pool.contains_key(&assignment.ip);
+            let clash = self.assigned.contains_key(&assignment.key)
+                || self.holders.contains_key(&assignment.ip)
+                || (in_pool && !self.take_for_restore(assignment.ip));
+            if clash {
                 report.dropped_conflicts.push(assignment);
-            } else {
-                self.assigned.insert(assignment.key.clone(), assignment);
-                report.restored += 1;
+                continue;
             }
+            if !in_pool {
+                report.outside_pool.push(assignment.clone());
+            }
+            self.hold(assignment);
+            report.restored += 1;
         }
         // A clock stepped back since the checkpoint must not park an address for longer than
         // one cooldown from now.
@@ -327,6 +370,48 @@ impl Datastore {
             }
         }
         report
+    }
+
+    /// Holds `ip` for a pod the kernel shows on `host_veth` when no assignment accounts for
+    /// it (the checkpoint was lost or is older than the pod); `None` when one does.
+    ///
+    /// The runtime's container id is not in the kernel, so the key names the veth
+    /// (`ADOPTED_PREFIX` + veth, interface `eth0`) and the network name stays empty: GC never
+    /// matches it, and the veth sweep releases it once the pod's veth is gone.
+    pub fn adopt(&mut self, ip: Ipv4Addr, host_veth: &str, now_ms: u64) -> Option<Assignment> {
+        if self.holders.contains_key(&ip) {
+            return None;
+        }
+        let key = AttachmentKey {
+            container_id: format!("{ADOPTED_PREFIX}{host_veth}"),
+            ifname: "eth0".to_owned(),
+        };
+        if self.assigned.contains_key(&key) {
+            return None;
+        }
+        if self.pool.contains_key(&ip) {
+            self.free.remove(&ip);
+            if let Some(until_ms) = self.cooling.remove(&ip) {
+                self.cooling_queue.remove(&(until_ms, ip));
+            }
+        }
+        let (route_table, device_number) = self
+            .pool
+            .get(&ip)
+            .map_or((0, 0), |p| (p.route_table, p.device_number));
+        let assignment = Assignment {
+            key: key.clone(),
+            pod: PodIdentity {
+                host_veth: host_veth.to_owned(),
+                ..PodIdentity::default()
+            },
+            ip,
+            route_table,
+            device_number,
+            assigned_at_ms: now_ms,
+        };
+        self.hold(assignment.clone());
+        Some(assignment)
     }
 
     /// Moves `ip` out of the free set or an expired cooldown; false if it is taken.

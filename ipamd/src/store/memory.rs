@@ -13,6 +13,7 @@ use crate::error::IpamdError;
 pub struct MemoryCheckpoint {
     data: Mutex<Option<CheckpointData>>,
     fail_next: AtomicUsize,
+    fail_next_after_storing: AtomicUsize,
     stores: AtomicUsize,
 }
 
@@ -32,6 +33,12 @@ impl MemoryCheckpoint {
     /// The next `n` calls to `store` fail and leave the stored data unchanged.
     pub fn fail_next_stores(&self, n: usize) {
         self.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` calls to `store` store the data and then fail as a failed directory
+    /// fsync does (the file was replaced).
+    pub fn fail_next_after_storing(&self, n: usize) {
+        self.fail_next_after_storing.store(n, Ordering::SeqCst);
     }
 
     /// What the last successful `store` wrote.
@@ -66,6 +73,16 @@ impl Checkpoint for MemoryCheckpoint {
             });
         }
         *self.data.lock().unwrap_or_else(PoisonError::into_inner) = Some(data.clone());
+        let after_storing = self
+            .fail_next_after_storing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if after_storing {
+            return Err(IpamdError::CheckpointDirSync {
+                path: PathBuf::from("<memory>"),
+                source: std::io::Error::other("injected directory fsync failure"),
+            });
+        }
         self.stores.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }

@@ -16,9 +16,9 @@ mod types;
 #[cfg(test)]
 mod tests;
 
-pub use checkpoint::{Checkpoint, FileCheckpoint};
+pub use checkpoint::{Checkpoint, FileCheckpoint, StartState};
 pub use commit::Store;
-pub use datastore::{AddressState, Datastore, PoolCounts, RestoreReport};
+pub use datastore::{AddressState, Datastore, PoolCounts, RestoreReport, ADOPTED_PREFIX};
 #[cfg(test)]
 pub use memory::MemoryCheckpoint;
 pub use types::{

@@ -91,6 +91,15 @@ impl ControllerConfig {
     }
 }
 
+/// How a pool step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Carried out (or found already done).
+    Done,
+    /// Not carried out, for a reason the next snapshot does not show: the pass ends.
+    Declined,
+}
+
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReconcileReport {
@@ -109,6 +118,16 @@ pub(crate) struct Caches {
     pub pacing: Pacing,
     /// Delegated prefixes seen that are not /28s (reported once each, never used).
     pub unusable_prefixes: BTreeSet<Ipv4Cidr>,
+    /// Held addresses the pool does not show, and what we know of each.
+    pub outside_pool: HashMap<Ipv4Addr, OutsideWatch>,
+}
+
+/// An assigned address missing from the pool: since when, and whether EC2 confirmed that it
+/// left the node (then it has been reported, once).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutsideWatch {
+    pub since_ms: u64,
+    pub reported: bool,
 }
 
 pub struct PoolController {
@@ -235,12 +254,13 @@ impl PoolController {
             let wired = datapath.enis_changed(&snap.imds).await?;
             snap.pool.retain(|a| wired.contains(&a.device_number));
         }
-        let (dropped, written) = self.store.set_pool(snap.pool.clone()).await;
-        for a in &dropped {
-            tracing::warn!(ip = %a.ip, container = %a.key.container_id,
-                "address left the node's ENIs; its assignment was dropped");
+        let (left, written) = self.store.set_pool(snap.pool.clone()).await;
+        for a in &left {
+            tracing::info!(ip = %a.ip, container = %a.key.container_id,
+                "a pod's address is missing from the node's ENIs; it stays assigned");
         }
         written?;
+        self.confirm_outside_pool().await;
         Ok(snap)
     }
 
@@ -324,7 +344,12 @@ impl PoolController {
                 });
             }
             tracing::debug!(?decision, "pool step");
-            if let Err(e) = self.execute(&snap, &decision).await {
+            let outcome = self.execute(&snap, &decision).await;
+            if let Ok(Step::Declined) = outcome {
+                // The next snapshot would look the same and ask for the same step.
+                return Ok(report);
+            }
+            if let Err(e) = outcome {
                 if matches!(
                     e.cloud_error(),
                     Some(vpc_cni_cloud::CloudError::SubnetFull { .. })
@@ -346,16 +371,17 @@ impl PoolController {
         }
     }
 
-    async fn execute(&self, snap: &NodeSnapshot, d: &PoolDecision) -> Result<(), IpamdError> {
+    async fn execute(&self, snap: &NodeSnapshot, d: &PoolDecision) -> Result<Step, IpamdError> {
+        let done = |r: Result<(), IpamdError>| r.map(|()| Step::Done);
         match d {
-            PoolDecision::Idle => Ok(()),
-            PoolDecision::AssignToExisting { eni, count } => self.top_up(eni, *count).await,
-            PoolDecision::CreateEni { count } => self.add_eni(snap, *count).await,
+            PoolDecision::Idle => Ok(Step::Done),
+            PoolDecision::AssignToExisting { eni, count } => done(self.top_up(eni, *count).await),
+            PoolDecision::CreateEni { count } => done(self.add_eni(snap, *count).await),
             PoolDecision::Release {
                 eni,
                 addresses,
                 prefixes,
-            } => self.release(eni, addresses, prefixes).await,
+            } => done(self.release(eni, addresses, prefixes).await),
             PoolDecision::FreeEni { eni } => self.free_eni(snap, eni).await,
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use vpc_cni_cloud::{Assign, CloudError, EniId, EniQuery, ImdsEni, NewEni};
 use vpc_cni_proto::net::Ipv4Cidr;
 
-use super::controller::{PoolController, QUARANTINE_MS};
+use super::controller::{PoolController, Step, QUARANTINE_MS};
 use super::rfc3339;
 use super::snapshot::{prefix_addresses, EniMeta, NodeSnapshot};
 use super::tags::{CLUSTER_TAG, CREATED_AT_TAG, DESCRIPTION_PREFIX, INSTANCE_ID_TAG};
@@ -188,10 +188,16 @@ impl PoolController {
         &self,
         snap: &NodeSnapshot,
         eni: &EniId,
-    ) -> Result<(), IpamdError> {
+    ) -> Result<Step, IpamdError> {
         let Some(view) = snap.view(eni) else {
-            return Ok(());
+            return Ok(Step::Done);
         };
+        // The view shows only what IMDS shows; an ENI carrying an address a pod holds
+        // outside the pool stays until that assignment is settled.
+        if self.eni_holds_outside_pool(eni).await? {
+            tracing::info!(%eni, "not freeing an ENI that carries a held address missing from the pool");
+            return Ok(Step::Declined);
+        }
         let ips: HashSet<Ipv4Addr> = view
             .secondary
             .iter()
@@ -199,7 +205,7 @@ impl PoolController {
             .map(|s| s.ip)
             .collect();
         if !self.withdraw(&ips).await? {
-            return Ok(());
+            return Ok(Step::Done);
         }
         let attachment = self.attachment_of(eni).await?;
         self.ec2
@@ -216,7 +222,7 @@ impl PoolController {
         }
         tracing::info!(%eni, "ENI detached");
         self.delete_detached(eni).await;
-        Ok(())
+        Ok(Step::Done)
     }
 
     async fn attachment_of(&self, eni: &EniId) -> Result<String, IpamdError> {

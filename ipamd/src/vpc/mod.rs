@@ -8,6 +8,7 @@
 //! - `snapshot`: one consistent picture of the node's ENIs for a pass.
 //! - `pacing`: the AWS VPC CNI's rules on how often the pool may shrink and grow.
 //! - `leaked`: deleting ENIs of ours left `available`.
+//! - `held`: assigned addresses the pool does not show (kept, confirmed with EC2).
 //! - `tags`: how our ENIs are recognised.
 
 pub mod controller;
@@ -17,6 +18,7 @@ pub mod pacing;
 pub mod snapshot;
 
 mod eni_ops;
+mod held;
 mod rfc3339;
 pub mod tags;
 

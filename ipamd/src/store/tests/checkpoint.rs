@@ -238,3 +238,70 @@ fn memory_checkpoint_fails_on_request() {
     assert_eq!(cp.load().unwrap().unwrap(), sample());
     assert_eq!(cp.store_count(), 1);
 }
+
+/// Regression: a corrupt checkpoint made ipamd exit at every start (a crash loop). At start
+/// it is set aside beside the original name, with the reason, and the start goes on.
+#[test]
+fn unreadable_files_are_set_aside_at_start() {
+    let cases: [(&str, &[u8]); 4] = [
+        ("garbage", b"\x00\xffnot json at all"),
+        (
+            "truncated",
+            br#"{"version":"vpc-cni/ipam/v1","mode":"vpc","assignm"#,
+        ),
+        (
+            "older format",
+            br#"{"version":"vpc-cni/ipam/v0","entries":[]}"#,
+        ),
+        ("empty", b""),
+    ];
+    for (what, bytes) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ipam.json");
+        fs::write(&path, bytes).unwrap();
+        let state = FileCheckpoint::new(&path).load_or_set_aside(1_234).unwrap();
+        assert!(state.data.is_none(), "{what}");
+        let (aside, reason) = state.set_aside.expect(what);
+        assert_eq!(
+            aside,
+            dir.path().join("ipam.json.unreadable.1234"),
+            "{what}"
+        );
+        assert_eq!(fs::read(&aside).unwrap(), bytes, "{what}: kept as it was");
+        assert!(
+            matches!(
+                reason,
+                IpamdError::CheckpointCorrupt { .. } | IpamdError::CheckpointVersion { .. }
+            ),
+            "{what}: {reason}"
+        );
+        assert!(!path.exists(), "{what}");
+    }
+}
+
+#[test]
+fn a_readable_file_is_loaded_not_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ipam.json");
+    FileCheckpoint::new(&path).store(&sample()).unwrap();
+    let state = FileCheckpoint::new(&path).load_or_set_aside(1).unwrap();
+    assert_eq!(state.data, Some(sample()));
+    assert!(state.set_aside.is_none());
+    let missing = FileCheckpoint::new(dir.path().join("none.json"))
+        .load_or_set_aside(1)
+        .unwrap();
+    assert!(missing.data.is_none() && missing.set_aside.is_none());
+}
+
+/// Regression: the checkpoint (pod names, namespaces, addresses) was world-readable.
+#[test]
+fn the_checkpoint_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ipam.json");
+    fs::write(&path, b"old").unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    FileCheckpoint::new(&path).store(&sample()).unwrap();
+    let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "mode {mode:o}");
+}

@@ -158,6 +158,35 @@ async fn failed_write_undoes_a_new_assignment() {
     assert_eq!(mem.stored().unwrap().assignments.len(), 2);
 }
 
+/// Regression: when only the directory fsync failed, the file already held the new
+/// assignment, yet memory undid it; the next ADD got the address, and a restart brought
+/// the first assignment back: two pods, one address.
+#[tokio::test]
+async fn a_failed_directory_fsync_keeps_what_the_file_holds() {
+    let (store, mem) = memory_store(4, 60_000);
+    store.assign(key(1), pod(1), 0).await.unwrap();
+
+    mem.fail_next_after_storing(1);
+    let err = store.assign(key(2), pod(2), 0).await.unwrap_err();
+    assert!(
+        matches!(err, IpamdError::CheckpointDirSync { .. }),
+        "{err:?}"
+    );
+    let held = store
+        .get(&key(2))
+        .expect("memory keeps what the file holds");
+    assert!(mem
+        .stored()
+        .unwrap()
+        .assignments
+        .iter()
+        .any(|a| a.key == key(2) && a.ip == held.ip));
+
+    assert_ne!(store.assign(key(3), pod(3), 0).await.unwrap().ip, held.ip);
+    // The runtime retries the ADD: the same address, and now durable.
+    assert_eq!(store.assign(key(2), pod(2), 0).await.unwrap(), held);
+}
+
 #[tokio::test]
 async fn failed_write_keeps_a_release_and_a_retry_makes_it_durable() {
     let (store, mem) = memory_store(4, 60_000);
@@ -238,7 +267,7 @@ async fn repeated_add_does_not_return_an_undone_assignment() {
 }
 
 #[tokio::test]
-async fn release_many_and_set_pool_report_what_left() {
+async fn release_many_and_set_pool_report_what_left_the_pool() {
     let (store, mem) = memory_store(8, 1_000);
     for i in 1..=6 {
         store.assign(key(i), pod(i), 0).await.unwrap();
@@ -256,20 +285,22 @@ async fn release_many_and_set_pool_report_what_left() {
     assert!(store.get(&key(3)).is_none(), "release stays in memory");
     assert_eq!(store.counts(6).cooling, 3);
 
-    // Shrink the pool to its first four addresses: key(5) and key(6) lose theirs. The caller
-    // hears which even when the write fails, to clean up after them.
+    // Shrink the pool to its first four addresses: key(5) and key(6)'s addresses leave it.
+    // The caller hears which even when the write fails; both stay held.
     mem.fail_next_stores(1);
-    let (dropped, durable) = store.set_pool(pool(4)).await;
+    let (left, durable) = store.set_pool(pool(4)).await;
     assert!(durable.is_err());
-    let mut dropped_keys: Vec<_> = dropped.into_iter().map(|a| a.key).collect();
-    dropped_keys.sort();
-    assert_eq!(dropped_keys, vec![key(5), key(6)]);
+    let mut left_keys: Vec<_> = left.into_iter().map(|a| a.key).collect();
+    left_keys.sort();
+    assert_eq!(left_keys, vec![key(5), key(6)]);
     assert_eq!(store.counts(5).total, 4);
+    assert_eq!(store.counts(5).outside_pool, 2);
 
     store.persist().await.unwrap();
     let stored = mem.stored().unwrap();
-    assert_eq!(stored.assignments.len(), 1);
-    assert_eq!(stored.assignments[0].key, key(4));
+    let mut stored_keys: Vec<_> = stored.assignments.iter().map(|a| a.key.clone()).collect();
+    stored_keys.sort();
+    assert_eq!(stored_keys, vec![key(4), key(5), key(6)]);
     assert_eq!(stored.cooling.len(), 3);
 }
 

@@ -5,7 +5,8 @@ use vpc_cni_proto::Mode;
 use super::{datastore, ip, key, pod, pool, POOL};
 use crate::error::IpamdError;
 use crate::store::{
-    AddressState, CheckpointData, CoolingAddress, Datastore, PoolCounts, CHECKPOINT_VERSION,
+    AddressState, CheckpointData, CoolingAddress, Datastore, PoolCounts, ADOPTED_PREFIX,
+    CHECKPOINT_VERSION,
 };
 
 #[test]
@@ -55,6 +56,7 @@ fn a_thousand_keys_get_distinct_addresses_lowest_first() {
         PoolCounts {
             total: 1024,
             assigned: 1000,
+            outside_pool: 0,
             cooling: 0,
             available: 24
         }
@@ -155,7 +157,7 @@ fn release_is_idempotent_and_without_cooldown_frees_at_once() {
 }
 
 #[test]
-fn set_pool_drops_assignments_and_cooldowns_outside_it() {
+fn set_pool_keeps_assignments_outside_it_and_forgets_their_cooldowns() {
     let mut ds = datastore(4, 1_000);
     for i in 1..=3 {
         ds.assign(key(i), pod(i), 0).unwrap();
@@ -166,17 +168,25 @@ fn set_pool_drops_assignments_and_cooldowns_outside_it() {
     let mut next = pool(4);
     next.retain(|a| a.ip == ip(1) || a.ip == ip(4));
     next.extend(pool(9).into_iter().filter(|a| a.ip == ip(9)));
-    let dropped = ds.set_pool(next);
+    let left = ds.set_pool(next);
 
-    assert_eq!(dropped.len(), 1);
-    assert_eq!(dropped[0].key, key(3));
+    // key(3)'s address left the pool; the pod keeps it.
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].key, key(3));
+    assert_eq!(ds.get(&key(3)).unwrap().ip, ip(3));
+    assert_eq!(
+        ds.outside_pool().map(|a| a.ip).collect::<Vec<_>>(),
+        vec![ip(3)]
+    );
+    assert_eq!(ds.address_state(ip(3), 0), Some(AddressState::Assigned));
     assert!(ds.get(&key(1)).is_some());
     assert_eq!(ds.address_state(ip(2), 0), None);
     assert_eq!(
         ds.counts(0),
         PoolCounts {
             total: 3,
-            assigned: 1,
+            assigned: 2,
+            outside_pool: 1,
             cooling: 0,
             available: 2
         }
@@ -184,6 +194,85 @@ fn set_pool_drops_assignments_and_cooldowns_outside_it() {
     assert_eq!(ds.next_cooldown_expiry(0), None);
     assert_eq!(ds.assign(key(5), pod(5), 0).unwrap().0.ip, ip(4));
     assert_eq!(ds.assign(key(6), pod(6), 0).unwrap().0.ip, ip(9));
+    // A second set without change reports nothing new.
+    let same: Vec<_> = pool(9)
+        .into_iter()
+        .filter(|a| [ip(1), ip(4), ip(9)].contains(&a.ip))
+        .collect();
+    assert!(ds.set_pool(same).is_empty());
+}
+
+/// Regression: one pool without a pod's address (IMDS lagging, an ENI's link briefly gone)
+/// used to drop the assignment, and the next ADD got the address while the pod still used
+/// it.
+#[test]
+fn an_address_missing_from_one_pool_is_not_handed_out_when_it_returns() {
+    let mut ds = datastore(6, 1_000);
+    let (a, _) = ds.assign(key(1), pod(1), 0).unwrap();
+    let (b, _) = ds.assign(key(2), pod(2), 0).unwrap();
+
+    let without: Vec<_> = pool(6)
+        .into_iter()
+        .filter(|p| p.ip != a.ip && p.ip != b.ip)
+        .collect();
+    ds.set_pool(without);
+    assert!(ds.set_pool(pool(6)).is_empty(), "nothing left this time");
+
+    let mut handed = HashSet::new();
+    for i in 3..=6 {
+        let (c, newly) = ds.assign(key(i), pod(i), 10).unwrap();
+        assert!(newly);
+        assert!(c.ip != a.ip && c.ip != b.ip, "{} handed out twice", c.ip);
+        assert!(handed.insert(c.ip));
+    }
+    assert_eq!(ds.get(&key(1)).unwrap().ip, a.ip);
+    assert_eq!(ds.get(&key(2)).unwrap().ip, b.ip);
+    assert!(matches!(
+        ds.assign(key(7), pod(7), 10),
+        Err(IpamdError::PoolExhausted { .. })
+    ));
+
+    // Only a release frees it.
+    ds.release(&key(1), 10).unwrap();
+    assert_eq!(
+        ds.address_state(a.ip, 10),
+        Some(AddressState::Cooling { until_ms: 1_010 })
+    );
+}
+
+#[test]
+fn a_held_address_outside_the_pool_is_not_withdrawn() {
+    let mut ds = datastore(4, 0);
+    let (a, _) = ds.assign(key(1), pod(1), 0).unwrap();
+    ds.set_pool(pool(4).into_iter().filter(|p| p.ip != a.ip).collect());
+    assert!(!ds.withdraw_if_free(&[a.ip], 0));
+    assert!(ds.withdraw_if_free(&[ip(4)], 0));
+}
+
+#[test]
+fn adopt_holds_kernel_pods_no_assignment_accounts_for() {
+    let mut ds = datastore(4, 1_000);
+    ds.assign(key(1), pod(1), 0).unwrap(); // ip(1)
+    ds.assign(key(2), pod(2), 0).unwrap();
+    ds.release(&key(2), 0).unwrap(); // ip(2) cooling
+
+    assert!(ds.adopt(ip(1), "vpcaaaa", 5).is_none(), "already held");
+    let cooling = ds.adopt(ip(2), "vpcbbbb", 5).unwrap();
+    assert_eq!(cooling.ip, ip(2));
+    assert_eq!(cooling.key.container_id, format!("{ADOPTED_PREFIX}vpcbbbb"));
+    assert_eq!(cooling.pod.host_veth, "vpcbbbb");
+    assert_eq!(cooling.pod.network_name, "", "GC must never match it");
+    assert_eq!((cooling.route_table, cooling.device_number), (2, 1));
+    // An address outside the pool is held too.
+    let outside = ds.adopt(ip(40), "vpccccc", 5).unwrap();
+    assert_eq!((outside.route_table, outside.device_number), (0, 0));
+    assert_eq!(ds.address_state(ip(40), 5), Some(AddressState::Assigned));
+
+    assert_eq!(ds.assign(key(3), pod(3), 5).unwrap().0.ip, ip(3));
+    assert_eq!(ds.assign(key(4), pod(4), 5).unwrap().0.ip, ip(4));
+    assert!(ds.assign(key(5), pod(5), 5).is_err());
+    // The snapshot carries adopted assignments, so a restart keeps them.
+    assert_eq!(ds.snapshot().assignments.len(), 5);
 }
 
 #[test]
@@ -217,7 +306,7 @@ fn snapshot_restore_round_trip() {
 }
 
 #[test]
-fn restore_drops_what_no_longer_fits() {
+fn restore_keeps_what_left_the_pool_and_drops_clashes() {
     let mut old = datastore(8, 1_000);
     for i in 1..=4 {
         old.assign(key(i), pod(i), 0).unwrap();
@@ -237,11 +326,14 @@ fn restore_drops_what_no_longer_fits() {
     ds.set_pool(pool(8).into_iter().filter(|a| a.ip != ip(2)).collect());
     let report = ds.restore(snap, 1_200);
 
-    assert_eq!(report.restored, 1);
-    assert_eq!(report.dropped_not_in_pool.len(), 2);
-    assert!(report.dropped_not_in_pool.iter().all(|a| a.ip == ip(2)));
-    assert_eq!(report.dropped_conflicts.len(), 1);
-    assert_eq!(report.dropped_conflicts[0].key, key(77));
+    // key(2)'s address is not in the pool: it is kept, held outside it. The duplicate of
+    // key(2) and key(77)'s claim on ip(1) clash and are dropped.
+    assert_eq!(report.restored, 2);
+    assert_eq!(report.outside_pool.len(), 1);
+    assert_eq!(report.outside_pool[0].key, key(2));
+    assert_eq!(ds.get(&key(2)).unwrap().ip, ip(2));
+    assert_eq!(report.dropped_conflicts.len(), 2);
+    assert!(report.dropped_conflicts.iter().any(|a| a.key == key(77)));
     // ip(3)'s cooldown had passed at 1_200; ip(4)'s had not.
     assert_eq!(report.cooling_dropped, 1);
     assert_eq!(report.cooling_restored, 1);
@@ -319,6 +411,7 @@ fn withdraw_if_free_takes_all_or_nothing() {
         PoolCounts {
             total: 4,
             assigned: 1,
+            outside_pool: 0,
             cooling: 0,
             available: 3
         }

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use vpc_cni_cloud::sim::{CreateEni, EniFilter, SimCloud, SimVpc};
-use vpc_cni_cloud::{Ec2, Imds};
+use vpc_cni_cloud::{CloudFuture, Ec2, EniId, Imds, ImdsEni, NodeIdentity};
 use vpc_cni_proto::Mode;
 
 use crate::error::IpamdError;
@@ -27,6 +27,8 @@ pub const SETTLE_MS: u64 = if COOLDOWN_MS > crate::vpc::pacing::MIN_ENI_AGE_MS {
 
 pub struct Node {
     pub sim: SimVpc,
+    /// What the controller reads IMDS through; can hide ENIs, as a lagging IMDS does.
+    pub imds: Arc<HidingImds>,
     pub instance_id: String,
     pub subnet_id: String,
     pub store: Store,
@@ -86,9 +88,14 @@ impl Node {
         );
         let node = cloud.identity().await.unwrap();
         let limits = cloud.instance_limits(&node.instance_type).await.unwrap();
+        let imds = Arc::new(HidingImds {
+            inner: cloud.clone(),
+            hidden: Mutex::new(Vec::new()),
+            stripped: Mutex::new(Vec::new()),
+        });
         let ctl = PoolController::new(
-            cloud.clone(),
             cloud,
+            imds.clone(),
             store.clone(),
             node,
             limits,
@@ -97,6 +104,7 @@ impl Node {
         );
         Node {
             sim,
+            imds,
             instance_id,
             subnet_id,
             store,
@@ -283,5 +291,44 @@ impl Node {
                 .unwrap();
         }
         eni.id
+    }
+}
+
+/// IMDS as the sim shows it, minus the ENIs in `hidden` and the secondary addresses and
+/// prefixes of those in `stripped`: what a node sees while IMDS lags or answers 404 for
+/// part of an ENI.
+pub struct HidingImds {
+    inner: Arc<SimCloud>,
+    hidden: Mutex<Vec<EniId>>,
+    stripped: Mutex<Vec<EniId>>,
+}
+
+impl HidingImds {
+    pub fn hide(&self, eni: Option<EniId>) {
+        *self.hidden.lock().unwrap() = eni.into_iter().collect();
+    }
+
+    pub fn strip(&self, eni: Option<EniId>) {
+        *self.stripped.lock().unwrap() = eni.into_iter().collect();
+    }
+}
+
+impl Imds for HidingImds {
+    fn identity(&self) -> CloudFuture<'_, NodeIdentity> {
+        self.inner.identity()
+    }
+
+    fn enis(&self) -> CloudFuture<'_, Vec<ImdsEni>> {
+        Box::pin(async move {
+            let hidden = self.hidden.lock().unwrap().clone();
+            let stripped = self.stripped.lock().unwrap().clone();
+            let mut enis = self.inner.enis().await?;
+            enis.retain(|e| !hidden.contains(&e.eni_id));
+            for e in enis.iter_mut().filter(|e| stripped.contains(&e.eni_id)) {
+                e.addresses.truncate(1);
+                e.prefixes.clear();
+            }
+            Ok(enis)
+        })
     }
 }

@@ -6,6 +6,7 @@
 mod acceptance;
 mod behaviour;
 mod harness;
+mod held;
 mod leaked;
 mod math;
 mod pacing;
