@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use vpc_cni::client::IpamdClient;
@@ -15,9 +16,10 @@ use vpc_cni_testkit::process::block_on;
 /// How long a start may take before the harness gives up (a bound, not an assertion).
 const START_LIMIT: Duration = Duration::from_secs(30);
 
-/// A running ipamd; killed (SIGKILL) on drop if still running.
+/// A running ipamd; killed (SIGKILL) on drop if still running. Stopping and restarting
+/// take `&self`, so a chaos thread can kill it while others send it pods.
 pub struct IpamdProcess {
-    child: Option<Child>,
+    child: Mutex<Option<Child>>,
     netns_path: PathBuf,
     socket: PathBuf,
     state_dir: PathBuf,
@@ -33,8 +35,8 @@ impl IpamdProcess {
         dir: &Path,
         env: BTreeMap<String, String>,
     ) -> std::io::Result<Self> {
-        let mut proc = Self {
-            child: None,
+        let proc = Self {
+            child: Mutex::new(None),
             netns_path: netns.path(),
             socket: dir.join("ipamd.sock"),
             state_dir: dir.join("state"),
@@ -45,7 +47,11 @@ impl IpamdProcess {
         Ok(proc)
     }
 
-    fn spawn(&mut self, netns: &Netns) -> std::io::Result<()> {
+    fn child(&self) -> MutexGuard<'_, Option<Child>> {
+        self.child.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn spawn(&self, netns: &Netns) -> std::io::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -61,21 +67,28 @@ impl IpamdProcess {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
-        self.child = Some(child);
+        *self.child() = Some(child);
         self.wait_ready()
     }
 
-    fn wait_ready(&mut self) -> std::io::Result<()> {
+    fn wait_ready(&self) -> std::io::Result<()> {
         let started = Instant::now();
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    self.child = None;
-                    return Err(std::io::Error::other(format!(
-                        "ipamd exited with {status} at start; log:\n{}",
-                        self.log_text()
-                    )));
+            let exited = {
+                let mut child = self.child();
+                match child.as_mut().map(Child::try_wait).transpose()? {
+                    Some(Some(status)) => {
+                        *child = None;
+                        Some(status)
+                    }
+                    _ => None,
                 }
+            };
+            if let Some(status) = exited {
+                return Err(std::io::Error::other(format!(
+                    "ipamd exited with {status} at start; log:\n{}",
+                    self.log_text()
+                )));
             }
             if self.status().is_ok() {
                 return Ok(());
@@ -113,20 +126,22 @@ impl IpamdProcess {
 
     #[must_use]
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child().as_ref().map(Child::id)
     }
 
     /// SIGKILL and reap: the crash case.
-    pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
+    pub fn kill9(&self) {
+        let taken = self.child().take();
+        if let Some(mut child) = taken {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
     /// SIGTERM and wait for a clean exit; returns whether it exited 0.
-    pub fn terminate(&mut self) -> std::io::Result<bool> {
-        let Some(mut child) = self.child.take() else {
+    pub fn terminate(&self) -> std::io::Result<bool> {
+        let taken = self.child().take();
+        let Some(mut child) = taken else {
             return Ok(true);
         };
         let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
@@ -136,7 +151,7 @@ impl IpamdProcess {
     }
 
     /// Starts ipamd again with the same settings and state.
-    pub fn restart(&mut self, netns: &Netns) -> std::io::Result<()> {
+    pub fn restart(&self, netns: &Netns) -> std::io::Result<()> {
         self.kill9();
         debug_assert_eq!(netns.path(), self.netns_path);
         self.spawn(netns)

@@ -7,11 +7,13 @@
 //! name and is deleted by its guard on drop, also when a test panics; every
 //! process it starts is killed by PID on drop.
 
+pub mod chaos;
 pub mod fabric;
 pub mod fake_kube;
 pub mod image;
 pub mod ipamd_proc;
 pub mod node;
 pub mod overlay_cluster;
+pub mod ping;
 pub mod vpc_cluster;
 pub mod vpcsim;

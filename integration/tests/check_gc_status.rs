@@ -91,7 +91,7 @@ fn netlink_gc_releases_attachments_missing_from_valid_list() {
 fn netlink_status_fails_only_when_ipamd_is_down() {
     require_root();
     // A /30 holds two pod addresses: fill them to make the pool empty.
-    let mut node = TestNode::start("vcc", NodeOptions::new("10.63.0.0/30")).unwrap();
+    let node = TestNode::start("vcc", NodeOptions::new("10.63.0.0/30")).unwrap();
     let status = || Invocation {
         command: "STATUS".into(),
         stdin: node.conf("1.1.0").to_string().into_bytes(),

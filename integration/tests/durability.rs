@@ -10,7 +10,7 @@ use vpc_cni_testkit::require_root;
 #[test]
 fn netlink_kill9_after_50_adds_keeps_every_assignment() {
     require_root();
-    let mut node = TestNode::start("vcd", NodeOptions::new("10.31.0.0/24")).unwrap();
+    let node = TestNode::start("vcd", NodeOptions::new("10.31.0.0/24")).unwrap();
     let first: Vec<_> = (0..50).map(|i| node.pod(&format!("first-{i}"))).collect();
     let before: BTreeMap<String, String> = first
         .iter()

@@ -81,7 +81,7 @@ fn netlink_repeated_add_is_idempotent_and_del_can_repeat() {
 #[test]
 fn netlink_del_while_ipamd_is_down_then_address_is_reclaimed() {
     require_root();
-    let mut node = TestNode::start("vcn", NodeOptions::new("10.23.0.0/24")).unwrap();
+    let node = TestNode::start("vcn", NodeOptions::new("10.23.0.0/24")).unwrap();
     let pod = node.pod("delta");
     let veth =
         vpc_cni::dataplane::host_veth_name(Some("default"), Some("delta"), &pod.container_id);
@@ -172,7 +172,7 @@ fn unwired_assignment_survives_kill9_within_grace_and_is_released_after() {
 #[test]
 fn netlink_ipamd_stops_cleanly_on_sigterm() {
     require_root();
-    let mut node = TestNode::start("vcn", NodeOptions::new("10.25.0.0/24")).unwrap();
+    let node = TestNode::start("vcn", NodeOptions::new("10.25.0.0/24")).unwrap();
     let socket = node.ipamd.socket().to_path_buf();
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "socket mode is {mode:o}");

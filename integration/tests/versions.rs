@@ -77,7 +77,7 @@ fn netlink_cni_versions_list_picks_the_highest_supported() {
 #[test]
 fn netlink_chained_add_keeps_prev_result_and_del_finds_our_address() {
     require_root();
-    let mut node = TestNode::start("vcv", NodeOptions::new("10.73.0.0/24")).unwrap();
+    let node = TestNode::start("vcv", NodeOptions::new("10.73.0.0/24")).unwrap();
     let mut pod = node.new_pod("chained").unwrap();
     let earlier: Value = json!({
         "cniVersion": "1.0.0",

@@ -9,14 +9,14 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use vpc_cni_integration::ipamd_proc::IpamdProcess;
+use vpc_cni_integration::ping::{KillOnDrop, Ping};
 use vpc_cni_integration::vpc_cluster::{reachable, VpcCluster, VpcNode, VpcPod};
-use vpc_cni_testkit::netns::Netns;
 use vpc_cni_testkit::process::wait_for;
 use vpc_cni_testkit::require_root;
 
@@ -30,101 +30,9 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 /// restart sits well inside the ping run (counts packets, not time).
 const PING_BEFORE: Duration = Duration::from_secs(1);
 const PING_AFTER: Duration = Duration::from_secs(2);
-/// A cap on the ping run should the test die before stopping it.
-const PING_CAP: &str = "3000";
 
 fn ip(pod: &VpcPod) -> Ipv4Addr {
     pod.ip().unwrap()
-}
-
-/// A child process that a failing test must not leave running.
-struct KillOnDrop(Option<Child>);
-
-impl KillOnDrop {
-    /// Sends `signal` and collects the output.
-    fn stop(&mut self, signal: Signal) -> std::process::Output {
-        let child = self.0.take().unwrap();
-        kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), signal).unwrap();
-        child.wait_with_output().unwrap()
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// A ping from a pod's namespace, running until [`Ping::stop`].
-struct Ping {
-    what: String,
-    child: KillOnDrop,
-}
-
-impl Ping {
-    fn start(what: &str, from: &Netns, target: Ipv4Addr) -> Self {
-        let child = from
-            .command("ping")
-            .args(["-n", "-i", "0.2", "-W", "1", "-c", PING_CAP])
-            .arg(target.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting ping for {what}: {e}"));
-        Self {
-            what: what.to_string(),
-            child: KillOnDrop(Some(child)),
-        }
-    }
-
-    /// SIGINT (ping prints its summary) and the packets lost. A packet sent
-    /// just before the SIGINT whose reply had no time to come back is in
-    /// flight, not lost: ping numbers packets from 1, so that is the one
-    /// numbered `transmitted` when it is missing from the replies.
-    fn stop(mut self) -> PingOutcome {
-        let out = self.child.stop(Signal::SIGINT);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (transmitted, received) = summary(&stdout).unwrap_or_else(|| {
-            panic!(
-                "{}: no summary in ping's output:\n{stdout}\n{}",
-                self.what,
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        let replied = |seq: u64| {
-            stdout
-                .lines()
-                .any(|l| l.contains(&format!("icmp_seq={seq} ")) && !l.contains("DUP"))
-        };
-        let in_flight = u64::from(transmitted > 0 && !replied(transmitted));
-        PingOutcome {
-            what: self.what,
-            transmitted,
-            received,
-            lost: transmitted.saturating_sub(received + in_flight),
-            output: stdout,
-        }
-    }
-}
-
-struct PingOutcome {
-    what: String,
-    transmitted: u64,
-    received: u64,
-    lost: u64,
-    output: String,
-}
-
-/// "N packets transmitted, M received" from ping's summary.
-fn summary(output: &str) -> Option<(u64, u64)> {
-    let line = output.lines().find(|l| l.contains("packets transmitted"))?;
-    let mut parts = line.split(',');
-    let number = |part: Option<&str>| part?.split_whitespace().next()?.parse().ok();
-    Some((number(parts.next())?, number(parts.next())?))
 }
 
 /// What a restart must leave alone on the node: its IPv4 rules (512 and 1536
@@ -420,7 +328,7 @@ fn ipamd_restarts_keep_pods_connected_and_addressed() {
                 .unwrap_or_else(|e| panic!("restarting ipamd after kill -9: {e}")),
         );
     });
-    let mut ipamd = ipamd.unwrap();
+    let ipamd = ipamd.unwrap();
     assert_addresses_kept(&cluster, &ipamd, &a_pods, "after kill -9");
     let after_kill = settled_state(&cluster, a, &ipamd);
     assert_same_state(&cluster, &before, &after_kill, "after kill -9");
