@@ -93,6 +93,13 @@ pub enum IpamdError {
     #[error("another ipamd is running: it holds the {what}")]
     AlreadyRunning { what: String },
 
+    /// Something that is not a socket sits where ipamd's socket goes (`IPAMD_SOCKET`);
+    /// ipamd never removes what it did not create.
+    #[error(
+        "{path} (IPAMD_SOCKET) is {found}; refusing to remove it: move it away or pick another path"
+    )]
+    SocketPathTaken { path: PathBuf, found: &'static str },
+
     /// A file or kernel interface could not be used.
     #[error("I/O failure while {context}")]
     Io {

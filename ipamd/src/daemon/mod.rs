@@ -8,7 +8,6 @@ mod vpc;
 use std::sync::Arc;
 
 use tokio::sync::watch;
-use tokio_stream::wrappers::UnixListenerStream;
 use tracing::{info, warn};
 use vpc_cni_proto::cni_backend_server::CniBackendServer;
 use vpc_cni_proto::time::{millis, system_clock};
@@ -89,6 +88,8 @@ fn cooldown_ms(settings: &Settings) -> u64 {
 pub async fn run(settings: Settings) -> Result<(), IpamdError> {
     settings.validate()?;
     let _lock = os::lock_state_dir(&settings.state_dir)?;
+    // Before the node is touched: a path ipamd may not use stops it with nothing changed.
+    os::clear_socket_path(&settings.socket).await?;
 
     let file_checkpoint = FileCheckpoint::new(settings.state_dir.join(CHECKPOINT_FILE));
     // We hold the state-dir lock, so any temp file is a dead ipamd's half write.
@@ -158,7 +159,7 @@ pub async fn run(settings: Settings) -> Result<(), IpamdError> {
             upkeep,
             system_clock(),
         )))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), os::shutdown_signal())
+        .serve_with_incoming_shutdown(os::root_peers_only(listener), os::shutdown_signal())
         .await;
 
     let _ = stop_tx.send(true);
