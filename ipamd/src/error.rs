@@ -186,6 +186,11 @@ pub enum IpamdError {
     #[error("pool did not settle after {steps} steps (last decision: {last})")]
     NoProgress { steps: usize, last: String },
 
+    // --- Overlay mode: the peer loop ---
+    /// The task that follows the peer source ended; the overlay no longer sees peer changes.
+    #[error("the peer source stopped: {reason}")]
+    PeerSourceEnded { reason: String },
+
     // --- Overlay mode: peers from Kubernetes ---
     /// A Kubernetes API call failed; `action` says which (e.g. "patching Node n1").
     #[error("Kubernetes API: {action}: {reason}")]
