@@ -11,6 +11,8 @@
 //! - `sweep`: reclaiming addresses of pods that vanished without a DEL.
 //! - `daemon`: start-up, mode choice and shutdown.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod daemon;
 pub mod datapath;
