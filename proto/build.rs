@@ -1,5 +1,7 @@
 //! Compiles `proto/ipamd.proto` with protox (pure Rust), so no `protoc` is needed.
 
+#![forbid(unsafe_code)]
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/ipamd.proto");
     let descriptors = protox::compile(["ipamd.proto"], ["proto"])?;

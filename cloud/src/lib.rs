@@ -5,6 +5,8 @@
 //! error, never dropped); `CloudError` classifies every failure. `sim` (feature `sim`) is the in-memory VPC with
 //! EC2's rules that the `vpc-sim` server and the tests build on.
 
+#![forbid(unsafe_code)]
+
 #[cfg(feature = "sim")]
 pub mod sim;
 

@@ -2,6 +2,8 @@
 //! version, the ipamd client, the pod wiring (`dataplane`) and the netlink helpers
 //! (`netlink`) that ipamd's node wiring uses too.
 
+#![forbid(unsafe_code)]
+
 pub mod error;
 
 pub use error::CniError;

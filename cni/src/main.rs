@@ -1,6 +1,8 @@
 //! `vpc-cni`: the CNI plugin binary. Thin: read env and stdin, run the
 //! command, print the result or the spec's error JSON.
 
+#![forbid(unsafe_code)]
+
 use std::io::{Read, Write};
 use std::process::ExitCode;
 

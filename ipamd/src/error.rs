@@ -103,6 +103,13 @@ pub enum IpamdError {
     #[error("another ipamd is running: it holds the {what}")]
     AlreadyRunning { what: String },
 
+    /// Something that is not a socket sits where ipamd's socket goes (`IPAMD_SOCKET`);
+    /// ipamd never removes what it did not create.
+    #[error(
+        "{path} (IPAMD_SOCKET) is {found}; refusing to remove it: move it away or pick another path"
+    )]
+    SocketPathTaken { path: PathBuf, found: &'static str },
+
     /// A file or kernel interface could not be used.
     #[error("I/O failure while {context}")]
     Io {
@@ -188,6 +195,11 @@ pub enum IpamdError {
     /// another actor over the same ENIs.
     #[error("pool did not settle after {steps} steps (last decision: {last})")]
     NoProgress { steps: usize, last: String },
+
+    // --- Overlay mode: the peer loop ---
+    /// The task that follows the peer source ended; the overlay no longer sees peer changes.
+    #[error("the peer source stopped: {reason}")]
+    PeerSourceEnded { reason: String },
 
     // --- Overlay mode: peers from Kubernetes ---
     /// A Kubernetes API call failed; `action` says which (e.g. "patching Node n1").

@@ -12,6 +12,8 @@
 //! - `rebuild`: the pods the kernel shows, held at start whatever the checkpoint says.
 //! - `daemon`: start-up, mode choice and shutdown.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod daemon;
 pub mod datapath;

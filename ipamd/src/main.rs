@@ -1,5 +1,7 @@
 //! `ipamd`: the vpc-cni node daemon.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use ipamd::config::Settings;
 

@@ -2,6 +2,8 @@
 //! ipamd and the plugin share, and the plain values passed between all of them
 //! ([`net`]: IPv4 networks and MAC addresses; [`time`]: unix-millisecond clocks).
 
+#![forbid(unsafe_code)]
+
 pub mod net;
 pub mod time;
 

@@ -3,12 +3,11 @@
 
 mod os;
 mod overlay;
+pub mod supervise;
 mod vpc;
 
 use std::sync::Arc;
 
-use tokio::sync::watch;
-use tokio_stream::wrappers::UnixListenerStream;
 use tracing::{error, info, warn};
 use vpc_cni_proto::cni_backend_server::CniBackendServer;
 use vpc_cni_proto::time::{millis, now_ms, system_clock};
@@ -20,6 +19,7 @@ use crate::error::IpamdError;
 use crate::rpc::{Backend, NodeFacts};
 use crate::store::{Checkpoint, CheckpointData, FileCheckpoint, RestoreReport, Store};
 use crate::sweep::{run_sweeper, sweep_once};
+use supervise::{task, Lifetime, Supervisor};
 
 /// File name of the checkpoint inside `IPAMD_STATE_DIR`.
 pub const CHECKPOINT_FILE: &str = "ipam.json";
@@ -67,7 +67,8 @@ struct Start<'a> {
     checkpoint: Arc<dyn Checkpoint>,
     /// The checkpoint as the last run left it, restored once the mode knows its pool.
     loaded: Option<CheckpointData>,
-    stop: watch::Receiver<bool>,
+    /// Runs the mode's background work (the pool controller, the peer loop).
+    supervisor: &'a Supervisor,
 }
 
 /// What the chosen mode hands the common part of the daemon.
@@ -77,8 +78,6 @@ struct NodeSetup {
     /// Already applied once; the upkeep keeps it so.
     datapath: Arc<dyn NodeDatapath>,
     pool_name: String,
-    /// Mode-specific background work (the pool controller), stopped on shutdown.
-    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 fn cooldown_ms(settings: &Settings) -> u64 {
@@ -127,6 +126,8 @@ async fn adopt_kernel_pods(store: &Store) -> Result<(), IpamdError> {
 pub async fn run(settings: Settings) -> Result<(), IpamdError> {
     settings.validate()?;
     let _lock = os::lock_state_dir(&settings.state_dir)?;
+    // Before the node is touched: a path ipamd may not use stops it with nothing changed.
+    os::clear_socket_path(&settings.socket).await?;
 
     let file_checkpoint = FileCheckpoint::new(settings.state_dir.join(CHECKPOINT_FILE));
     // We hold the state-dir lock, so any temp file is a dead ipamd's half write.
@@ -153,12 +154,13 @@ pub async fn run(settings: Settings) -> Result<(), IpamdError> {
     let loaded = start_state.data;
     let checkpoint: Arc<dyn Checkpoint> = file_checkpoint;
     let mode = resolve_mode(&settings, loaded.as_ref()).await?;
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let supervisor = Supervisor::new(health_reporter);
     let start = Start {
         settings: &settings,
         checkpoint,
         loaded,
-        stop: stop_rx.clone(),
+        supervisor: &supervisor,
     };
     let setup = match mode {
         Mode::Vpc => vpc::setup(start).await?,
@@ -174,27 +176,33 @@ pub async fn run(settings: Settings) -> Result<(), IpamdError> {
         Err(e) => warn!(error = %e, "start-up veth sweep failed"),
     }
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<CniBackendServer<Backend>>()
-        .await;
-
-    let sweeper = tokio::spawn(run_sweeper(
-        Arc::clone(&store),
-        settings.assignment_grace_period,
-        settings.veth_sweep_interval,
-        stop_rx.clone(),
-    ));
+    supervisor.spawn(task::VETH_SWEEPER, Lifetime::UntilStop, {
+        let sweep = run_sweeper(
+            Arc::clone(&store),
+            settings.assignment_grace_period,
+            settings.veth_sweep_interval,
+            supervisor.stop_signal(),
+        );
+        async move {
+            sweep.await;
+            Ok(())
+        }
+    });
     let upkeep = Arc::new(Upkeep::new(
         setup.datapath,
         settings.datapath_resync_interval,
     ));
-    let upkeep_task = tokio::spawn({
+    supervisor.spawn(task::DATAPATH_UPKEEP, Lifetime::UntilStop, {
         let upkeep = Arc::clone(&upkeep);
-        async move { upkeep.run(stop_rx).await }
+        let stop = supervisor.stop_signal();
+        async move {
+            upkeep.run(stop).await;
+            Ok(())
+        }
     });
 
     let listener = os::bind_socket(&settings.socket).await?;
+    supervisor.serving().await;
     info!(socket = %settings.socket.display(), pool = %setup.pool_name, "ipamd serving");
     let served = tonic::transport::Server::builder()
         .add_service(health_service)
@@ -204,15 +212,10 @@ pub async fn run(settings: Settings) -> Result<(), IpamdError> {
             upkeep,
             system_clock(),
         )))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), os::shutdown_signal())
+        .serve_with_incoming_shutdown(os::root_peers_only(listener), os::shutdown_signal())
         .await;
 
-    let _ = stop_tx.send(true);
-    let _ = sweeper.await;
-    let _ = upkeep_task.await;
-    for task in setup.background {
-        let _ = task.await;
-    }
+    supervisor.shutdown().await;
     if let Err(e) = std::fs::remove_file(&settings.socket) {
         warn!(error = %e, "removing the socket at shutdown");
     }

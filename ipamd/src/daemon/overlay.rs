@@ -10,6 +10,7 @@ use vpc_cni_proto::net::Ipv4Cidr;
 use vpc_cni_proto::time::now_ms;
 use vpc_cni_proto::Mode;
 
+use super::supervise::{task, Lifetime};
 use super::{adopt_kernel_pods, cooldown_ms, log_restore, NodeSetup, Start};
 use crate::config::{missing_pod_cidr, PeerSourceChoice, Settings};
 use crate::datapath::{LocalDatapath, NodeDatapath};
@@ -58,7 +59,6 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
         log_restore(&datastore.restore(data, now_ms()));
     }
 
-    let mut background = Vec::new();
     let (datapath, mtu): (Arc<dyn NodeDatapath>, u32) = match choice {
         PeerSourceChoice::Standalone => {
             warn!(
@@ -72,19 +72,24 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
             let (datapath, peers) =
                 start_overlay(settings, &name, pod_cidr, &choice, kube.as_ref()).await?;
             let mtu = pod_mtu(settings, &datapath)?;
+            let supervisor = start.supervisor;
             if let Some(client) = kube {
-                background.push(tokio::spawn(annotate_until_done(
-                    client,
-                    name.clone(),
-                    datapath.spec().underlay_ip,
-                    start.stop.clone(),
-                )));
+                supervisor.spawn(
+                    task::NODE_ANNOTATION,
+                    Lifetime::UntilDone,
+                    annotate_until_done(
+                        client,
+                        name.clone(),
+                        datapath.spec().underlay_ip,
+                        supervisor.stop_signal(),
+                    ),
+                );
             }
-            background.push(tokio::spawn(run_peer_loop(
-                Arc::clone(&datapath),
-                peers,
-                start.stop,
-            )));
+            supervisor.spawn(
+                task::PEER_LOOP,
+                Lifetime::UntilStop,
+                run_peer_loop(Arc::clone(&datapath), peers, supervisor.stop_signal()),
+            );
             (datapath, mtu)
         }
     };
@@ -102,7 +107,6 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
         },
         datapath,
         pool_name: pool_name(pod_cidr),
-        background,
     })
 }
 
@@ -204,17 +208,17 @@ async fn annotate_until_done(
     name: String,
     underlay: std::net::Ipv4Addr,
     mut stop: watch::Receiver<bool>,
-) {
+) -> Result<(), IpamdError> {
     loop {
         match annotate_own_node(&client, &name, underlay).await {
             Ok(()) => {
                 info!(node = %name, %underlay, "Node annotated with the underlay address");
-                return;
+                return Ok(());
             }
             Err(e) => warn!(error = %e, retry_in = ?NODE_RETRY, "annotating the own Node"),
         }
         tokio::select! {
-            _ = stop.wait_for(|stopped| *stopped) => return,
+            _ = stop.wait_for(|stopped| *stopped) => return Ok(()),
             () = tokio::time::sleep(NODE_RETRY) => {}
         }
     }

@@ -10,6 +10,7 @@ use vpc_cni_cloud::{AwsEc2, AwsImds, Ec2, Imds};
 use vpc_cni_proto::time::{now_ms, system_clock};
 use vpc_cni_proto::Mode;
 
+use super::supervise::{task, Lifetime};
 use super::{adopt_kernel_pods, cooldown_ms, log_restore, NodeSetup, Start};
 use crate::datapath::NodeDatapath;
 use crate::error::IpamdError;
@@ -103,17 +104,30 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
     store.persist().await?;
     info!(max_pods = controller.max_pods(), "pool controller ready");
 
-    let mut background = vec![tokio::spawn({
-        let controller = Arc::clone(&controller);
-        let stop = until_stopped(start.stop.clone());
-        async move { controller.run(stop).await }
-    })];
+    start
+        .supervisor
+        .spawn(task::POOL_CONTROLLER, Lifetime::UntilStop, {
+            let controller = Arc::clone(&controller);
+            let stop = until_stopped(start.supervisor.stop_signal());
+            async move {
+                controller.run(stop).await;
+                Ok(())
+            }
+        });
     if !vpc.disable_leaked_eni_cleanup {
-        background.push(tokio::spawn(leaked_eni_cleanup(
-            Arc::clone(&controller),
-            vpc.leaked_eni_cleanup_interval,
-            start.stop,
-        )));
+        start
+            .supervisor
+            .spawn(task::LEAKED_ENI_CLEANUP, Lifetime::UntilStop, {
+                let cleanup = leaked_eni_cleanup(
+                    Arc::clone(&controller),
+                    vpc.leaked_eni_cleanup_interval,
+                    start.supervisor.stop_signal(),
+                );
+                async move {
+                    cleanup.await;
+                    Ok(())
+                }
+            });
     }
     let waker = {
         let controller = Arc::clone(&controller);
@@ -129,7 +143,6 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
         },
         datapath,
         pool_name: format!("ENIs of {}", node.instance_id),
-        background,
     })
 }
 

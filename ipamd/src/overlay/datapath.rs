@@ -115,6 +115,22 @@ impl OverlayDatapath {
         Ok(report)
     }
 
+    /// Ends the overlay's netlink connection as a socket error would, and waits until it has.
+    #[cfg(test)]
+    pub(crate) async fn end_netlink_connection(&self) {
+        let applied = self.applied.lock().await;
+        let conn = applied.overlay.connection();
+        conn.end();
+        // The abort lands when the runtime next polls the task; bounded, not timed.
+        for _ in 0..1000 {
+            if conn.has_ended() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the netlink connection's task did not end");
+    }
+
     fn snat_for(&self, peers: Option<&[Peer]>) -> OverlaySnat {
         let own = self.spec().own_pod_cidr;
         match self.cluster_cidr {

@@ -16,4 +16,6 @@ pub use run::run_peer_loop;
 pub use underlay::Underlay;
 
 #[cfg(test)]
+mod run_tests;
+#[cfg(test)]
 mod tests;

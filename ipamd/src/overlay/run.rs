@@ -13,16 +13,20 @@ use tracing::{debug, warn};
 
 use super::datapath::OverlayDatapath;
 use super::peers::{PeerSet, PeerSource};
+use crate::daemon::supervise::panic_message;
+use crate::error::IpamdError;
 
 /// Wait before retrying a failed apply.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Runs until `stop` turns true.
+/// Runs until `stop` turns true. Returns an error when the source's task ends first (it can
+/// only panic: a source never ends and reports its errors as items), so the daemon's
+/// supervisor reports the overlay as no longer following its peers.
 pub async fn run_peer_loop(
     datapath: Arc<OverlayDatapath>,
     mut source: Box<dyn PeerSource>,
     mut stop: watch::Receiver<bool>,
-) {
+) -> Result<(), IpamdError> {
     let (tx, mut rx) = watch::channel::<Option<PeerSet>>(None);
     let follower = tokio::spawn(async move {
         loop {
@@ -45,7 +49,7 @@ pub async fn run_peer_loop(
             _ = stop.changed() => break,
             changed = rx.changed() => {
                 if changed.is_err() {
-                    break;
+                    return Err(follower_ended(follower).await);
                 }
             }
         }
@@ -67,7 +71,7 @@ pub async fn run_peer_loop(
                 _ = stop.changed() => break 'sets,
                 changed = rx.changed() => {
                     if changed.is_err() {
-                        break 'sets;
+                        return Err(follower_ended(follower).await);
                     }
                 }
                 () = tokio::time::sleep(RETRY_INTERVAL) => {}
@@ -75,4 +79,14 @@ pub async fn run_peer_loop(
         }
     }
     follower.abort();
+    Ok(())
+}
+
+/// Why the follower ended: it dropped its sender, so it has returned or panicked.
+async fn follower_ended(follower: tokio::task::JoinHandle<()>) -> IpamdError {
+    let reason = match follower.await {
+        Ok(()) => "the task that follows it returned".to_owned(),
+        Err(e) => format!("the task that follows it {}", panic_message(e)),
+    };
+    IpamdError::PeerSourceEnded { reason }
 }

@@ -13,7 +13,7 @@ use crate::error::IpamdError;
 use vpc_cni_proto::net::Ipv4Cidr;
 
 /// A node with `eth0` (192.168.50.1/24, MTU 9000, default route) and `eth1` (10.9.0.1/24).
-fn node() -> Netns {
+pub(super) fn node() -> Netns {
     let ns = Netns::unique("ovx-und");
     for (dev, peer, addr, mtu) in [
         ("eth0", "eth0p", "192.168.50.1/24", "9000"),
@@ -87,7 +87,7 @@ fn underlay_is_the_default_route_interface_unless_named() {
     assert!(err.contains("no IPv4 address"), "{err}");
 }
 
-fn set(peers: &[(&str, &str, &str)]) -> PeerSet {
+pub(super) fn set(peers: &[(&str, &str, &str)]) -> PeerSet {
     peers
         .iter()
         .map(|(n, u, c)| ((*n).to_owned(), peer(n, u, c)))
@@ -100,7 +100,7 @@ fn nft_table(ns: &Netns) -> String {
 }
 
 /// Runs `f` against a datapath adopted afresh in `ns`, as a restarted ipamd would.
-fn with_datapath<T: Send + 'static>(
+pub(super) fn with_datapath<T: Send + 'static>(
     ns: &Netns,
     cluster: Option<Ipv4Cidr>,
     f: impl FnOnce(std::sync::Arc<OverlayDatapath>) -> futures::future::BoxFuture<'static, T>

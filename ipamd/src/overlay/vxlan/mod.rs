@@ -12,8 +12,6 @@ mod entries;
 #[cfg(test)]
 pub(crate) mod tests;
 
-use rtnetlink::Handle;
-
 pub use self::core::{
     desired_entries, peer_entries, vtep_mac, Counts, FdbEntry, NeighbourEntry, OverlaySpec, Peer,
     PeerEntries, Plan, ReconcileReport, RouteEntry, RouteKind, DEFAULT_PORT, DEFAULT_VNI,
@@ -22,13 +20,14 @@ pub use self::core::{
 pub use self::device::{Device, DeviceChange};
 use self::entries::Links;
 use crate::error::IpamdError;
+use crate::kernel::Connection;
 
 /// Observe-and-apply rounds of one reconcile at most (see [`Overlay::reconcile`]).
 const RECONCILE_ROUNDS: usize = 3;
 
 /// The overlay device of this node and the entries for its peers.
 pub struct Overlay {
-    handle: Handle,
+    conn: Connection,
     spec: OverlaySpec,
     links: Links,
 }
@@ -37,10 +36,10 @@ impl Overlay {
     /// Creates, reuses or recreates `vxlan.vpc` in the calling thread's netns (see
     /// [`device`]); must run inside a tokio runtime, which serves the netlink connection.
     pub async fn ensure_device(spec: OverlaySpec) -> Result<(Self, DeviceChange), IpamdError> {
-        let handle = crate::kernel::connect()?;
-        let device = device::ensure_device(&handle, &spec).await?;
+        let conn = Connection::open()?;
+        let device = device::ensure_device(conn.handle(), &spec).await?;
         let overlay = Self {
-            handle,
+            conn,
             spec,
             links: Links {
                 device: device.index,
@@ -51,14 +50,23 @@ impl Overlay {
     }
 
     /// Checks the device again and puts right what someone changed: a deleted or replaced
-    /// device is created anew (losing its entries, which the next reconcile restores).
+    /// device is created anew (losing its entries, which the next reconcile restores). First
+    /// opens the netlink connection again if it has ended: every peer change and every resync
+    /// starts here, so a dead connection costs at most the one apply it broke.
     pub async fn refresh_device(&mut self) -> Result<DeviceChange, IpamdError> {
-        let device = device::ensure_device(&self.handle, &self.spec).await?;
+        self.conn.reopen_if_ended()?;
+        let device = device::ensure_device(self.conn.handle(), &self.spec).await?;
         self.links = Links {
             device: device.index,
             underlay: device.underlay_index,
         };
         Ok(device.change)
+    }
+
+    /// The netlink connection the overlay writes through.
+    #[cfg(test)]
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
     }
 
     #[must_use]
@@ -101,30 +109,31 @@ impl Overlay {
         &self,
         desired: &[PeerEntries],
     ) -> Result<ReconcileReport, IpamdError> {
-        let (observed, raw_routes) = entries::observe(&self.handle, self.links).await?;
+        let (observed, raw_routes) = entries::observe(self.conn.handle(), self.links).await?;
         let plan = Plan::new(desired, &observed);
 
         // Reverse order of addition: routes, FDB, neighbours.
         for (i, route) in raw_routes.into_iter().enumerate() {
             if plan.remove_routes.contains(&i) {
-                entries::remove_raw_route(&self.handle, route).await?;
+                entries::remove_raw_route(self.conn.handle(), route).await?;
             }
         }
         for &i in &plan.remove_fdb {
-            entries::remove_fdb(&self.handle, self.links, observed.fdb[i]).await?;
+            entries::remove_fdb(self.conn.handle(), self.links, observed.fdb[i]).await?;
         }
         for &i in &plan.remove_neighbours {
-            entries::remove_neighbour(&self.handle, self.links, observed.neighbours[i]).await?;
+            entries::remove_neighbour(self.conn.handle(), self.links, observed.neighbours[i])
+                .await?;
         }
 
         for &entry in &plan.add_neighbours {
-            entries::add_neighbour(&self.handle, self.links, entry).await?;
+            entries::add_neighbour(self.conn.handle(), self.links, entry).await?;
         }
         for &entry in &plan.add_fdb {
-            entries::add_fdb(&self.handle, self.links, entry).await?;
+            entries::add_fdb(self.conn.handle(), self.links, entry).await?;
         }
         for &entry in &plan.add_routes {
-            entries::add_route(&self.handle, self.links, entry).await?;
+            entries::add_route(self.conn.handle(), self.links, entry).await?;
         }
         Ok(plan.report())
     }
@@ -134,23 +143,23 @@ impl Overlay {
     pub async fn add_peer(&self, peer: &Peer) -> Result<(), IpamdError> {
         let want = peer_entries(&self.spec, peer);
         if let Some(n) = want.neighbour {
-            entries::add_neighbour(&self.handle, self.links, n).await?;
+            entries::add_neighbour(self.conn.handle(), self.links, n).await?;
         }
         if let Some(f) = want.fdb {
-            entries::add_fdb(&self.handle, self.links, f).await?;
+            entries::add_fdb(self.conn.handle(), self.links, f).await?;
         }
-        entries::add_route(&self.handle, self.links, want.route).await
+        entries::add_route(self.conn.handle(), self.links, want.route).await
     }
 
     /// Removes one peer's entries in the reverse order; entries already gone are no error.
     pub async fn remove_peer(&self, peer: &Peer) -> Result<(), IpamdError> {
         let want = peer_entries(&self.spec, peer);
-        entries::remove_route(&self.handle, self.links, want.route).await?;
+        entries::remove_route(self.conn.handle(), self.links, want.route).await?;
         if let Some(f) = want.fdb {
-            entries::remove_fdb(&self.handle, self.links, f).await?;
+            entries::remove_fdb(self.conn.handle(), self.links, f).await?;
         }
         if let Some(n) = want.neighbour {
-            entries::remove_neighbour(&self.handle, self.links, n).await?;
+            entries::remove_neighbour(self.conn.handle(), self.links, n).await?;
         }
         Ok(())
     }
