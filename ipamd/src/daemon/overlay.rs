@@ -144,6 +144,7 @@ async fn start_overlay(
         PeerSourceChoice::File(path) => Box::new(
             FilePeers::new(path.clone(), name)
                 .with_own_underlay(underlay.ip)
+                .with_own_pod_cidr(pod_cidr)
                 .with_poll_interval(ov.peers_file_poll_interval),
         ),
         PeerSourceChoice::Kubernetes | PeerSourceChoice::Standalone => match kube {
