@@ -1,10 +1,16 @@
 //! CNI 0.4/1.1 commands: CHECK, GC and STATUS. Needs root (namespaces).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::time::Duration;
+
 use serde_json::json;
 use vpc_cni_integration::node::{NodeOptions, TestNode};
 use vpc_cni_testkit::plugin::Invocation;
+use vpc_cni_testkit::process::wait_for;
 use vpc_cni_testkit::require_root;
+
+/// Bound for a pod to pass the test nodes' 2 s grace period and be collected.
+const GC_BOUND: Duration = Duration::from_secs(30);
 
 #[test]
 fn netlink_check_reports_a_route_deleted_by_hand() {
@@ -53,18 +59,24 @@ fn netlink_gc_releases_attachments_missing_from_valid_list() {
         stdin: conf.to_string().into_bytes(),
         ..Invocation::default()
     };
-    let out = gc.run(&node.netns).unwrap();
-    assert!(out.success(), "GC failed: {} {}", out.stdout, out.stderr);
+    // GC leaves assignments younger than ASSIGNMENT_GRACE_PERIOD (2 s here) alone, so the
+    // runtime's next GC is the one that catches a pod it has just seen go.
+    let released = wait_for(GC_BOUND, || {
+        let out = gc.run(&node.netns).unwrap();
+        assert!(out.success(), "GC failed: {} {}", out.stdout, out.stderr);
+        let gone = node
+            .ipamd
+            .assigned_ip(&stale.container_id, "eth0")
+            .unwrap()
+            .is_none();
+        gone.then_some(())
+    });
+    assert!(released.is_some(), "GC never released the stale pod");
     assert!(node
         .ipamd
         .assigned_ip(&keep.container_id, "eth0")
         .unwrap()
         .is_some());
-    assert!(node
-        .ipamd
-        .assigned_ip(&stale.container_id, "eth0")
-        .unwrap()
-        .is_none());
     assert_eq!(
         node.rules_at(512).unwrap().len(),
         1,

@@ -2,7 +2,7 @@
 //! nodes and a fourth that runs but is not listed; listing it makes its pods
 //! reachable both ways, and unlisting node 3 removes exactly node 3's
 //! neighbour, FDB and route entries on every other node while every other
-//! entry stays as it was. Needs root.
+//! entry stays as it was; a file that vanishes changes nothing. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::Ipv4Addr;
@@ -164,6 +164,58 @@ fn peers_file_edits_add_and_remove_exactly_one_node() {
     assert!(
         reachable(&p1.netns, ip(&p4)) && reachable(&p4.netns, ip(&p2)),
         "unlisting node-3 cut pods of the remaining nodes off\n{}",
+        cluster.all_diagnostics()
+    );
+}
+
+/// A peers file that disappears (a ConfigMap being replaced, a file moved aside to edit)
+/// is not an edit to "no peers": every node keeps its overlay entries and its traffic.
+#[test]
+fn a_vanished_peers_file_keeps_every_overlay_entry() {
+    require_root();
+    let cluster = OverlayCluster::new("ovpg", 2, 1500)
+        .unwrap_or_else(|e| panic!("starting the overlay cluster: {e}"));
+    let p1 = cluster.pod("node-1", "p1");
+    let p2 = cluster.pod("node-2", "p2");
+    wait_for(EVENTUAL, || reachable(&p1.netns, ip(&p2)).then_some(()))
+        .unwrap_or_else(|| panic!("p1 never reached p2\n{}", cluster.all_diagnostics()));
+    let mut before = Vec::new();
+    for node in cluster.nodes() {
+        let peers: Vec<&OverlayNode> = cluster
+            .nodes()
+            .iter()
+            .filter(|n| n.name != node.name)
+            .collect();
+        before.push(converged(&cluster, node, &peers));
+    }
+
+    std::fs::remove_file(cluster.peers_file()).unwrap();
+    // Each ipamd says when it saw the file go; only then is "nothing changed" meaningful.
+    // A change to its entries ends the wait as well, and fails below with the difference.
+    for (node, before) in cluster.nodes().iter().zip(&before) {
+        let after = wait_for(EVENTUAL, || {
+            let now = node.snapshot().ok()?;
+            let reported = node.log_tail().contains("keeping the last good set");
+            (reported || now != *before).then_some(now)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{} never reported the vanished peers file\n{}",
+                node.name,
+                cluster.all_diagnostics()
+            )
+        });
+        assert!(
+            after == *before,
+            "{}: the vanished peers file changed the overlay:\n{}\n{}",
+            node.name,
+            before.difference(&after),
+            cluster.all_diagnostics()
+        );
+    }
+    assert!(
+        reachable(&p1.netns, ip(&p2)) && reachable(&p2.netns, ip(&p1)),
+        "pods lost each other when the peers file vanished\n{}",
         cluster.all_diagnostics()
     );
 }

@@ -185,3 +185,40 @@ fn netlink_ipamd_stops_cleanly_on_sigterm() {
     let parsed: serde_json::Value = serde_json::from_str(&checkpoint).unwrap();
     assert_eq!(parsed["mode"], "overlay", "checkpoint: {checkpoint}");
 }
+
+/// A StatefulSet pod whose DEL was lost: its successor has the same name, so the same host
+/// veth name, and the ADD replaced the old veth. The sweep tells the two apart by the
+/// veth's /32 route and gives the old address back; the successor keeps its own.
+#[test]
+fn netlink_a_statefulset_pod_that_lost_its_del_gets_its_address_reclaimed() {
+    require_root();
+    let node = TestNode::start("vcn", NodeOptions::new("10.26.0.0/24")).unwrap();
+    let first = node.pod("web-0");
+    let second = node.pod("web-0");
+    let (old_ip, new_ip) = (first.ip.unwrap(), second.ip.unwrap());
+    assert_ne!(old_ip, new_ip);
+
+    let reclaimed = wait_for(EVENTUAL, || {
+        node.ipamd
+            .assigned_ip(&first.container_id, "eth0")
+            .unwrap()
+            .is_none()
+            .then_some(())
+    });
+    assert!(
+        reclaimed.is_some(),
+        "the first web-0's address {old_ip} was never reclaimed"
+    );
+    assert_eq!(
+        node.ipamd
+            .assigned_ip(&second.container_id, "eth0")
+            .unwrap()
+            .as_deref(),
+        Some(new_ip.to_string().as_str()),
+        "the successor lost its address"
+    );
+    let rules = node.rules_at(512).unwrap().join("\n");
+    assert!(!rules.contains(&format!("{old_ip} ")), "{rules}");
+    assert!(rules.contains(&format!("{new_ip} ")), "{rules}");
+    assert!(second.netns.ping(NODE_IP), "the successor lost the node");
+}

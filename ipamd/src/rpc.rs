@@ -8,9 +8,11 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 use tracing::{debug, info, warn};
 use vpc_cni::dataplane::host_veth_name;
+use vpc_cni::spec::env::{validate_container_id, validate_ifname};
+use vpc_cni::CniError;
 use vpc_cni_proto::cni_backend_server::CniBackend;
 use vpc_cni_proto::net::Ipv4Cidr;
-use vpc_cni_proto::time::Clock;
+use vpc_cni_proto::time::{millis, Clock};
 use vpc_cni_proto::{
     AddNetworkReply, AttachmentRequest, CheckNetworkReply, DelNetworkReply, GarbageCollectReply,
     GarbageCollectRequest, IpAddress, ReleasedAttachment, StatusReply, StatusRequest,
@@ -34,12 +36,18 @@ pub struct NodeFacts {
     pub waker: Option<PoolWaker>,
 }
 
+/// `ASSIGNMENT_GRACE_PERIOD`'s default, for a backend not told otherwise.
+pub const DEFAULT_ASSIGNMENT_GRACE: Duration = Duration::from_secs(60);
+
 pub struct Backend {
     store: Arc<Store>,
     facts: NodeFacts,
     upkeep: Arc<Upkeep>,
     /// Unix ms for the store (cooldowns, grace periods); the wall clock in the daemon.
     clock: Clock,
+    /// GC leaves younger assignments alone: the runtime took its list of valid attachments
+    /// before it sent GC, and an ADD may have completed in between.
+    assignment_grace: Duration,
 }
 
 impl Backend {
@@ -50,7 +58,15 @@ impl Backend {
             facts,
             upkeep,
             clock,
+            assignment_grace: DEFAULT_ASSIGNMENT_GRACE,
         }
+    }
+
+    /// `ASSIGNMENT_GRACE_PERIOD`: how old an assignment must be before GC may release it.
+    #[must_use]
+    pub fn with_assignment_grace(mut self, grace: Duration) -> Self {
+        self.assignment_grace = grace;
+        self
     }
 
     fn now(&self) -> u64 {
@@ -128,19 +144,27 @@ fn check_client_version(client_version: &str) -> Result<(), Status> {
 }
 
 /// The attachment a request names, after the checks every attachment call
-/// shares (plugin version, non-empty identity).
+/// shares: plugin version, and the plugin's own rules for the container id and
+/// interface name (anything that reaches the socket may call, not only our plugin).
 fn attachment_key(req: &AttachmentRequest) -> Result<AttachmentKey, Status> {
     check_client_version(&req.client_version)?;
-    if req.container_id.is_empty() {
-        return Err(Status::invalid_argument("container_id is empty"));
-    }
-    if req.ifname.is_empty() {
-        return Err(Status::invalid_argument("ifname is empty"));
-    }
+    validate_container_id(&req.container_id).map_err(|e| invalid_field("container_id", e))?;
+    validate_ifname(&req.ifname).map_err(|e| invalid_field("ifname", e))?;
     Ok(AttachmentKey {
         container_id: req.container_id.clone(),
         ifname: req.ifname.clone(),
     })
+}
+
+/// InvalidArgument naming the request field (the plugin's message names its environment
+/// variable instead).
+fn invalid_field(field: &str, err: CniError) -> Status {
+    match err {
+        CniError::InvalidEnvironment { reason, .. } => {
+            Status::invalid_argument(format!("{field} {reason}"))
+        }
+        other => Status::invalid_argument(format!("{field}: {other}")),
+    }
 }
 
 fn pod_identity(req: &AttachmentRequest) -> PodIdentity {
@@ -246,33 +270,53 @@ impl CniBackend for Backend {
     ) -> Result<Response<GarbageCollectReply>, Status> {
         let req = request.into_inner();
         check_client_version(&req.client_version)?;
+        // Assignments are kept per network, and a runtime collects one network at a time:
+        // an empty name taken as "every network" would release the other networks' pods.
+        if req.network_name.is_empty() {
+            return Err(Status::invalid_argument(
+                "network_name is empty: GC releases the attachments of one named network",
+            ));
+        }
         let valid: HashSet<(String, String)> = req
             .valid_attachments
             .into_iter()
             .map(|a| (a.container_id, a.ifname))
             .collect();
-        let stale: Vec<_> = self
-            .store
-            .assignments()
-            .into_iter()
-            .filter(|a| a.pod.network_name == req.network_name || req.network_name.is_empty())
-            .filter(|a| !valid.contains(&(a.key.container_id.clone(), a.key.ifname.clone())))
-            .collect();
+        let now = self.now();
+        let grace_ms = millis(self.assignment_grace);
+        let (stale, kept_veths) = self.store.read(|ds| {
+            let (stale, kept): (Vec<Assignment>, Vec<Assignment>) =
+                ds.assignments().cloned().partition(|a| {
+                    let last_add = ds.last_add_ms(&a.key).unwrap_or(a.assigned_at_ms);
+                    a.pod.network_name == req.network_name
+                        && now.saturating_sub(last_add) >= grace_ms
+                        && !valid.contains(&(a.key.container_id.clone(), a.key.ifname.clone()))
+                });
+            let kept_veths: HashSet<String> = kept.into_iter().map(|a| a.pod.host_veth).collect();
+            (stale, kept_veths)
+        });
         let keys = stale.iter().map(|a| a.key.clone()).collect();
-        self.store
-            .release_many(keys, self.now())
+        let released = self
+            .store
+            .release_many(keys, now)
             .await
             .map_err(|e| internal(&e))?;
-        if !stale.is_empty() {
-            info!(count = stale.len(), network = %req.network_name, "GC released stale assignments");
+        if !released.is_empty() {
+            info!(count = released.len(), network = %req.network_name, "GC released stale assignments");
         }
-        let released = stale
+        let released = released
             .into_iter()
             .map(|a| ReleasedAttachment {
                 container_id: a.key.container_id,
                 ifname: a.key.ifname,
                 ip: Some(ip_message(a.ip)),
-                host_veth: a.pod.host_veth,
+                // A StatefulSet pod's successor carries the same veth name: the plugin must
+                // not delete the live pod's veth while cleaning up after the dead one.
+                host_veth: if kept_veths.contains(&a.pod.host_veth) {
+                    String::new()
+                } else {
+                    a.pod.host_veth
+                },
             })
             .collect();
         Ok(Response::new(GarbageCollectReply { released }))

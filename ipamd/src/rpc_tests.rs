@@ -12,7 +12,9 @@ use tokio::time::Instant;
 use tonic::{Code, Request};
 use vpc_cni_proto::cni_backend_server::CniBackend;
 use vpc_cni_proto::time::{millis, Clock};
-use vpc_cni_proto::{Attachment, AttachmentRequest, GarbageCollectRequest, Mode, StatusRequest};
+use vpc_cni_proto::{
+    Attachment, AttachmentRequest, GarbageCollectReply, GarbageCollectRequest, Mode, StatusRequest,
+};
 
 use super::{Backend, NodeFacts, PoolWaker};
 use crate::datapath::{NodeDatapath, Upkeep};
@@ -253,6 +255,7 @@ async fn gc_releases_exactly_the_attachments_the_runtime_no_longer_knows() {
         .add_network(Request::new(other_network))
         .await
         .unwrap();
+    past_grace().await;
 
     let reply = h
         .backend
@@ -289,20 +292,144 @@ async fn gc_releases_exactly_the_attachments_the_runtime_no_longer_knows() {
         ["keep", "other-net"],
         "another network's pods are not touched"
     );
+}
 
-    // An empty network name is every network.
+/// Moves the paused clock past the default `ASSIGNMENT_GRACE_PERIOD`.
+async fn past_grace() {
+    tokio::time::advance(super::DEFAULT_ASSIGNMENT_GRACE + Duration::from_secs(1)).await;
+}
+
+fn gc(network: &str, valid: &[&str]) -> Request<GarbageCollectRequest> {
+    Request::new(GarbageCollectRequest {
+        valid_attachments: valid
+            .iter()
+            .map(|c| Attachment {
+                container_id: (*c).into(),
+                ifname: "eth0".into(),
+            })
+            .collect(),
+        network_name: network.into(),
+        client_version: OURS.into(),
+    })
+}
+
+fn released_containers(reply: &GarbageCollectReply) -> Vec<String> {
+    let mut names: Vec<String> = reply
+        .released
+        .iter()
+        .map(|r| r.container_id.clone())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(start_paused = true)]
+async fn gc_leaves_assignments_younger_than_the_grace_period() {
+    let h = harness(4, Duration::ZERO, None);
+    add(&h.backend, "old").await.unwrap();
+    past_grace().await;
+    // Made after the runtime listed its valid attachments, before its GC arrived.
+    add(&h.backend, "young").await.unwrap();
+
     let reply = h
         .backend
-        .garbage_collect(Request::new(GarbageCollectRequest {
-            valid_attachments: Vec::new(),
-            network_name: String::new(),
-            client_version: OURS.into(),
-        }))
+        .garbage_collect(gc("net-a", &[]))
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(reply.released.len(), 2);
+    assert_eq!(released_containers(&reply), ["old"]);
+    assert_eq!(
+        h.store.assignments()[0].key.container_id,
+        "young",
+        "the young assignment survives"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn gc_without_a_network_name_is_refused_naming_the_field() {
+    let h = harness(4, Duration::ZERO, None);
+    add(&h.backend, "a").await.unwrap();
+    past_grace().await;
+    let err = h.backend.garbage_collect(gc("", &[])).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("network_name"), "{}", err.message());
+    assert_eq!(h.store.assignments().len(), 1, "nothing was released");
+}
+
+#[tokio::test(start_paused = true)]
+async fn gc_does_not_hand_out_a_veth_name_a_live_attachment_still_uses() {
+    let h = harness(4, Duration::ZERO, None);
+    // web-0's first container lost its DEL; its successor has the same host veth name.
+    let mut old = attachment("c-old");
+    old.pod_name = "web-0".into();
+    let mut new = attachment("c-new");
+    new.pod_name = "web-0".into();
+    h.backend.add_network(Request::new(old)).await.unwrap();
+    h.backend.add_network(Request::new(new)).await.unwrap();
+    add(&h.backend, "gone").await.unwrap();
+    past_grace().await;
+
+    let reply = h
+        .backend
+        .garbage_collect(gc("net-a", &["c-new"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(released_containers(&reply), ["c-old", "gone"]);
+    for r in &reply.released {
+        match r.container_id.as_str() {
+            "c-old" => assert_eq!(r.host_veth, "", "the successor's veth must not be deleted"),
+            _ => assert!(r.host_veth.starts_with("vpc"), "{r:?}"),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn attachment_calls_refuse_container_ids_and_ifnames_the_plugin_would_refuse() {
+    let h = harness(4, Duration::ZERO, None);
+    let long_id = "a".repeat(257);
+    let cases: [(&str, &str, &str); 6] = [
+        ("", "eth0", "container_id"),
+        ("../etc", "eth0", "container_id"),
+        ("bad/id", "eth0", "container_id"),
+        (&long_id, "eth0", "container_id"),
+        ("ok", "", "ifname"),
+        ("ok", "eth0/x", "ifname"),
+    ];
+    for (container, ifname, field) in cases {
+        let mut req = attachment("x");
+        req.container_id = container.into();
+        req.ifname = ifname.into();
+        let b = &h.backend;
+        let errors = [
+            b.add_network(Request::new(req.clone())).await.unwrap_err(),
+            b.del_network(Request::new(req.clone())).await.unwrap_err(),
+            b.check_network(Request::new(req.clone()))
+                .await
+                .unwrap_err(),
+        ];
+        for err in errors {
+            assert_eq!(
+                err.code(),
+                Code::InvalidArgument,
+                "{container:?} {ifname:?}"
+            );
+            assert!(
+                err.message().starts_with(field),
+                "{container:?} {ifname:?}: {}",
+                err.message()
+            );
+        }
+    }
     assert!(h.store.assignments().is_empty());
+    let mut long_ifname = attachment("ok");
+    long_ifname.ifname = "a-much-too-long-ifname".into();
+    let err = h
+        .backend
+        .add_network(Request::new(long_ifname))
+        .await
+        .unwrap_err();
+    assert!(err.message().starts_with("ifname"), "{}", err.message());
 }
 
 #[tokio::test(start_paused = true)]

@@ -36,7 +36,11 @@ pub(super) async fn run(ctx: &Context<'_>) -> Result<(), CniError> {
     let mut first_error = None;
     for released in reply.released {
         let outcome = match parse_reply_ip(released.ip.as_ref()) {
-            Ok(ip) => unwire_host(ip, Some(&released.host_veth)).await,
+            // No name: the veth now belongs to a live pod (a StatefulSet successor).
+            Ok(ip) => {
+                let veth = Some(released.host_veth.as_str()).filter(|v| !v.is_empty());
+                unwire_host(ip, veth).await
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = outcome {

@@ -19,6 +19,7 @@ pub use vpc::VpcSettings;
 use vpc_cni_proto::net::Ipv4Cidr;
 
 use crate::error::IpamdError;
+use crate::overlay::pool::check_pod_cidr_size;
 
 /// `VPC_CNI_MODE`: a mode, or `auto` to let the node decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,12 +111,10 @@ impl Settings {
             self.require_pod_cidr()?;
         }
         if let Some(cidr) = self.pod_cidr {
-            if cidr.prefix_len > 30 || cidr.prefix_len < 8 {
-                return Err(IpamdError::Config {
-                    variable: "POD_CIDR",
-                    reason: format!("{cidr}: prefix length must be 8..=30"),
-                });
-            }
+            check_pod_cidr_size(cidr).map_err(|reason| IpamdError::Config {
+                variable: "POD_CIDR",
+                reason,
+            })?;
         }
         parse::require_nonzero("VETH_SWEEP_INTERVAL", self.veth_sweep_interval)?;
         parse::require_nonzero("DATAPATH_RESYNC_INTERVAL", self.datapath_resync_interval)?;
@@ -194,6 +193,20 @@ mod tests {
         s.validate().unwrap();
         assert_eq!(s.ip_cooldown_period, Duration::from_secs(30));
         assert_eq!(s.assignment_grace_period, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_pod_cidr_larger_than_a_slash_16_is_refused_naming_the_bound() {
+        for too_large in ["10.0.0.0/8", "10.0.0.0/15", "0.0.0.0/1"] {
+            let s = parse(&["--mode", "overlay", "--pod-cidr", too_large]).unwrap();
+            let err = s.validate().unwrap_err().to_string();
+            assert!(err.contains("POD_CIDR"), "{err}");
+            assert!(err.contains("/16") && err.contains("65536"), "{err}");
+        }
+        parse(&["--mode", "overlay", "--pod-cidr", "10.0.0.0/16"])
+            .unwrap()
+            .validate()
+            .unwrap();
     }
 
     #[test]

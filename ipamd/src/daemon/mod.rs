@@ -206,12 +206,10 @@ pub async fn run(settings: Settings) -> Result<(), IpamdError> {
     info!(socket = %settings.socket.display(), pool = %setup.pool_name, "ipamd serving");
     let served = tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(CniBackendServer::new(Backend::new(
-            Arc::clone(&store),
-            setup.facts,
-            upkeep,
-            system_clock(),
-        )))
+        .add_service(CniBackendServer::new(
+            Backend::new(Arc::clone(&store), setup.facts, upkeep, system_clock())
+                .with_assignment_grace(settings.assignment_grace_period),
+        ))
         .serve_with_incoming_shutdown(os::root_peers_only(listener), os::shutdown_signal())
         .await;
 

@@ -18,7 +18,7 @@ use crate::error::IpamdError;
 use crate::overlay::peers::{
     annotate_own_node, client_from_environment, own_pod_cidr, FilePeers, KubePeers, PeerSource,
 };
-use crate::overlay::pool::{pod_cidr_pool, pool_name};
+use crate::overlay::pool::{check_pod_cidr_size, pod_cidr_pool, pool_name};
 use crate::overlay::vxlan::OverlaySpec;
 use crate::overlay::{run_peer_loop, underlay, OverlayDatapath};
 use crate::rpc::NodeFacts;
@@ -148,6 +148,7 @@ async fn start_overlay(
         PeerSourceChoice::File(path) => Box::new(
             FilePeers::new(path.clone(), name)
                 .with_own_underlay(underlay.ip)
+                .with_own_pod_cidr(pod_cidr)
                 .with_poll_interval(ov.peers_file_poll_interval),
         ),
         PeerSourceChoice::Kubernetes | PeerSourceChoice::Standalone => match kube {
@@ -190,6 +191,10 @@ async fn node_pod_cidr(client: &kube::Client, name: &str) -> Result<Ipv4Cidr, Ip
     loop {
         match own_pod_cidr(client, name).await {
             Ok(Some(cidr)) => {
+                check_pod_cidr_size(cidr).map_err(|reason| IpamdError::Config {
+                    variable: "POD_CIDR",
+                    reason: format!("unset, and Node {name}'s spec.podCIDR {reason}"),
+                })?;
                 info!(node = name, pod_cidr = %cidr, "pod CIDR from the Node object");
                 return Ok(cidr);
             }

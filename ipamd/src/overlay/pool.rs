@@ -5,6 +5,32 @@ use vpc_cni_proto::net::Ipv4Cidr;
 
 use crate::store::PoolAddress;
 
+/// The shortest prefix a node's pod CIDR may have: a /16, 65,536 addresses. The pool is built
+/// in memory, address by address, on the runtime's one thread; a /8 would take millions of
+/// entries and stall every request while it is built. A node's pod CIDR is normally a /24.
+pub const LARGEST_POD_CIDR_PREFIX: u8 = 16;
+
+/// The longest: a /30 leaves two addresses for pods once the network and broadcast
+/// addresses are kept back.
+pub const SMALLEST_POD_CIDR_PREFIX: u8 = 30;
+
+/// Whether `cidr` can be a node's pool; the reason names the bound when it cannot.
+pub fn check_pod_cidr_size(cidr: Ipv4Cidr) -> Result<(), String> {
+    if cidr.prefix_len < LARGEST_POD_CIDR_PREFIX {
+        return Err(format!(
+            "{cidr} is larger than a node's pod CIDR may be: at most /{LARGEST_POD_CIDR_PREFIX} \
+             ({} addresses; a node's is normally a /24)",
+            1u64 << (32 - u32::from(LARGEST_POD_CIDR_PREFIX))
+        ));
+    }
+    if cidr.prefix_len > SMALLEST_POD_CIDR_PREFIX {
+        return Err(format!(
+            "{cidr} leaves no address for pods: at least /{SMALLEST_POD_CIDR_PREFIX}"
+        ));
+    }
+    Ok(())
+}
+
 /// How messages name the pool ("pod CIDR 10.1.0.0/24").
 #[must_use]
 pub fn pool_name(cidr: Ipv4Cidr) -> String {

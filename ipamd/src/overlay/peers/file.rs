@@ -15,7 +15,10 @@ use std::time::{Duration, SystemTime};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{validate, without_own, Peer, PeerSet, PeerSource};
+use tracing::warn;
+use vpc_cni_proto::net::Ipv4Cidr;
+
+use super::{check_against_own, validate, without_own, Peer, PeerSet, PeerSource};
 use crate::error::IpamdError;
 
 /// How often the file is looked at unless told otherwise.
@@ -44,7 +47,8 @@ struct Entry {
 }
 
 /// Parses and validates the peers file's contents, then drops the node's own
-/// entry (matched by name or by underlay address).
+/// entry (matched by name or by underlay address) and checks the others
+/// against this node's underlay address and pod CIDR.
 ///
 /// One invalid entry rejects the whole file: applying the valid part of a bad
 /// edit would tear down and re-add routes for a state nobody wrote, and the
@@ -58,6 +62,7 @@ pub fn parse_peers_file(
     contents: &[u8],
     own_name: &str,
     own_underlay: Option<Ipv4Addr>,
+    own_pod_cidr: Option<Ipv4Cidr>,
 ) -> Result<PeerSet, IpamdError> {
     let invalid = |reason: String| IpamdError::Config {
         variable: "PEERS_FILE",
@@ -92,8 +97,12 @@ pub fn parse_peers_file(
             pod_cidr,
         });
     }
-    validate(&peers).map_err(invalid)?;
-    Ok(without_own(peers, own_name, own_underlay))
+    validate(&peers).map_err(&invalid)?;
+    let set = without_own(peers, own_name, own_underlay);
+    for peer in set.values() {
+        check_against_own(peer, own_underlay, own_pod_cidr).map_err(&invalid)?;
+    }
+    Ok(set)
 }
 
 /// What the file looked like at the last poll.
@@ -134,16 +143,19 @@ impl Stamp {
 
 /// Peers from a JSON file, re-read when it changes.
 ///
-/// A missing file is an empty set. An invalid or unreadable file is reported
-/// once (per distinct content or failure) as an error, and the last good set
-/// stays in force; the watch goes on. If the file is invalid from the start,
-/// no set is returned until it is fixed, so a restarting node keeps what it
-/// programmed instead of tearing it down.
+/// An invalid or unreadable file is reported once (per distinct content or
+/// failure) as an error, and the last good set stays in force; the watch goes
+/// on. If the file is invalid from the start, no set is returned until it is
+/// fixed, so a restarting node keeps what it programmed instead of tearing it
+/// down. A file that disappears keeps the last good set too (a ConfigMap being
+/// replaced, a file moved aside to edit it): it is not an edit to "no peers".
+/// Only a file missing from the start is an empty set: no peers yet.
 #[derive(Debug)]
 pub struct FilePeers {
     path: PathBuf,
     own_name: String,
     own_underlay: Option<Ipv4Addr>,
+    own_pod_cidr: Option<Ipv4Cidr>,
     interval: Duration,
     seen: Option<Seen>,
     returned: Option<PeerSet>,
@@ -157,6 +169,7 @@ impl FilePeers {
             path: path.into(),
             own_name: own_name.into(),
             own_underlay: None,
+            own_pod_cidr: None,
             interval: DEFAULT_POLL_INTERVAL,
             seen: None,
             returned: None,
@@ -167,6 +180,13 @@ impl FilePeers {
     #[must_use]
     pub fn with_own_underlay(mut self, underlay: Ipv4Addr) -> Self {
         self.own_underlay = Some(underlay);
+        self
+    }
+
+    /// Refuses a file in which a peer's pod CIDR overlaps this one.
+    #[must_use]
+    pub fn with_own_pod_cidr(mut self, pod_cidr: Ipv4Cidr) -> Self {
+        self.own_pod_cidr = Some(pod_cidr);
         self
     }
 
@@ -190,7 +210,24 @@ impl FilePeers {
             Ok(Look::Same) => return None,
             Ok(Look::Missing) => {
                 self.seen = Some(Seen::Missing);
-                Ok(PeerSet::new())
+                let path = self.path.display();
+                match &self.returned {
+                    Some(last) => {
+                        warn!(
+                            "peers file {path} is gone; keeping the last good set of {} peers \
+                             until it is back",
+                            last.len()
+                        );
+                        return None;
+                    }
+                    None => {
+                        warn!(
+                            "peers file {path} does not exist: no peers yet; this node's pods \
+                             reach no other node until the file lists some"
+                        );
+                        Ok(PeerSet::new())
+                    }
+                }
             }
             Ok(Look::Read(snapshot)) => {
                 let parsed = parse_peers_file(
@@ -198,6 +235,7 @@ impl FilePeers {
                     &snapshot.contents,
                     &self.own_name,
                     self.own_underlay,
+                    self.own_pod_cidr,
                 );
                 self.seen = Some(Seen::Present(snapshot));
                 parsed

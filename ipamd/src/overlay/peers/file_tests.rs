@@ -44,6 +44,7 @@ fn parse(contents: &str) -> Result<PeerSet, IpamdError> {
         contents.as_bytes(),
         "n1",
         None,
+        None,
     )
 }
 
@@ -67,7 +68,7 @@ fn parses_peers_and_skips_own_entry_by_name() {
 fn skips_own_entry_by_underlay_address() {
     let contents = doc(&nodes(3));
     let own = Some(Ipv4Addr::new(192, 168, 0, 2));
-    let set = parse_peers_file(Path::new("p.json"), contents.as_bytes(), "me", own).unwrap();
+    let set = parse_peers_file(Path::new("p.json"), contents.as_bytes(), "me", own, None).unwrap();
     assert_eq!(names(&set), ["n1", "n3"]);
 }
 
@@ -115,6 +116,12 @@ fn invalid_entries_reject_the_whole_file_naming_path_and_entry() {
         (vec![entry("bad", "192.168.0.2", "10.244.9.0/24")], "bad"),
         // Conflicts with the node's own entry count too.
         (vec![entry("bad", "192.168.0.9", "10.244.1.0/24")], "bad"),
+        // Larger than any node's pod CIDR may be.
+        (vec![entry("bad", "192.168.0.9", "0.0.0.0/1")], "bad"),
+        (vec![entry("bad", "192.168.0.9", "10.0.0.0/15")], "bad"),
+        // Holds an underlay address: another node's, or its own.
+        (vec![entry("bad", "172.16.0.9", "192.168.0.0/24")], "bad"),
+        (vec![entry("bad", "10.244.9.1", "10.244.9.0/24")], "bad"),
     ];
     for (extra, culprit) in cases {
         base.truncate(3);
@@ -128,6 +135,38 @@ fn invalid_entries_reject_the_whole_file_naming_path_and_entry() {
         let msg = parse_err(garbage);
         assert!(msg.contains("/etc/peers.json"), "{garbage}: {msg}");
     }
+}
+
+#[test]
+fn a_peer_covering_this_node_s_underlay_address_or_pod_cidr_is_refused_naming_it() {
+    let own_underlay = Some(Ipv4Addr::new(192, 168, 7, 1));
+    let own_cidr = Some("10.244.7.0/24".parse().unwrap());
+    let parse_own = |extra: String| {
+        let mut entries = nodes(3);
+        entries.push(extra);
+        parse_peers_file(
+            Path::new("/etc/peers.json"),
+            doc(&entries).as_bytes(),
+            "me",
+            own_underlay,
+            own_cidr,
+        )
+    };
+    for (bad, what) in [
+        (entry("bad", "192.168.0.9", "192.168.7.0/24"), "192.168.7.1"),
+        (
+            entry("bad", "192.168.0.9", "10.244.7.128/25"),
+            "10.244.7.0/24",
+        ),
+    ] {
+        let msg = parse_own(bad).expect_err("must be refused").to_string();
+        assert!(msg.contains("/etc/peers.json"), "{msg}");
+        assert!(msg.contains("\"bad\""), "{msg}");
+        assert!(msg.contains(what), "{msg}");
+    }
+    // The node's own entry is not a peer, so its own pod CIDR is no overlap.
+    let own_entry = entry("me", "192.168.7.1", "10.244.7.0/24");
+    assert_eq!(names(&parse_own(own_entry).unwrap()), ["n1", "n2", "n3"]);
 }
 
 struct Fixture {
@@ -166,16 +205,37 @@ async fn next(source: &mut FilePeers) -> Result<PeerSet, IpamdError> {
 }
 
 #[tokio::test]
-async fn missing_file_is_an_empty_set_and_creation_and_deletion_are_seen() {
+async fn a_file_missing_from_the_start_is_no_peers_yet_and_its_creation_is_seen() {
     let fx = Fixture::new();
     let mut source = fx.source();
     assert!(next(&mut source).await.unwrap().is_empty());
+    assert!(source.poll_once().await.is_none(), "reported once");
 
     fx.replace(&doc(&nodes(2)));
     assert_eq!(names(&next(&mut source).await.unwrap()), ["n2"]);
+}
+
+#[tokio::test]
+async fn a_file_that_disappears_keeps_the_last_good_set() {
+    let fx = Fixture::new();
+    fx.replace(&doc(&nodes(3)));
+    let mut source = fx.source();
+    assert_eq!(names(&next(&mut source).await.unwrap()), ["n2", "n3"]);
 
     std::fs::remove_file(&fx.path).unwrap();
-    assert!(next(&mut source).await.unwrap().is_empty());
+    assert!(
+        source.poll_once().await.is_none(),
+        "a vanished file is not an empty peer set"
+    );
+    assert!(source.poll_once().await.is_none());
+
+    // Back with the same peers: nothing changed. Back with others: that is the change.
+    fx.replace(&doc(&nodes(3)));
+    assert!(source.poll_once().await.is_none());
+    std::fs::remove_file(&fx.path).unwrap();
+    assert!(source.poll_once().await.is_none());
+    fx.replace(&doc(&nodes(4)));
+    assert_eq!(names(&next(&mut source).await.unwrap()), ["n2", "n3", "n4"]);
 }
 
 #[tokio::test]

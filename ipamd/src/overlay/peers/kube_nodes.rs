@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::Node;
 
-use super::{validate, without_own, Peer, PeerSet};
+use super::{check_against_own, validate, without_own, Peer, PeerSet};
 use vpc_cni_proto::net::Ipv4Cidr;
 
 /// The annotation each ipamd puts on its own Node: the underlay address its
@@ -164,7 +164,9 @@ impl NodeStore {
         let mut set = PeerSet::new();
         // `without_own` yields a name-ordered map, which is the winning order.
         for (name, peer) in without_own(candidates, own_name, own_underlay) {
-            match taken.clash(&peer) {
+            // The own pod CIDR is in `taken` already (when the own Node has one).
+            let refused = check_against_own(&peer, own_underlay, None).err();
+            match refused.or_else(|| taken.clash(&peer)) {
                 Some(reason) => {
                     clashes.insert(name, reason);
                 }
@@ -232,6 +234,43 @@ impl Taken {
         self.cidrs.insert(
             u32::from(peer.pod_cidr.network),
             (peer.pod_cidr, peer.name.clone()),
+        );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::super::kube_tests::{node, peer, ready, set};
+    use super::*;
+
+    #[test]
+    fn nodes_whose_pod_cidr_is_too_large_or_holds_an_underlay_address_are_left_out() {
+        let mut store = NodeStore::default();
+        let nodes = [
+            ready("n1", 1, "192.168.0.1", "10.244.1.0/24"),
+            ready("n2", 2, "192.168.0.2", "10.244.2.0/24"),
+            // Holds this node's underlay address.
+            ready("n3", 3, "172.16.0.3", "192.168.0.0/24"),
+            // Larger than any node's pod CIDR may be.
+            ready("n4", 4, "192.168.0.4", "10.0.0.0/8"),
+            ready("n5", 5, "192.168.0.5", "0.0.0.0/1"),
+            // Holds its own underlay address.
+            node(
+                "n6",
+                6,
+                "10.244.6.1",
+                Some("10.244.6.0/24"),
+                Some("10.244.6.1"),
+            ),
+        ];
+        for n in nodes {
+            store.apply(&serde_json::from_value(n).unwrap());
+        }
+        let own_underlay = Some("192.168.0.1".parse().unwrap());
+        assert_eq!(
+            store.peers("n1", own_underlay),
+            set(&[peer("n2", "192.168.0.2", "10.244.2.0/24")])
         );
     }
 }

@@ -33,6 +33,7 @@ use std::net::Ipv4Addr;
 use futures::future::BoxFuture;
 
 use crate::error::IpamdError;
+use crate::overlay::pool::LARGEST_POD_CIDR_PREFIX;
 use vpc_cni_proto::net::Ipv4Cidr;
 
 pub use self::kube::{
@@ -77,8 +78,10 @@ pub trait PeerSource: Send {
 /// Rejected: empty or duplicate names; an underlay address that cannot be a
 /// VXLAN remote, or one used twice (both peers would share one VTEP MAC and
 /// FDB entry, so removing one would cut off the other); duplicate or
-/// overlapping pod CIDRs (the routes would shadow each other); a /0 pod CIDR
-/// (it would take over the default route).
+/// overlapping pod CIDRs (the routes would shadow each other); a pod CIDR
+/// larger than any node's may be (a 0.0.0.0/1 would take over half the
+/// default route); a pod CIDR holding an underlay address of the list (the
+/// VXLAN packets to that node would be routed into the overlay itself).
 pub fn validate(peers: &[Peer]) -> Result<(), String> {
     let mut names = BTreeMap::new();
     let mut underlays = BTreeMap::new();
@@ -108,10 +111,24 @@ pub fn validate(peers: &[Peer]) -> Result<(), String> {
                 first.name, p.name
             ));
         }
-        if p.pod_cidr.prefix_len == 0 {
+        if p.pod_cidr.prefix_len < LARGEST_POD_CIDR_PREFIX {
             return Err(format!(
-                "peer {:?}: pod CIDR {} covers every address",
+                "peer {:?}: pod CIDR {} is larger than a node's pod CIDR may be \
+                 (at most /{LARGEST_POD_CIDR_PREFIX})",
                 p.name, p.pod_cidr
+            ));
+        }
+    }
+    for p in peers {
+        let cidr = p.pod_cidr;
+        let held = underlays
+            .range(cidr.network..=cidr.last())
+            .next()
+            .map(|(ip, owner)| (*ip, &owner.name));
+        if let Some((ip, owner)) = held {
+            return Err(format!(
+                "peer {:?}: pod CIDR {cidr} holds the underlay address {ip} of {owner:?}",
+                p.name
             ));
         }
     }
@@ -134,6 +151,33 @@ pub fn validate(peers: &[Peer]) -> Result<(), String> {
                 a.pod_cidr, a.name, b.pod_cidr, b.name
             ));
         }
+    }
+    Ok(())
+}
+
+/// Checks a peer against this node, which the list may not show: its pod CIDR
+/// must not hold this node's underlay address (every VXLAN packet this node
+/// sends would be routed into the overlay) nor overlap this node's pod CIDR
+/// (it would take this node's pods' traffic). Names the peer.
+pub fn check_against_own(
+    peer: &Peer,
+    own_underlay: Option<Ipv4Addr>,
+    own_pod_cidr: Option<Ipv4Cidr>,
+) -> Result<(), String> {
+    let cidr = peer.pod_cidr;
+    if let Some(ip) = own_underlay.filter(|ip| cidr.contains(*ip)) {
+        return Err(format!(
+            "peer {:?}: pod CIDR {cidr} holds this node's underlay address {ip}",
+            peer.name
+        ));
+    }
+    if let Some(own) =
+        own_pod_cidr.filter(|own| own.contains(cidr.network) || cidr.contains(own.network))
+    {
+        return Err(format!(
+            "peer {:?}: pod CIDR {cidr} overlaps this node's pod CIDR {own}",
+            peer.name
+        ));
     }
     Ok(())
 }
