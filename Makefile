@@ -5,7 +5,7 @@ CARGO ?= cargo
 # One profile for tests, binaries and the demo, so nothing is compiled twice.
 PROFILE_DIR := target/debug
 
-.PHONY: deps build test lint demo bench clean
+.PHONY: deps build test lint demo bench chaos clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -31,6 +31,15 @@ bench: deps
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make bench needs root: it creates network namespaces" >&2; exit 1; fi
 	$(CARGO) build --release --workspace --bins
 	target/release/vpc-cni-bench
+
+# The reliability campaign (not in CI's time budget; `make test` runs a short version of
+# each scenario): property tests at 100,000 cases each, then every scenario at full size
+# and a 30-minute soak; rewrites docs/reliability.md.
+CHAOS_PROPTEST_CASES ?= 100000
+chaos: build
+	@if [ "$$(id -u)" -ne 0 ]; then echo "make chaos needs root: it creates network namespaces" >&2; exit 1; fi
+	VPC_CNI_PROPTEST_CASES=$(CHAOS_PROPTEST_CASES) $(CARGO) test --workspace --lib --bins prop -- --test-threads=2 2>&1 | tee target/chaos-proptest.log
+	$(PROFILE_DIR)/vpc-cni-chaos --proptest-log target/chaos-proptest.log --proptest-cases $(CHAOS_PROPTEST_CASES) --out docs/reliability.md
 
 clean:
 	$(CARGO) clean
