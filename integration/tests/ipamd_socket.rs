@@ -123,6 +123,13 @@ fn the_socket_is_root_only_and_non_root_peers_get_no_answer() {
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.mode() & 0o7777, 0o600, "socket mode");
     assert_eq!((meta.uid(), meta.gid()), (0, 0), "socket owner");
+    // The state directory and the checkpoint in it are root's alone.
+    let state = node.ipamd.state_dir();
+    let dir_mode = std::fs::metadata(state).unwrap().mode() & 0o7777;
+    assert_eq!(dir_mode, 0o700, "state dir mode");
+    let checkpoint = state.join(ipamd::daemon::CHECKPOINT_FILE);
+    let file_mode = std::fs::metadata(&checkpoint).unwrap().mode() & 0o7777;
+    assert_eq!(file_mode, 0o600, "checkpoint mode");
 
     // Loosen the modes by hand, so that only ipamd's own check stands in the way.
     std::fs::set_permissions(node.dir(), std::fs::Permissions::from_mode(0o711)).unwrap();

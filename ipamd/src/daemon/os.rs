@@ -22,6 +22,9 @@ pub(super) fn io_err(context: String) -> impl FnOnce(std::io::Error) -> IpamdErr
 /// never share one checkpoint.
 pub(super) fn lock_state_dir(dir: &Path) -> Result<File, IpamdError> {
     std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    // The checkpoint names every pod and its address: root's business only.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(io_err(format!("chmod 0700 {}", dir.display())))?;
     let path = dir.join(LOCK_FILE);
     let file = File::create(&path).map_err(io_err(format!("opening {}", path.display())))?;
     file.try_lock().map_err(|_| IpamdError::AlreadyRunning {
