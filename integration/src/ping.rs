@@ -14,11 +14,18 @@ const PING_CAP: &str = "3000";
 pub struct KillOnDrop(pub Option<Child>);
 
 impl KillOnDrop {
-    /// Sends `signal` and collects the output.
+    /// Sends `signal` and collects the output; panics (a harness failure) if the child was
+    /// already stopped or cannot be signalled.
+    #[must_use]
     pub fn stop(&mut self, signal: Signal) -> std::process::Output {
-        let child = self.0.take().unwrap();
-        kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), signal).unwrap();
-        child.wait_with_output().unwrap()
+        let Some(child) = self.0.take() else {
+            panic!("the child was already stopped");
+        };
+        let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+        kill(Pid::from_raw(pid), signal).unwrap_or_else(|e| panic!("signalling pid {pid}: {e}"));
+        child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("waiting for pid {pid}: {e}"))
     }
 }
 

@@ -83,6 +83,7 @@ impl Backend {
     ) -> Result<Assignment, Status> {
         let deadline = tokio::time::Instant::now() + self.facts.pool_wait_timeout;
         let mut freed = self.store.subscribe_freed();
+        let mut asked_for_a_pass = false;
         loop {
             // Marked seen before looking, so a release right after this look still wakes us.
             freed.borrow_and_update();
@@ -95,8 +96,11 @@ impl Backend {
                 Err(e @ IpamdError::PoolExhausted { .. }) => e,
                 Err(e) => return Err(internal(&e)),
             };
-            if let Some(waker) = &self.facts.waker {
+            // Once per ADD: the controller keeps a wake until its next pass, and a pass that
+            // adds addresses wakes us through `freed`.
+            if let (Some(waker), false) = (&self.facts.waker, asked_for_a_pass) {
                 waker();
+                asked_for_a_pass = true;
             }
             let now = self.now();
             let cooldown_end = self.store.next_cooldown_expiry(now).map(|until| {

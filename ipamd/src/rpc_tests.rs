@@ -185,6 +185,38 @@ async fn a_waiting_add_completes_the_moment_the_controller_adds_an_address() {
     );
 }
 
+/// Regression: each controller pass announced "freed" even when it freed nothing, and each
+/// waiting ADD answered by asking for another pass: at max pods, or while growth is paused,
+/// passes ran back to back.
+#[tokio::test(start_paused = true)]
+async fn a_waiting_add_asks_for_one_pass_and_is_not_woken_by_passes_that_free_nothing() {
+    const RUNAWAY: usize = 50;
+    let store_slot: Arc<Mutex<Option<Arc<Store>>>> = Arc::default();
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let waker: PoolWaker = {
+        let (store_slot, wakes) = (Arc::clone(&store_slot), Arc::clone(&wakes));
+        Arc::new(move || {
+            // A pass that changes nothing (bounded, so the old behaviour ends too).
+            if wakes.fetch_add(1, Ordering::SeqCst) >= RUNAWAY {
+                return;
+            }
+            if let Some(store) = store_slot.lock().unwrap().clone() {
+                tokio::spawn(async move {
+                    store.set_pool(pool(1)).await.1.unwrap();
+                });
+            }
+        })
+    };
+    let h = harness(1, Duration::ZERO, Some(waker));
+    add(&h.backend, "a").await.unwrap();
+    *store_slot.lock().unwrap() = Some(Arc::clone(&h.store));
+    let before = wakes.load(Ordering::SeqCst);
+
+    let status = add(&h.backend, "b").await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(wakes.load(Ordering::SeqCst) - before, 1, "passes asked for");
+}
+
 /// A pool of one address whose only address was just released into `cooldown`.
 async fn cooling_pool(cooldown: Duration) -> Harness {
     let h = harness(1, cooldown, None);

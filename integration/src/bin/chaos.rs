@@ -26,6 +26,9 @@ struct Args {
     soak_minutes: u64,
 }
 
+/// A named scenario at full size.
+type Scenario = (&'static str, fn() -> Row);
+
 /// A row for the property tests: how many passed and failed, from cargo's summaries.
 fn proptest_row(log: &str, cases: u64) -> Row {
     let (mut passed, mut failed) = (0usize, 0usize);
@@ -79,7 +82,7 @@ fn main() -> anyhow::Result<()> {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         rows.push(proptest_row(&log, args.proptest_cases));
     }
-    let scenarios: [(&str, fn() -> Row); 5] = [
+    let scenarios: [Scenario; 5] = [
         ("kill -9 during churn", || chaos::kill::run(Size::Full)),
         ("checkpoint damage", || chaos::checkpoint::run(Size::Full)),
         ("cloud faults", || chaos::cloud::run(Size::Full)),

@@ -171,18 +171,27 @@ impl Store {
         &self,
         addrs: Vec<PoolAddress>,
     ) -> (Vec<Assignment>, Result<(), IpamdError>) {
-        let (left, generation) = {
+        let (left, gained, generation) = {
             let mut s = self.inner.lock();
             let cooling_before = s.ds.snapshot_cooling_len();
+            let free_before = s.ds.free_addresses().clone();
             let left = s.ds.set_pool(addrs);
             // The pool itself is not in the checkpoint (it is rediscovered at start), so a
             // periodic reconcile that changes nothing durable costs no write.
             if s.ds.snapshot_cooling_len() != cooling_before {
                 s.generation += 1;
             }
-            (left, s.generation)
+            let gained =
+                s.ds.free_addresses()
+                    .iter()
+                    .any(|ip| !free_before.contains(ip));
+            (left, gained, s.generation)
         };
-        self.announce_freed();
+        // Only news wakes waiting ADDs: a pass that frees nothing must not send them back
+        // to the controller for another pass, and another, back to back.
+        if gained {
+            self.announce_freed();
+        }
         (left, self.commit(generation, |_| {}).await)
     }
 

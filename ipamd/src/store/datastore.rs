@@ -156,6 +156,11 @@ impl Datastore {
         left
     }
 
+    /// Addresses a new assignment could get now (cooldowns that have run out aside).
+    pub(super) fn free_addresses(&self) -> &BTreeSet<Ipv4Addr> {
+        &self.free
+    }
+
     /// Assignments whose address the current pool does not show.
     pub fn outside_pool(&self) -> impl Iterator<Item = &Assignment> {
         self.assigned
