@@ -61,5 +61,9 @@ async fn an_imds_that_refuses_tokens_is_never_read_without_one() {
         matches!(&err, CloudError::Fatal { code, .. } if code == "TokenRefused"),
         "{err:?}"
     );
-    assert_eq!(gets.load(Ordering::SeqCst), 0, "read without a token (IMDSv1)");
+    assert_eq!(
+        gets.load(Ordering::SeqCst),
+        0,
+        "read without a token (IMDSv1)"
+    );
 }
