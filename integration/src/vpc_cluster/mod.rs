@@ -187,6 +187,15 @@ impl VpcCluster {
             .ok_or_else(|| io::Error::other(format!("no node named {name:?} in the cluster")))
     }
 
+    /// The node with this name, to restart its ipamd with other settings
+    /// (`node.ipamd.set_env`, then `node.ipamd.restart(node.netns())`).
+    pub fn node_mut(&mut self, name: &str) -> io::Result<&mut VpcNode> {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .ok_or_else(|| io::Error::other(format!("no node named {name:?} in the cluster")))
+    }
+
     /// The latest background reconcile's error, if the fabric fell behind.
     #[must_use]
     pub fn follower_error(&self) -> Option<String> {

@@ -5,7 +5,8 @@
 //! every earlier one has been dealt with (delivered, learnt from, or dropped).
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
@@ -18,8 +19,8 @@ use crate::netns::Netns;
 pub enum Packet {
     /// An ARP frame out of `dev`, bypassing the namespace's ARP stack.
     Arp { dev: String, frame: ArpFrame },
-    /// A UDP datagram with source address `from` (which the namespace need not hold: see
-    /// [`Netns::allow_any_source`]), routed as the namespace routes it.
+    /// A UDP datagram with source address `from`, which the namespace need not hold,
+    /// routed as the namespace routes it.
     Udp {
         from: Ipv4Addr,
         to: SocketAddr,
@@ -75,7 +76,7 @@ fn send(packet: &Packet) -> io::Result<()> {
     match packet {
         Packet::Arp { dev, frame } => send_raw(dev, frame),
         Packet::Udp { from, to, payload } => {
-            let socket = UdpSocket::bind(SocketAddrV4::new(*from, 0))
+            let socket = udp_socket_from(*from)
                 .map_err(|e| io::Error::new(e.kind(), format!("binding UDP {from}:0: {e}")))?;
             socket
                 .send_to(payload, to)
@@ -83,4 +84,45 @@ fn send(packet: &Packet) -> io::Result<()> {
                 .map_err(|e| io::Error::new(e.kind(), format!("sending from {from} to {to}: {e}")))
         }
     }
+}
+
+/// A UDP socket bound to `source`, held by the namespace or not: with `IP_TRANSPARENT` the
+/// kernel routes its packets out with that source as it would any other (what a pod with
+/// `CAP_NET_RAW` gets by writing the IP header itself).
+fn udp_socket_from(source: Ipv4Addr) -> io::Result<UdpSocket> {
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns; `OwnedFd` closes it.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let on: libc::c_int = 1;
+    let on_len =
+        libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).map_err(io::Error::other)?;
+    // SAFETY: `on` is a valid c_int for the length given, for the whole call.
+    let set = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_IP,
+            libc::IP_TRANSPARENT,
+            std::ptr::addr_of!(on).cast(),
+            on_len,
+        )
+    };
+    if set < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `sockaddr_in` is plain old data; all zeroes is a valid value of it.
+    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    addr.sin_family = libc::sa_family_t::try_from(libc::AF_INET).map_err(io::Error::other)?;
+    addr.sin_addr.s_addr = u32::from(source).to_be();
+    let addr_len = libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_in>())
+        .map_err(io::Error::other)?;
+    // SAFETY: `addr` is a valid `sockaddr_in` for the length given, for the whole call.
+    let bound = unsafe { libc::bind(fd.as_raw_fd(), std::ptr::addr_of!(addr).cast(), addr_len) };
+    if bound < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(UdpSocket::from(fd))
 }

@@ -28,6 +28,26 @@ impl Inbox {
         self.socket.local_addr()
     }
 
+    /// The datagrams waiting now, without waiting for more: what reached this inbox before
+    /// a marker that another inbox on the same path has seen.
+    pub fn pending(&self) -> io::Result<Vec<Datagram>> {
+        self.socket.set_nonblocking(true)?;
+        let mut waiting = Vec::new();
+        let mut buf = [0u8; 2048];
+        let result = loop {
+            match self.socket.recv_from(&mut buf) {
+                Ok((len, from)) => waiting.push(Datagram {
+                    from,
+                    payload: buf[..len].to_vec(),
+                }),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(waiting),
+                Err(e) => break Err(e),
+            }
+        };
+        self.socket.set_nonblocking(false)?;
+        result
+    }
+
     /// The datagrams received before the first one whose payload is `marker`, waiting up to
     /// `bound` for it (a harness bound: reaching it is an error, never a result).
     pub fn until_marker(&self, marker: &[u8], bound: Duration) -> io::Result<Vec<Datagram>> {
@@ -70,11 +90,5 @@ impl Netns {
                 .map_err(|e| io::Error::new(e.kind(), format!("binding UDP {ip}:0: {e}")))
         })?;
         Ok(Inbox { socket })
-    }
-
-    /// Lets sockets in this namespace bind to addresses it does not hold, as a pod that
-    /// forges its source address would.
-    pub fn allow_any_source(&self) -> io::Result<()> {
-        self.write_sysctls(&[("net.ipv4.ip_nonlocal_bind", "1")])
     }
 }
