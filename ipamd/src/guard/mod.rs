@@ -68,7 +68,8 @@ impl PodGuard {
     /// Makes both tables exactly what this guard says, in one transaction, in the calling
     /// thread's namespace.
     pub async fn apply(&self) -> Result<(), IpamdError> {
-        nft::run_on(&self.replace_batch(), "replacing", &self.tables_name()).await
+        let tables = format!("ip and arp {GUARD_TABLE}");
+        nft::run_on(&self.replace_batch(), "replacing", &tables).await
     }
 
     /// The guard tables that are missing or hold other than the rules they should, named for
@@ -85,9 +86,5 @@ impl PodGuard {
             }
         }
         Ok(damage)
-    }
-
-    fn tables_name(&self) -> String {
-        format!("ip and arp {GUARD_TABLE}")
     }
 }
