@@ -127,6 +127,12 @@ pub fn link_is_up(link: &LinkMessage) -> bool {
     link.header.flags.contains(LinkFlags::Up)
 }
 
+/// Whether the link neither sends nor accepts ARP (`ip link set <dev> arp off`).
+#[must_use]
+pub fn link_is_noarp(link: &LinkMessage) -> bool {
+    link.header.flags.contains(LinkFlags::Noarp)
+}
+
 /// Brings link `index` up with `mtu` (and `mac`, when given) unless `current`, the link as
 /// last listed, already is so; returns whether it set anything.
 pub async fn ensure_link_up(

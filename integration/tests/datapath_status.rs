@@ -1,7 +1,8 @@
 //! STATUS answers 51 while a part of ipamd's node datapath is missing, names the part, and
 //! succeeds again once ipamd has repaired it: in overlay mode (the VXLAN device, the SNAT
-//! table, forwarding) and in VPC mode (the connmark rule, the SNAT table, forwarding).
-//! Needs root (namespaces).
+//! table, forwarding) and in VPC mode (the connmark rule, the SNAT table, forwarding), and
+//! in both the pod guard's tables (deleted, or emptied of their rules). Needs root
+//! (namespaces).
 //!
 //! ipamd runs with `DATAPATH_RESYNC_INTERVAL=1h`, so its periodic re-apply cannot repair the
 //! damage before STATUS looks: the repair these tests wait for is the one STATUS asks for.
@@ -67,8 +68,31 @@ fn break_and_repair(
     assert!(restored(), "ipamd reported {what} repaired, but it is not");
 }
 
-/// What both modes have: our nftables table and IPv4 forwarding.
+/// What both modes have: our nftables tables and IPv4 forwarding.
 fn break_and_repair_table_and_forwarding(node: &Netns, conf: &Value) {
+    break_and_repair(
+        node,
+        conf,
+        "the IPv4 guard table deleted",
+        || {
+            node.exec_ok(&["nft", "delete", "table", "ip", "vpc-cni-guard"]);
+        },
+        "nftables table ip vpc-cni-guard is missing",
+        || node.nft(&["list", "table", "ip", "vpc-cni-guard"]).is_ok(),
+    );
+    break_and_repair(
+        node,
+        conf,
+        "the ARP guard's checks flushed",
+        || {
+            node.exec_ok(&["nft", "flush", "chain", "arp", "vpc-cni-guard", "from-pod"]);
+        },
+        "nftables table arp vpc-cni-guard holds 1 rules instead of 3",
+        || {
+            node.nft(&["list", "table", "arp", "vpc-cni-guard"])
+                .is_ok_and(|t| t.contains("arp saddr ip 169.254.1.1"))
+        },
+    );
     break_and_repair(
         node,
         conf,

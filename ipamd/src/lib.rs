@@ -5,6 +5,7 @@
 //!   cloud I/O).
 //! - `rpc`: the CniBackend gRPC service the plugin calls.
 //! - `datapath`: the node datapath seam both modes implement, and its upkeep.
+//! - `guard`: what pods may send into the node (anti-spoofing, `BLOCK_POD_IMDS`), both modes.
 //! - `kernel`: netlink connections, sysctls and our nftables table, shared by both modes.
 //! - `vpc` (pool controller over EC2) and `vpc_datapath` (ENI tables, rules, SNAT): VPC mode.
 //! - `overlay`: VXLAN peers and device: overlay mode.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod daemon;
 pub mod datapath;
 pub mod error;
+pub mod guard;
 pub mod kernel;
 pub mod overlay;
 pub mod rebuild;

@@ -1,5 +1,6 @@
 //! CHECK: verifies that a pod's wiring is still what `wire_pod` made.
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use rtnetlink::packet_route::link::LinkMessage;
@@ -28,8 +29,9 @@ fn expect(present: bool, missing: impl FnOnce() -> String) -> Result<(), CniErro
 }
 
 /// Verifies the pod side (link up, address, gateway and default routes, static gateway
-/// neighbour pointing at the host veth's MAC) and the host side (veth up, `/32` route, rules).
-/// The first mismatch is returned as `CheckFailed`.
+/// neighbour pointing at the host veth's MAC) and the host side (veth up and NOARP, `/32`
+/// route, static neighbour pointing at the pod's MAC, rules). The first mismatch is returned
+/// as `CheckFailed`.
 pub async fn check_pod(w: &PodWiring) -> Result<(), CniError> {
     let pod_ns = Netns::open(&w.netns_path)?;
     let host_ns = Netns::current()?;
@@ -54,8 +56,18 @@ pub async fn check_pod(w: &PodWiring) -> Result<(), CniError> {
         .and_then(nl::link_mac)
         .ok_or_else(|| failed(format!("host veth {} has no MAC address", w.host_veth)))?;
 
+    let pod_mac = pod_link
+        .as_ref()
+        .and_then(nl::link_mac)
+        .ok_or_else(|| failed(format!("{} in netns {ns} has no MAC address", w.ifname)))?;
+    // Without NOARP the pod's ARP reaches the node's neighbour table again.
+    let noarp = host_link.as_ref().is_some_and(nl::link_is_noarp);
+    expect(noarp, || {
+        format!("host veth {} answers ARP (NOARP is off)", w.host_veth)
+    })?;
+
     check_pod_side(w, &pod, pod_index, host_mac, &ns).await?;
-    check_host_side(w, &host, &host_rule_changes, host_index).await
+    check_host_side(w, &host, &host_rule_changes, host_index, pod_mac).await
 }
 
 fn usable_link(link: Option<&LinkMessage>, name: &str, place: &str) -> Result<u32, CniError> {
@@ -112,46 +124,58 @@ async fn check_pod_side(
         format!("default route via {POD_GATEWAY} dev {ifname} is missing in {place}")
     })?;
 
-    let Some(gateway) = gateway_neighbour(pod, index, &place).await? else {
+    let owner = format!("host veth {}", w.host_veth);
+    static_neighbour(pod, index, POD_GATEWAY, ifname, &place, host_mac, &owner).await
+}
+
+/// Verifies that `dev` (index `index`, in `place`) has a permanent neighbour `ip` pointing at
+/// `want`, the MAC of `owner`.
+async fn static_neighbour(
+    handle: &Handle,
+    index: u32,
+    ip: Ipv4Addr,
+    dev: &str,
+    place: &str,
+    want: MacAddr,
+    owner: &str,
+) -> Result<(), CniError> {
+    let Some(found) = neighbour(handle, index, ip, place).await? else {
         return Err(failed(format!(
-            "neighbour {POD_GATEWAY} dev {ifname} is missing in {place}"
+            "neighbour {ip} dev {dev} is missing in {place}"
         )));
     };
-    if gateway.header.state != NeighbourState::Permanent {
+    if found.header.state != NeighbourState::Permanent {
         return Err(failed(format!(
-            "neighbour {POD_GATEWAY} dev {ifname} in {place} is not permanent"
+            "neighbour {ip} dev {dev} in {place} is not permanent"
         )));
     }
-    let lladdr = nl::neighbour_mac(&gateway);
-    if lladdr != Some(host_mac) {
+    let lladdr = nl::neighbour_mac(&found);
+    if lladdr != Some(want) {
         return Err(failed(format!(
-            "neighbour {POD_GATEWAY} dev {ifname} in {place} has lladdr {}, host veth {} has \
-             {host_mac}",
+            "neighbour {ip} dev {dev} in {place} has lladdr {}, {owner} has {want}",
             lladdr.map_or_else(|| "none".to_owned(), |mac| mac.to_string()),
-            w.host_veth,
         )));
     }
     Ok(())
 }
 
-/// Pause before the second lookup of a gateway neighbour the first did not find.
+/// Pause before the second lookup of a neighbour the first did not find.
 const NEIGHBOUR_RECHECK: Duration = Duration::from_millis(20);
 
-/// The pod's gateway neighbour, looked up directly. The kernel's neighbour table is shared by
-/// every namespace, and a lookup that overlaps a resize of it (another namespace's new entry
-/// tipping it over) can miss an entry that exists; so "missing" is confirmed once before
-/// CHECK reports it.
-async fn gateway_neighbour(
-    pod: &Handle,
+/// The neighbour `ip` on link `index`, looked up directly. The kernel's neighbour table is
+/// shared by every namespace, and a lookup that overlaps a resize of it (another namespace's
+/// new entry tipping it over) can miss an entry that exists; so "missing" is confirmed once
+/// before CHECK reports it.
+async fn neighbour(
+    handle: &Handle,
     index: u32,
+    ip: Ipv4Addr,
     place: &str,
 ) -> Result<Option<NeighbourMessage>, CniError> {
     let lookup = || async {
-        nl::ipv4_neighbour(pod, index, POD_GATEWAY)
+        nl::ipv4_neighbour(handle, index, ip)
             .await
-            .map_err(|e| {
-                CniError::netlink(format!("looking up neighbour {POD_GATEWAY} in {place}"), e)
-            })
+            .map_err(|e| CniError::netlink(format!("looking up neighbour {ip} in {place}"), e))
     };
     if let Some(found) = lookup().await? {
         return Ok(Some(found));
@@ -165,6 +189,7 @@ async fn check_host_side(
     host: &Handle,
     rule_changes: &nl::RuleChanges,
     index: u32,
+    pod_mac: MacAddr,
 ) -> Result<(), CniError> {
     let ip = w.ip;
     let routes = main_routes(host, "the host netns").await?;
@@ -176,6 +201,17 @@ async fn check_host_side(
     expect(has_route, || {
         format!("host route {ip}/32 dev {} is missing", w.host_veth)
     })?;
+    let owner = format!("the pod's {}", w.ifname);
+    static_neighbour(
+        host,
+        index,
+        ip,
+        &w.host_veth,
+        "the host netns",
+        pod_mac,
+        &owner,
+    )
+    .await?;
 
     let rules = nl::ipv4_rules(host, rule_changes)
         .await

@@ -1,10 +1,13 @@
-//! Host (node) side of a pod: the `/32` route, the policy rules, and teardown.
+//! Host (node) side of a pod: the `/32` route, the static neighbour, the policy rules, and
+//! teardown.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
+use rtnetlink::packet_route::neighbour::NeighbourState;
 use rtnetlink::packet_route::route::{RouteProtocol, RouteScope};
 use rtnetlink::packet_route::rule::RuleAction;
 use rtnetlink::{Handle, RouteMessageBuilder};
+use vpc_cni_proto::net::MacAddr;
 use vpc_cni_proto::{MAIN_TABLE, RULE_PRIORITY_FROM_POD, RULE_PRIORITY_TO_POD};
 
 use super::netns::connect_here;
@@ -122,6 +125,32 @@ pub(super) async fn add_host_route(
         .execute()
         .await
         .map_err(|e| CniError::netlink(format!("adding route {ip}/32 dev {host_veth}"), e))
+}
+
+/// `ip lladdr <pod MAC> dev <host veth> nud permanent`: the host end is NOARP (see
+/// `wire_links`), so this entry is how the node reaches the pod, and no ARP from the pod can
+/// ever change it. It goes with the link.
+pub(super) async fn add_host_neighbour(
+    handle: &Handle,
+    ip: Ipv4Addr,
+    host_veth: &str,
+    host_index: u32,
+    pod_mac: MacAddr,
+) -> Result<(), CniError> {
+    handle
+        .neighbours()
+        .add(host_index, IpAddr::V4(ip))
+        .link_layer_address(&pod_mac.0)
+        .state(NeighbourState::Permanent)
+        .replace()
+        .execute()
+        .await
+        .map_err(|e| {
+            CniError::netlink(
+                format!("adding neighbour {ip} lladdr {pod_mac} dev {host_veth}"),
+                e,
+            )
+        })
 }
 
 /// Deletes the main-table route to `ip/32`, whatever its device; none is success.

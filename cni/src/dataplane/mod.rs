@@ -12,6 +12,8 @@ mod netns;
 mod pod;
 
 #[cfg(test)]
+mod isolation_tests;
+#[cfg(test)]
 mod tests;
 
 use std::net::Ipv4Addr;

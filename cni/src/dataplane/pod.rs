@@ -9,7 +9,7 @@ use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBu
 use vpc_cni_proto::net::MacAddr;
 use vpc_cni_proto::POD_GATEWAY;
 
-use super::host::{add_host_route, sync_rules, unwire_with, WantRules};
+use super::host::{add_host_neighbour, add_host_route, sync_rules, unwire_with, WantRules};
 use super::names::{veth_mac, End};
 use super::netns::{connect_here, connect_in, Netns};
 use super::{PodWiring, WiredPod};
@@ -18,8 +18,8 @@ use crate::CniError;
 
 /// Wires a pod: the veth pair (`ifname` in the pod netns, `host_veth` in the calling
 /// thread's netns), the pod's address, gateway route, default route and static gateway
-/// neighbour, and the host's route and rules. Re-running it for the same pod replaces the
-/// previous wiring. On failure nothing it created is left behind.
+/// neighbour, and the host's route, static pod neighbour and rules; the host end does not
+/// speak ARP. Re-running it for the same pod replaces the previous wiring. On failure nothing it created is left behind.
 ///
 /// Must be called from the host (node) netns, inside a tokio runtime (current_thread is fine).
 pub async fn wire_pod(w: &PodWiring) -> Result<WiredPod, CniError> {
@@ -75,9 +75,13 @@ async fn wire_links(
     // Created from the pod side with the peer born in the host netns: moving a link between
     // namespaces afterwards serialises on the rtnl lock under bursts of ADDs. The peer cannot
     // be created up (veth refuses to open an end before the pair is joined), the pod end can.
+    // The host end is born NOARP: the kernel discards every ARP frame that arrives on it, so a
+    // pod cannot feed the node's neighbour table (gratuitous ARP for the gateway, replies for
+    // addresses not its own); the host knows the pod by the permanent entry added below.
     let peer = LinkUnspec::new_with_name(&w.host_veth)
         .mtu(w.mtu)
         .address(macs.host_mac.0.to_vec())
+        .arp(false)
         .setns_by_fd(host_ns.raw_fd())
         .build();
     let veth = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
@@ -109,11 +113,13 @@ async fn wire_links(
     let host_index = found_index(host_link, &w.host_veth, "the host netns")?;
     let pod_index = found_index(pod_link, &w.ifname, &format!("netns {ns}"))?;
 
-    let (pod_side, host_side) = tokio::join!(
+    // The neighbour rides the same socket as the route, so it costs no round trip of its own.
+    let (pod_side, host_route, host_neighbour) = tokio::join!(
         wire_pod_side(w, pod, pod_index, macs.host_mac, pod_ns),
-        add_host_route(host, w.ip, &w.host_veth, host_index)
+        add_host_route(host, w.ip, &w.host_veth, host_index),
+        add_host_neighbour(host, w.ip, &w.host_veth, host_index, macs.pod_mac)
     );
-    pod_side.and(host_side)
+    pod_side.and(host_route).and(host_neighbour)
 }
 
 fn found_index(

@@ -89,6 +89,16 @@ fn two_pods_reach_each_other_and_the_node() {
     );
     let link = node.ip(&["link", "show", &wa.host_veth]);
     assert!(link.contains("mtu 1500") && link.contains(",UP"), "{link}");
+    // The host end does not speak ARP; it knows the pod by a permanent entry instead.
+    assert!(link.contains("NOARP"), "{link}");
+    let host_neigh = node
+        .neighbour("10.99.1.2", &wa.host_veth)
+        .unwrap_or_default();
+    let pod_mac = macs_a.pod_mac.to_string();
+    assert!(
+        host_neigh.contains(&pod_mac) && host_neigh.contains("PERMANENT"),
+        "{host_neigh}"
+    );
     let addr = pod_a.ip(&["addr", "show", "eth0"]);
     assert!(addr.contains("inet 10.99.1.2/32"), "{addr}");
 
@@ -271,6 +281,24 @@ fn check_pod_passes_then_fails_on_each_missing_piece() {
         Err(CniError::CheckFailed(_))
     ));
 
+    wire_in(&node, &w).unwrap();
+    node.ip(&["neigh", "del", "10.99.6.2", "dev", &w.host_veth]);
+    match check_in(&node, &w) {
+        Err(CniError::CheckFailed(msg)) => {
+            assert!(msg.contains("neighbour 10.99.6.2"), "{msg}");
+            assert!(msg.contains(&w.host_veth), "{msg}");
+        }
+        other => panic!("expected CheckFailed, got {other:?}"),
+    }
+
+    wire_in(&node, &w).unwrap();
+    node.ip(&["link", "set", &w.host_veth, "arp", "on"]);
+    match check_in(&node, &w) {
+        Err(CniError::CheckFailed(msg)) => assert!(msg.contains("NOARP"), "{msg}"),
+        other => panic!("expected CheckFailed, got {other:?}"),
+    }
+
+    wire_in(&node, &w).unwrap();
     node.ip(&["link", "set", &w.host_veth, "down"]);
     match check_in(&node, &w) {
         Err(CniError::CheckFailed(msg)) => assert!(msg.contains(&w.host_veth), "{msg}"),

@@ -187,7 +187,9 @@ impl VpcCluster {
             .ok_or_else(|| io::Error::other(format!("no node named {name:?} in the cluster")))
     }
 
-    /// The node with this name, to restart its ipamd; an error naming it when there is none.
+    /// The node with this name, to restart its ipamd with other settings
+    /// (`node.ipamd.set_env`, then `node.ipamd.restart(node.netns())`); an error naming it
+    /// when there is none.
     pub fn node_mut(&mut self, name: &str) -> io::Result<&mut VpcNode> {
         self.nodes
             .iter_mut()

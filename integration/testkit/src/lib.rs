@@ -1,8 +1,10 @@
 //! Test support for every vpc-cni crate (plugin, ipamd, integration): network namespaces made
 //! for one test and removed by their guard ([`netns`]), commands and processes run in them
 //! ([`process`]), the workspace binaries ([`bins`]), the plugin invoked as a runtime invokes
-//! it ([`plugin`]), pods ([`pod`]), and reads of the kernel's neighbour table that stay exact
-//! while other tests change it ([`neighbours`]).
+//! it ([`plugin`]), pods ([`pod`]), reads of the kernel's neighbour table that stay exact
+//! while other tests change it ([`neighbours`]), and the packets a misbehaving pod sends:
+//! hand-made ARP frames ([`arp`]) and UDP datagrams from any source address, sent in an
+//! order the kernel keeps ([`send`]), and inboxes that see which of them arrive ([`udp`]).
 //!
 //! Hygiene (DESIGN.md): every namespace has a unique name and is deleted on drop, also when a
 //! test panics; nothing here touches the namespace the tests run in.
@@ -10,12 +12,15 @@
 //! A failed set-up step panics where a test would otherwise have to unwrap it; the fallible
 //! `try_` forms serve harness code that reports errors (the demo).
 
+pub mod arp;
 pub mod bins;
 pub mod neighbours;
 pub mod netns;
 pub mod plugin;
 pub mod pod;
 pub mod process;
+pub mod send;
+pub mod udp;
 
 /// Panics with a clear message unless running as root: these tests create network
 /// namespaces. `make test` runs as root, as CI does.

@@ -9,7 +9,7 @@ mod vpc;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{ArgAction, Parser};
 use vpc_cni_proto::Mode;
 
 pub use overlay::{OverlaySettings, PeerSourceChoice};
@@ -81,6 +81,13 @@ pub struct Settings {
     /// Longest time an ADD waits for an address to come out of cooldown.
     #[arg(long, env = "POOL_WAIT_TIMEOUT", default_value = "10", value_parser = parse_duration)]
     pub pool_wait_timeout: Duration,
+
+    /// Drop pods' traffic to the instance metadata service (169.254.169.254), in both modes:
+    /// on EC2 (either mode) it hands out the node's IAM credentials, and on a node without
+    /// one the block costs nothing. The node's own requests are not affected.
+    #[arg(long, env = "BLOCK_POD_IMDS", value_name = "BLOCK_POD_IMDS", default_value = "true",
+          value_parser = parse::parse_bool, action = ArgAction::Set)]
+    pub block_pod_imds: bool,
 
     #[command(flatten)]
     pub vpc: VpcSettings,
@@ -238,6 +245,18 @@ mod tests {
         );
         let err = parse(&["--additional-eni-tags", "[1]"]).unwrap_err();
         assert!(err.to_string().contains("ADDITIONAL_ENI_TAGS"), "{err}");
+    }
+
+    #[test]
+    fn pods_are_kept_from_imds_unless_the_operator_allows_it() {
+        assert!(parse(&[]).unwrap().block_pod_imds);
+        assert!(
+            !parse(&["--block-pod-imds", "false"])
+                .unwrap()
+                .block_pod_imds
+        );
+        let err = parse(&["--block-pod-imds", "sometimes"]).unwrap_err();
+        assert!(err.to_string().contains("BLOCK_POD_IMDS"), "{err}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::{adopt_kernel_pods, cooldown_ms, log_restore, NodeSetup, Start};
 use crate::config::{missing_pod_cidr, PeerSourceChoice, Settings};
 use crate::datapath::{LocalDatapath, NodeDatapath};
 use crate::error::IpamdError;
+use crate::guard::{GuardedDatapath, PodGuard};
 use crate::overlay::peers::{
     annotate_own_node, client_from_environment, own_pod_cidr, FilePeers, KubePeers, PeerSource,
 };
@@ -41,6 +42,10 @@ fn node_name(settings: &Settings) -> Result<String, IpamdError> {
 
 pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
     let settings = start.settings;
+    // First, before anything that can fail or wait (the Node's pod CIDR): running pods stay
+    // guarded while ipamd restarts.
+    let guard = PodGuard::new(settings.block_pod_imds);
+    guard.apply().await?;
     let choice = settings.overlay.peer_source();
     let name = node_name(settings)?;
     let kube = match choice {
@@ -105,7 +110,7 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
             pool_wait_timeout: settings.pool_wait_timeout,
             waker: None,
         },
-        datapath,
+        datapath: Arc::new(GuardedDatapath::new(datapath, guard)),
         pool_name: pool_name(pod_cidr),
     })
 }

@@ -14,6 +14,7 @@ use super::supervise::{task, Lifetime};
 use super::{adopt_kernel_pods, cooldown_ms, log_restore, NodeSetup, Start};
 use crate::datapath::NodeDatapath;
 use crate::error::IpamdError;
+use crate::guard::{GuardedDatapath, PodGuard};
 use crate::rpc::NodeFacts;
 use crate::store::{Datastore, Store};
 use crate::vpc::{ControllerConfig, PoolController};
@@ -26,6 +27,9 @@ async fn until_stopped(mut stop: watch::Receiver<bool>) {
 pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
     let settings = start.settings;
     let vpc = &settings.vpc;
+    // First, before anything that can fail: running pods stay guarded while ipamd restarts.
+    let guard = PodGuard::new(settings.block_pod_imds);
+    guard.apply().await?;
     let imds = Arc::new(AwsImds::new());
     let node = imds
         .identity()
@@ -141,7 +145,7 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
             pool_wait_timeout: settings.pool_wait_timeout,
             waker: Some(waker),
         },
-        datapath,
+        datapath: Arc::new(GuardedDatapath::new(datapath, guard)),
         pool_name: format!("ENIs of {}", node.instance_id),
     })
 }

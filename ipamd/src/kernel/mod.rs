@@ -1,5 +1,6 @@
 //! ipamd's own footing in the node's kernel, shared by both modes: a netlink connection,
-//! `/proc/sys` values, and our nftables table (`ip vpc-cni`).
+//! `/proc/sys` values, and our nftables table (`ip vpc-cni`; the pod guard's tables are
+//! built in [`crate::guard`] and run through [`nft`] too).
 //!
 //! Everything here acts on the calling thread's network namespace: a netlink socket keeps
 //! the namespace it was opened in, `nft` is forked from this thread and inherits its

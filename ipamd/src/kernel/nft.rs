@@ -12,7 +12,7 @@ use nftables::expr::{
 };
 use nftables::helper::{apply_ruleset_raw_async, NftablesError, DEFAULT_ARGS, DEFAULT_NFT};
 use nftables::schema::{
-    Chain, NfListObject, Nftables, Rule, Set, SetFlag, SetType, SetTypeValue, Table,
+    Chain, NfListObject, NfObject, Nftables, Rule, Set, SetFlag, SetType, SetTypeValue, Table,
 };
 use nftables::stmt::{Match, NATFlag, Operator, Statement, NAT};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
@@ -26,6 +26,8 @@ pub const NFT_TABLE: &str = "vpc-cni";
 
 pub const PREROUTING: &str = "prerouting";
 pub const POSTROUTING: &str = "postrouting";
+/// Before conntrack (-200): a packet dropped there never gets a connection entry.
+pub const PRIO_RAW: i32 = -300;
 /// Before conntrack's NAT (-100), so a mark set there steers the first packet's routing too.
 pub const PRIO_MANGLE: i32 = -150;
 pub const PRIO_SRCNAT: i32 = 100;
@@ -42,9 +44,15 @@ pub fn replace_table(fill: impl FnOnce(&mut Batch<'static>)) -> Nftables<'static
     batch.to_nftables()
 }
 
-/// Runs one `nft -j -f -` transaction in the calling thread's namespace.
+/// Runs one `nft -j -f -` transaction on our table in the calling thread's namespace.
 pub async fn run(batch: &Nftables<'_>, what: &str) -> Result<(), IpamdError> {
-    let action = format!("{what} nftables table ip {NFT_TABLE}");
+    run_on(batch, what, &format!("ip {NFT_TABLE}")).await
+}
+
+/// Runs one `nft -j -f -` transaction in the calling thread's namespace; errors name it as
+/// `<what> nftables table <tables>`.
+pub async fn run_on(batch: &Nftables<'_>, what: &str, tables: &str) -> Result<(), IpamdError> {
+    let action = format!("{what} nftables table {tables}");
     let payload =
         serde_json::to_string(batch).map_err(|source| IpamdError::NftEncode { source })?;
     apply_ruleset_raw_async(&payload, DEFAULT_NFT, DEFAULT_ARGS)
@@ -73,6 +81,30 @@ pub async fn table_exists() -> Result<bool, IpamdError> {
         }
         Err(err) => Err(IpamdError::Nft {
             action: format!("listing nftables table ip {NFT_TABLE}"),
+            detail: err.to_string(),
+        }),
+    }
+}
+
+/// How many rules table `<family> <name>` holds in the calling thread's namespace; `None`
+/// when there is no such table.
+pub async fn rule_count(family: &str, name: &str) -> Result<Option<usize>, IpamdError> {
+    let listed = nftables::helper::get_current_ruleset_with_args_async(
+        DEFAULT_NFT,
+        ["list", "table", family, name],
+    )
+    .await;
+    match listed {
+        Ok(ruleset) => Ok(Some(
+            ruleset
+                .objects
+                .iter()
+                .filter(|o| matches!(o, NfObject::ListObject(NfListObject::Rule(_))))
+                .count(),
+        )),
+        Err(NftablesError::NftFailed { stderr, .. }) if stderr.contains("No such file") => Ok(None),
+        Err(err) => Err(IpamdError::Nft {
+            action: format!("listing nftables table {family} {name}"),
             detail: err.to_string(),
         }),
     }
