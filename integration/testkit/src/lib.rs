@@ -2,7 +2,8 @@
 //! for one test and removed by their guard ([`netns`]), commands and processes run in them
 //! ([`process`]), the workspace binaries ([`bins`]), the plugin invoked as a runtime invokes
 //! it ([`plugin`]), pods ([`pod`]), and reads of the kernel's neighbour table that stay exact
-//! while other tests change it ([`neighbours`]).
+//! while other tests change it ([`neighbours`]); and the configuration and generators every
+//! property test shares ([`prop`]).
 //!
 //! Hygiene (DESIGN.md): every namespace has a unique name and is deleted on drop, also when a
 //! test panics; nothing here touches the namespace the tests run in.
@@ -16,6 +17,7 @@ pub mod netns;
 pub mod plugin;
 pub mod pod;
 pub mod process;
+pub mod prop;
 
 /// Panics with a clear message unless running as root: these tests create network
 /// namespaces. `make test` runs as root, as CI does.
