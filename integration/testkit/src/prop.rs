@@ -43,6 +43,26 @@ pub fn config() -> Config {
     }
 }
 
+/// A fresh directory on tmpfs (`/dev/shm`) where the machine has one, else in the default
+/// temp dir: properties that write a file per case would otherwise wait on the disk's
+/// journal, and ipamd's real state dir (`/run/vpc-cni`) is tmpfs too.
+///
+/// # Panics
+///
+/// When no directory can be made at all.
+#[must_use]
+pub fn scratch_dir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    let made = if shm.is_dir() {
+        tempfile::Builder::new()
+            .prefix("vpc-cni-prop")
+            .tempdir_in(shm)
+    } else {
+        tempfile::Builder::new().prefix("vpc-cni-prop").tempdir()
+    };
+    made.unwrap_or_else(|e| panic!("cannot make a scratch directory: {e}"))
+}
+
 /// Generators of hostile input shared by the property tests of every crate: any JSON value,
 /// the JSON texts a `serde_json::Value` cannot hold (huge numbers, deep nesting), and byte
 /// mutations of a valid input.
@@ -204,5 +224,120 @@ pub mod gen {
             (valid, byte_edits(8)).prop_map(|(bytes, edits)| apply_edits(bytes, &edits)),
         ]
         .boxed()
+    }
+}
+
+/// Structure-aware edits of a JSON document: any node (the root, a field, an array element,
+/// however deep) removed, replaced by any value, or replaced by a text no `Value` can hold.
+pub mod json_edit {
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+    use serde_json::Value;
+
+    use super::gen;
+
+    /// One edit; the node is picked among all of the document's nodes, in pre-order.
+    #[derive(Debug, Clone)]
+    pub enum JsonEdit {
+        Remove(Index),
+        Replace(Index, Value),
+        Raw(Index, String),
+    }
+
+    /// Up to `max` edits.
+    pub fn edits(max: usize) -> BoxedStrategy<Vec<JsonEdit>> {
+        let edit = prop_oneof![
+            any::<Index>().prop_map(JsonEdit::Remove),
+            (any::<Index>(), gen::value()).prop_map(|(i, v)| JsonEdit::Replace(i, v)),
+            (any::<Index>(), gen::raw_json()).prop_map(|(i, r)| JsonEdit::Raw(i, r)),
+        ];
+        prop::collection::vec(edit, 1..=max).boxed()
+    }
+
+    /// One step from a node to a child.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Key(String),
+        At(usize),
+    }
+
+    fn paths(value: &Value, here: &mut Vec<Step>, out: &mut Vec<Vec<Step>>) {
+        out.push(here.clone());
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    here.push(Step::Key(key.clone()));
+                    paths(child, here, out);
+                    here.pop();
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    here.push(Step::At(i));
+                    paths(child, here, out);
+                    here.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn node<'v>(mut value: &'v mut Value, path: &[Step]) -> Option<&'v mut Value> {
+        for step in path {
+            value = match step {
+                Step::Key(k) => value.get_mut(k.as_str())?,
+                Step::At(i) => value.get_mut(*i)?,
+            };
+        }
+        Some(value)
+    }
+
+    /// The marker standing for raw text number `n` until the document is printed.
+    fn mark(n: usize) -> Value {
+        Value::String(format!("\u{0}vpc-cni-raw-{n}\u{0}"))
+    }
+
+    /// The document's text after `edits` (empty when the root itself was removed).
+    #[must_use]
+    pub fn apply(mut doc: Value, edits: &[JsonEdit]) -> Vec<u8> {
+        let mut raws = Vec::new();
+        for edit in edits {
+            let mut all = Vec::new();
+            paths(&doc, &mut Vec::new(), &mut all);
+            let (JsonEdit::Remove(i) | JsonEdit::Replace(i, _) | JsonEdit::Raw(i, _)) = edit;
+            let path = &all[i.index(all.len())];
+            match edit {
+                JsonEdit::Remove(_) => {
+                    let Some((last, parent)) = path.split_last() else {
+                        return Vec::new();
+                    };
+                    match (node(&mut doc, parent), last) {
+                        (Some(Value::Object(map)), Step::Key(k)) => {
+                            map.remove(k);
+                        }
+                        (Some(Value::Array(items)), Step::At(i)) => {
+                            items.remove(*i);
+                        }
+                        _ => {}
+                    }
+                }
+                JsonEdit::Replace(_, value) => {
+                    if let Some(n) = node(&mut doc, path) {
+                        *n = value.clone();
+                    }
+                }
+                JsonEdit::Raw(_, raw) => {
+                    if let Some(n) = node(&mut doc, path) {
+                        *n = mark(raws.len());
+                        raws.push(raw.clone());
+                    }
+                }
+            }
+        }
+        let mut text = doc.to_string();
+        for (n, raw) in raws.iter().enumerate() {
+            text = text.replacen(&mark(n).to_string(), raw, 1);
+        }
+        text.into_bytes()
     }
 }
