@@ -2,12 +2,12 @@
 
 #![forbid(unsafe_code)]
 
-use clap::Parser;
 use ipamd::config::Settings;
 
 fn main() -> anyhow::Result<()> {
-    let settings = Settings::parse();
-    ipamd::config::refuse_unsupported_knobs(|name| std::env::var(name).ok())?;
+    let settings = Settings::try_parse_naming(std::env::args_os(), |var| std::env::var_os(var))
+        .unwrap_or_else(|e| e.exit());
+    ipamd::config::refuse_unsupported_knobs(|name| std::env::var_os(name))?;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -316,3 +316,7 @@ pub(crate) fn describe(value: &Value) -> String {
 #[cfg(test)]
 #[path = "config_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "config_prop_tests.rs"]
+mod prop_tests;

@@ -1,5 +1,6 @@
 //! The `CNI_*` environment a runtime execs the plugin with.
 
+use std::ffi::OsString;
 use std::path::Path;
 
 use crate::error::CniError;
@@ -215,15 +216,31 @@ impl CniEnv {
 
     /// Reads and validates the process environment.
     pub fn from_process() -> Result<CniEnv, CniError> {
+        Self::from_os_lookup(|var| std::env::var_os(var))
+    }
+
+    /// As [`CniEnv::from_lookup`], from raw values as the process holds them: a value that
+    /// is not UTF-8 is refused naming its variable, whichever command would read it, rather
+    /// than guessed at or taken as absent.
+    pub fn from_os_lookup(get: impl Fn(&str) -> Option<OsString>) -> Result<CniEnv, CniError> {
+        let mut values = Vec::with_capacity(VARS.len());
         for var in VARS {
-            if let Err(std::env::VarError::NotUnicode(raw)) = std::env::var(var) {
-                return Err(CniError::InvalidEnvironment {
-                    var,
-                    reason: format!("value {raw:?} is not valid UTF-8"),
-                });
+            if let Some(raw) = get(var) {
+                let value = raw
+                    .into_string()
+                    .map_err(|raw| CniError::InvalidEnvironment {
+                        var,
+                        reason: format!("value {raw:?} is not valid UTF-8"),
+                    })?;
+                values.push((var, value));
             }
         }
-        Self::from_lookup(|var| std::env::var(var).ok())
+        Self::from_lookup(|var| {
+            values
+                .iter()
+                .find(|(name, _)| *name == var)
+                .map(|(_, value)| value.clone())
+        })
     }
 }
 
@@ -309,3 +326,7 @@ fn validate_netns(ns: &str) -> Result<(), CniError> {
 #[cfg(test)]
 #[path = "env_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "env_prop_tests.rs"]
+mod prop_tests;

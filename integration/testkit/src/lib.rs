@@ -2,9 +2,10 @@
 //! for one test and removed by their guard ([`netns`]), commands and processes run in them
 //! ([`process`]), the workspace binaries ([`bins`]), the plugin invoked as a runtime invokes
 //! it ([`plugin`]), pods ([`pod`]), reads of the kernel's neighbour table that stay exact
-//! while other tests change it ([`neighbours`]), and the packets a misbehaving pod sends:
+//! while other tests change it ([`neighbours`]), the packets a misbehaving pod sends:
 //! hand-made ARP frames ([`arp`]) and UDP datagrams from any source address, sent in an
-//! order the kernel keeps ([`send`]), and inboxes that see which of them arrive ([`udp`]).
+//! order the kernel keeps ([`send`]), and inboxes that see which of them arrive ([`udp`]);
+//! and the configuration and generators every property test shares ([`prop`]).
 //!
 //! Hygiene (DESIGN.md): every namespace has a unique name and is deleted on drop, also when a
 //! test panics; nothing here touches the namespace the tests run in.
@@ -19,6 +20,7 @@ pub mod netns;
 pub mod plugin;
 pub mod pod;
 pub mod process;
+pub mod prop;
 pub mod send;
 pub mod udp;
 

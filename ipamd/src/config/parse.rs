@@ -1,11 +1,18 @@
 //! Value parsers for settings: durations, MTUs, lists of CIDRs, booleans, tags.
 
+use std::any::TypeId;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 
 use vpc_cni_proto::net::Ipv4Cidr;
 use vpc_cni_proto::Mode;
 
-use super::ModeSetting;
+use super::{ModeSetting, Settings};
 
 /// Refuses a zero interval, naming the variable.
 pub(super) fn require_nonzero(
@@ -94,3 +101,69 @@ pub fn parse_tags(s: &str) -> Result<std::collections::BTreeMap<String, String>,
     }
     serde_json::from_str(s).map_err(|e| format!("not a JSON object of strings: {e}"))
 }
+
+impl Settings {
+    /// `try_parse_from` over `args` and the environment, except that a value that is not
+    /// UTF-8 is refused naming its flag and variable: clap's own message for it ("invalid
+    /// UTF-8 was detected in one or more arguments") names neither, and a bad value must stop
+    /// ipamd with a message that names the variable. `env` is how the process environment
+    /// is read (clap reads the same).
+    pub fn try_parse_naming(
+        args: impl IntoIterator<Item = OsString>,
+        env: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<Settings, clap::Error> {
+        let args: Vec<OsString> = args.into_iter().collect();
+        Self::try_parse_from(&args).map_err(|err| {
+            if err.kind() != ErrorKind::InvalidUtf8 {
+                return err;
+            }
+            match non_utf8_setting(&args, env) {
+                Some(message) => Self::command().error(ErrorKind::InvalidUtf8, message),
+                None => err,
+            }
+        })
+    }
+}
+
+/// Which setting holds a value that is not UTF-8 though it must be, as a message naming its
+/// variable (and flag); the command line first, as clap prefers it to the environment.
+/// Path settings are skipped: any bytes are a valid path.
+fn non_utf8_setting(args: &[OsString], env: impl Fn(&str) -> Option<OsString>) -> Option<String> {
+    let any_bytes = [TypeId::of::<PathBuf>(), TypeId::of::<OsString>()];
+    for arg in Settings::command().get_arguments() {
+        let (Some(long), Some(var)) = (arg.get_long(), arg.get_env()) else {
+            continue;
+        };
+        let parses_to = arg.get_value_parser().type_id();
+        if any_bytes.iter().any(|t| parses_to == *t) {
+            continue;
+        }
+        let var = var.to_string_lossy();
+        let flag = format!("--{long}");
+        let on_command_line = args.iter().enumerate().find_map(|(i, a)| {
+            if a.as_os_str() == OsStr::new(&flag) {
+                args.get(i + 1).cloned()
+            } else {
+                a.as_bytes()
+                    .strip_prefix(format!("{flag}=").as_bytes())
+                    .map(|v| OsStr::from_bytes(v).to_owned())
+            }
+        });
+        let found = [
+            (on_command_line, format!(" (flag {flag})")),
+            (env(&var), String::new()),
+        ];
+        for (value, from) in found {
+            if let Some(value) = value.filter(|v| v.to_str().is_none()) {
+                return Some(format!(
+                    "invalid {var}{from}: value {value:?} is not valid UTF-8"
+                ));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+#[path = "parse_prop_tests.rs"]
+mod prop_tests;

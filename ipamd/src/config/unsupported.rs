@@ -2,6 +2,8 @@
 //! silently ignores a setting is worse than none: each one set to anything
 //! but what we do stops ipamd with a message that names it.
 
+use std::ffi::OsString;
+
 use crate::error::IpamdError;
 
 /// (variable, the values that describe what we do anyway, what it asks for).
@@ -101,9 +103,15 @@ const UNSUPPORTED: &[(&str, &[&str], &str)] = &[
 
 /// Checks the environment (through `lookup`, so tests need not touch the
 /// process's) for AWS VPC CNI settings we do not implement.
-pub fn refuse_unsupported_knobs(lookup: impl Fn(&str) -> Option<String>) -> Result<(), IpamdError> {
+///
+/// Values come raw: one that is not UTF-8 is set to something, so it is refused (shown as
+/// best it can be), never taken as unset.
+pub fn refuse_unsupported_knobs(
+    lookup: impl Fn(&str) -> Option<OsString>,
+) -> Result<(), IpamdError> {
     for (name, accepted, feature) in UNSUPPORTED {
         let Some(value) = lookup(name) else { continue };
+        let value = value.to_string_lossy().into_owned();
         let normalised = value.trim().to_ascii_lowercase();
         if !accepted.contains(&normalised.as_str()) {
             let ours = if accepted.is_empty() {
@@ -126,12 +134,12 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
         move |k| {
             pairs
                 .iter()
                 .find(|(n, _)| *n == k)
-                .map(|(_, v)| (*v).to_string())
+                .map(|(_, v)| OsString::from(v))
         }
     }
 
@@ -156,5 +164,21 @@ mod tests {
         let err =
             refuse_unsupported_knobs(env(&[("AWS_VPC_K8S_CNI_BACKING_STORE", "/x")])).unwrap_err();
         assert!(err.to_string().contains("AWS_VPC_K8S_CNI_BACKING_STORE"));
+    }
+
+    /// Found by `prop_unsupported_knobs_name_the_knob`: ipamd read these knobs with
+    /// `std::env::var(..).ok()`, so a value that is not UTF-8 counted as unset and the knob
+    /// was silently ignored.
+    #[test]
+    fn a_value_that_is_not_utf8_is_refused_not_ignored() {
+        use std::os::unix::ffi::OsStringExt;
+        let raw = || Some(OsString::from_vec(b"tru\xffe".to_vec()));
+        let err =
+            refuse_unsupported_knobs(|k| (k == "ENABLE_IPv6").then(raw).flatten()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("ENABLE_IPv6") && text.contains('\u{fffd}'),
+            "{text}"
+        );
     }
 }

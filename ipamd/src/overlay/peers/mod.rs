@@ -19,6 +19,8 @@
 
 mod file;
 #[cfg(test)]
+mod file_prop_tests;
+#[cfg(test)]
 mod file_tests;
 mod kube;
 mod kube_nodes;

@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod checkpoint;
+mod checkpoint_prop_tests;
 mod commit;
 mod datastore;
 
