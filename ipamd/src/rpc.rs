@@ -73,6 +73,20 @@ impl Backend {
         (self.clock)()
     }
 
+    /// A request for a pod whose assignment was rebuilt from the kernel takes it over.
+    async fn claim_adopted(&self, key: &AttachmentKey, pod: &PodIdentity) -> Result<(), Status> {
+        let claimed = self
+            .store
+            .claim_adopted(key, pod)
+            .await
+            .map_err(|e| internal(&e))?;
+        if let Some(a) = claimed {
+            info!(ip = %a.ip, container = %key.container_id, veth = %a.pod.host_veth,
+                "a rebuilt assignment now has its pod's attachment");
+        }
+        Ok(())
+    }
+
     /// Assigns an address to `key`, waiting (up to `POOL_WAIT_TIMEOUT`) when the pool is
     /// empty: for an address to leave cooldown, or for one to be freed or added (a DEL, the
     /// controller growing the pool), woken by the store the moment that happens.
@@ -198,6 +212,7 @@ impl CniBackend for Backend {
         let req = request.into_inner();
         let key = attachment_key(&req)?;
         let pod = pod_identity(&req);
+        self.claim_adopted(&key, &pod).await?;
         let assignment = self.assign_waiting(&key, &pod).await?;
         debug!(container = %key.container_id, ip = %assignment.ip, "assigned");
         // The pool may now be below its warm target.
@@ -225,6 +240,7 @@ impl CniBackend for Backend {
     ) -> Result<Response<DelNetworkReply>, Status> {
         let req = request.into_inner();
         let key = attachment_key(&req)?;
+        self.claim_adopted(&key, &pod_identity(&req)).await?;
         let released = self
             .store
             .release(key.clone(), self.now())
@@ -254,6 +270,7 @@ impl CniBackend for Backend {
     ) -> Result<Response<CheckNetworkReply>, Status> {
         let req = request.into_inner();
         let key = attachment_key(&req)?;
+        self.claim_adopted(&key, &pod_identity(&req)).await?;
         let a = self.store.get(&key).ok_or_else(|| {
             Status::not_found(format!(
                 "ipamd holds no address for container {} interface {}",

@@ -16,7 +16,7 @@ use vpc_cni_proto::{
     Attachment, AttachmentRequest, GarbageCollectReply, GarbageCollectRequest, Mode, StatusRequest,
 };
 
-use super::{Backend, NodeFacts, PoolWaker};
+use super::{pod_identity, Backend, NodeFacts, PoolWaker};
 use crate::datapath::{NodeDatapath, Upkeep};
 use crate::error::IpamdError;
 use crate::store::{Datastore, MemoryCheckpoint, PoolAddress, Store};
@@ -215,6 +215,41 @@ async fn a_waiting_add_asks_for_one_pass_and_is_not_woken_by_passes_that_free_no
     let status = add(&h.backend, "b").await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::ResourceExhausted);
     assert_eq!(wakes.load(Ordering::SeqCst) - before, 1, "passes asked for");
+}
+
+/// An assignment rebuilt from the kernel after the checkpoint was lost is found by the first
+/// request naming its pod: CHECK answers, a repeated ADD gets the same address, DEL frees it.
+#[tokio::test]
+async fn a_rebuilt_assignment_is_taken_over_by_its_pods_requests() {
+    let h = harness(3, Duration::ZERO, None);
+    let veth = pod_identity(&attachment("web-0")).host_veth;
+    let pods = [(ip(2), veth)].into_iter().collect();
+    let (adopted, written) = h.store.adopt(&pods, 0).await;
+    written.unwrap();
+    assert_eq!(adopted.len(), 1);
+
+    let check = h
+        .backend
+        .check_network(Request::new(attachment("web-0")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(check.ip.unwrap().address, ip(2).to_string());
+    assert_eq!(
+        add(&h.backend, "web-0").await.unwrap(),
+        ip(2),
+        "a repeated ADD"
+    );
+    assert_eq!(add(&h.backend, "other").await.unwrap(), ip(1));
+    let del = h
+        .backend
+        .del_network(Request::new(attachment("web-0")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(del.released);
+    assert_eq!(del.ip.unwrap().address, ip(2).to_string());
+    assert!(h.store.assignments().iter().all(|a| a.ip != ip(2)));
 }
 
 /// A pool of one address whose only address was just released into `cooldown`.

@@ -254,6 +254,26 @@ impl Store {
         (adopted, self.commit(generation, |_| {}).await)
     }
 
+    /// Re-keys a rebuilt assignment to the runtime's attachment (see
+    /// [`Datastore::claim_adopted`]) and makes that durable; `None`, with no write, when
+    /// there is nothing to claim.
+    pub async fn claim_adopted(
+        &self,
+        key: &AttachmentKey,
+        pod: &PodIdentity,
+    ) -> Result<Option<Assignment>, IpamdError> {
+        let (claimed, generation) = {
+            let mut s = self.inner.lock();
+            let Some(claimed) = s.ds.claim_adopted(key, pod) else {
+                return Ok(None);
+            };
+            s.generation += 1;
+            (claimed, s.generation)
+        };
+        self.commit(generation, |_| {}).await?;
+        Ok(Some(claimed))
+    }
+
     /// Makes the current state durable (at start, after restore; or to retry a failed write).
     pub async fn persist(&self) -> Result<(), IpamdError> {
         let generation = self.inner.lock().generation;

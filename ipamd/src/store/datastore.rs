@@ -419,6 +419,28 @@ impl Datastore {
         Some(assignment)
     }
 
+    /// Gives an assignment rebuilt from the kernel (see [`Datastore::adopt`]) the runtime's
+    /// key, when a request names the pod whose host veth it was found on and `key` holds
+    /// nothing yet; returns it. From then on DEL, CHECK and a repeated ADD find it as if the
+    /// checkpoint had never been lost.
+    pub fn claim_adopted(&mut self, key: &AttachmentKey, pod: &PodIdentity) -> Option<Assignment> {
+        if self.assigned.contains_key(key) {
+            return None;
+        }
+        let adopted_key = AttachmentKey {
+            container_id: format!("{ADOPTED_PREFIX}{}", pod.host_veth),
+            ifname: "eth0".to_owned(),
+        };
+        let adopted = self.unhold(&adopted_key)?;
+        let claimed = Assignment {
+            key: key.clone(),
+            pod: pod.clone(),
+            ..adopted
+        };
+        self.hold(claimed.clone());
+        Some(claimed)
+    }
+
     /// Moves `ip` out of the free set or an expired cooldown; false if it is taken.
     fn take_for_restore(&mut self, ip: Ipv4Addr) -> bool {
         if self.free.remove(&ip) {
