@@ -5,7 +5,7 @@ CARGO ?= cargo
 # One profile for tests, binaries and the demo, so nothing is compiled twice.
 PROFILE_DIR := target/debug
 
-.PHONY: deps build test lint demo bench clean
+.PHONY: deps build test lint demo bench clean props
 
 deps:
 	@bash scripts/install-deps.sh
@@ -21,6 +21,13 @@ lint: deps
 test: lint build
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make test needs root: the netlink and end-to-end tests create network namespaces" >&2; exit 1; fi
 	$(CARGO) test --workspace -- --test-threads=2
+
+# The property tests alone (every test named prop_...), at a campaign's count: `make test`
+# runs them at 1,000 cases each with the unit tests; `make props` (and `make chaos`) at
+# PROPTEST_CASES each.
+PROPTEST_CASES ?= 100000
+props: deps
+	VPC_CNI_PROPTEST_CASES=$(PROPTEST_CASES) $(CARGO) test --workspace --lib -- prop_
 
 demo: build
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make demo needs root: it creates network namespaces" >&2; exit 1; fi
