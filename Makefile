@@ -5,7 +5,7 @@ CARGO ?= cargo
 # One profile for tests, binaries and the demo, so nothing is compiled twice.
 PROFILE_DIR := target/debug
 
-.PHONY: deps build test lint demo bench chaos clean
+.PHONY: deps build test lint demo bench chaos props clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -22,6 +22,13 @@ test: lint build
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make test needs root: the netlink and end-to-end tests create network namespaces" >&2; exit 1; fi
 	$(CARGO) test --workspace -- --test-threads=2
 
+# The property tests alone (every test named prop_...), at a campaign's count: `make test`
+# runs them at 1,000 cases each with the unit tests; `make props` (and `make chaos`) at
+# PROPTEST_CASES each.
+PROPTEST_CASES ?= 100000
+props: deps
+	VPC_CNI_PROPTEST_CASES=$(PROPTEST_CASES) $(CARGO) test --workspace --lib -- prop_
+
 demo: build
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make demo needs root: it creates network namespaces" >&2; exit 1; fi
 	$(PROFILE_DIR)/vpc-cni-demo
@@ -35,11 +42,10 @@ bench: deps
 # The reliability campaign (not in CI's time budget; `make test` runs a short version of
 # each scenario): property tests at 100,000 cases each, then every scenario at full size
 # and a 30-minute soak; rewrites docs/reliability.md.
-CHAOS_PROPTEST_CASES ?= 100000
 chaos: build
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make chaos needs root: it creates network namespaces" >&2; exit 1; fi
-	VPC_CNI_PROPTEST_CASES=$(CHAOS_PROPTEST_CASES) $(CARGO) test --workspace --lib --bins prop -- --test-threads=2 2>&1 | tee target/chaos-proptest.log
-	$(PROFILE_DIR)/vpc-cni-chaos --proptest-log target/chaos-proptest.log --proptest-cases $(CHAOS_PROPTEST_CASES) --out docs/reliability.md
+	VPC_CNI_PROPTEST_CASES=$(PROPTEST_CASES) $(CARGO) test --workspace --lib -- prop_ --test-threads=2 2>&1 | tee target/chaos-proptest.log
+	$(PROFILE_DIR)/vpc-cni-chaos --proptest-log target/chaos-proptest.log --proptest-cases $(PROPTEST_CASES) --out docs/reliability.md
 
 clean:
 	$(CARGO) clean

@@ -80,7 +80,10 @@ impl TokenBucket {
         let mut state = self.state.lock().await;
         self.refill(&mut state, rate);
         if state.tokens < 1.0 {
-            let wait = Duration::from_secs_f64((1.0 - state.tokens) / rate);
+            // A rate so low (EC2_API_QPS=1e-300) that the wait outlasts a Duration waits
+            // "forever" rather than panicking: it is a valid, if useless, setting.
+            let wait =
+                Duration::try_from_secs_f64((1.0 - state.tokens) / rate).unwrap_or(Duration::MAX);
             tokio::time::sleep(wait).await;
             self.refill(&mut state, rate);
             // Float rounding can leave a hair under one token after sleeping
@@ -101,3 +104,7 @@ impl TokenBucket {
 #[cfg(test)]
 #[path = "limiter_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "limiter_prop_tests.rs"]
+mod prop_tests;

@@ -9,7 +9,7 @@
 //! for each, classifies with `CloudError`, and is one policy for all
 //! actions.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::error::Error;
 use std::future::Future;
 use std::net::Ipv4Addr;
@@ -208,6 +208,9 @@ impl AwsEc2 {
         };
         let mut enis = Vec::new();
         let mut token: Option<String> = None;
+        // A token EC2 already gave would list the same pages again, forever: every answer is
+        // input, and a cursor that does not move must end the listing, not the node.
+        let mut tokens_seen = HashSet::new();
         loop {
             let page = self
                 .call(ACTION, |c| {
@@ -223,7 +226,17 @@ impl AwsEc2 {
                 enis.push(eni_info(ACTION, ni)?);
             }
             match page.next_token() {
-                Some(next) if !next.is_empty() => token = Some(next.to_string()),
+                Some(next) if !next.is_empty() => {
+                    if !tokens_seen.insert(next.to_string()) {
+                        return Err(CloudError::malformed(
+                            ACTION,
+                            format!(
+                                "nextToken {next:?} came back again: the listing would never end"
+                            ),
+                        ));
+                    }
+                    token = Some(next.to_string());
+                }
                 _ => return Ok(enis),
             }
         }

@@ -57,6 +57,15 @@ impl AwsImds {
         })
     }
 
+    /// A client built elsewhere (the property tests' fake IMDS).
+    #[cfg(test)]
+    pub(super) fn from_client(client: Client) -> Self {
+        Self {
+            client,
+            endpoint: None,
+        }
+    }
+
     /// Whether IMDS hands out a token and answers a read within `timeout`,
     /// one attempt, no retries: how `VPC_CNI_MODE=auto` tells an EC2
     /// instance from anything else.
@@ -112,12 +121,15 @@ impl AwsImds {
 
     async fn eni(&self, mac: &str) -> CloudResult<ImdsEni> {
         let base = format!("network/interfaces/macs/{mac}");
+        // The listing is IMDS's answer too: parse the MAC before it goes into a path, as
+        // aws-config's client panics on a path that is not a valid URI ("a b", "é").
+        let parsed_mac = CloudError::parse_metadata(&base, mac)?;
         let prefixes_path = format!("{base}/ipv4-prefix");
         let prefixes = self.get_optional(&prefixes_path).await?.unwrap_or_default();
         let cidrs_path = format!("{base}/vpc-ipv4-cidr-blocks");
         let addresses_path = format!("{base}/local-ipv4s");
         Ok(ImdsEni {
-            mac: CloudError::parse_metadata(&base, mac)?,
+            mac: parsed_mac,
             eni_id: EniId::new(self.get(&format!("{base}/interface-id")).await?),
             device_number: self.get_parsed(&format!("{base}/device-number")).await?,
             subnet_id: SubnetId::new(self.get(&format!("{base}/subnet-id")).await?),
@@ -136,7 +148,7 @@ impl AwsImds {
 }
 
 /// Every line of a value read from `path`, parsed as `T`.
-fn parse_lines<T: std::str::FromStr>(path: &str, value: &str) -> CloudResult<Vec<T>>
+pub(super) fn parse_lines<T: std::str::FromStr>(path: &str, value: &str) -> CloudResult<Vec<T>>
 where
     T::Err: std::fmt::Display,
 {
@@ -146,7 +158,7 @@ where
         .collect()
 }
 
-fn lines(value: &str) -> Vec<String> {
+pub(super) fn lines(value: &str) -> Vec<String> {
     value
         .lines()
         .map(str::trim)

@@ -6,6 +6,8 @@
 mod convert;
 mod ec2;
 mod imds;
+#[cfg(test)]
+mod prop_tests;
 
 pub use ec2::AwsEc2;
 pub use imds::AwsImds;

@@ -92,12 +92,72 @@ impl Edit {
     }
 }
 
+/// Values just off what each key takes: bounds, types one step away, empty forms.
+fn near_misses() -> Vec<(&'static str, Value)> {
+    let mut out = Vec::new();
+    for mtu in [
+        json!(0),
+        json!(MTU_MIN - 1),
+        json!(MTU_MAX + 1),
+        json!(-1),
+        json!(1500.5),
+        json!(u64::from(u32::MAX) + u64::from(MTU_MIN)),
+        json!("1500"),
+    ] {
+        out.push(("mtu", mtu));
+    }
+    for v in [
+        json!(""),
+        json!("1.0"),
+        json!("2.0.0"),
+        json!(" 1.0.0"),
+        json!(1),
+    ] {
+        out.push(("cniVersion", v));
+    }
+    for v in [
+        json!([]),
+        json!(["9.9.9"]),
+        json!([1]),
+        json!("1.0.0"),
+        json!(["1.0.0", null]),
+    ] {
+        out.push(("cniVersions", v));
+    }
+    for key in ["name", "type"] {
+        for v in [json!(""), json!(0), json!([]), json!({})] {
+            out.push((key, v));
+        }
+    }
+    for v in [json!("relative.sock"), json!(""), json!(7)] {
+        out.push(("ipamdSocket", v));
+    }
+    for key in ["prevResult", "runtimeConfig"] {
+        for v in [json!([]), json!("x"), json!(1)] {
+            out.push((key, v));
+        }
+    }
+    for key in [VALID_ATTACHMENTS, ATTACHMENTS_ALIAS] {
+        for v in [
+            json!({}),
+            json!([1]),
+            json!([{}]),
+            json!([{"containerID": 1, "ifname": "e"}]),
+            json!([{"containerID": "c"}]),
+        ] {
+            out.push((key, v));
+        }
+    }
+    out
+}
+
 fn edit() -> impl Strategy<Value = Edit> {
     let key = prop::sample::select(&KEYS[..]);
     prop_oneof![
-        key.clone().prop_map(Edit::Drop),
-        (key.clone(), gen::value()).prop_map(|(k, v)| Edit::Set(k, v)),
-        (key, gen::raw_json()).prop_map(|(k, raw)| Edit::SetRaw(k, raw)),
+        1 => key.clone().prop_map(Edit::Drop),
+        2 => (key.clone(), gen::value()).prop_map(|(k, v)| Edit::Set(k, v)),
+        1 => (key, gen::raw_json()).prop_map(|(k, raw)| Edit::SetRaw(k, raw)),
+        2 => prop::sample::select(near_misses()).prop_map(|(k, v)| Edit::Set(k, v)),
     ]
 }
 

@@ -391,3 +391,7 @@ fn describe_instances(sim: &SimVpc, q: &Query, body: &mut Xml) -> Result<(), Api
     next_token(body, next);
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "ec2_prop_tests.rs"]
+mod prop_tests;
