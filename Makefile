@@ -40,12 +40,14 @@ bench: deps
 	target/release/vpc-cni-bench
 
 # The reliability campaign (not in CI's time budget; `make test` runs a short version of
-# each scenario): property tests at 100,000 cases each, then every scenario at full size
-# and a 30-minute soak; rewrites docs/reliability.md.
+# each scenario): the property tests at PROPTEST_CASES each, run beside every scenario at
+# full size and a 30-minute soak; rewrites docs/reliability.md.
 chaos: build
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make chaos needs root: it creates network namespaces" >&2; exit 1; fi
-	VPC_CNI_PROPTEST_CASES=$(PROPTEST_CASES) $(CARGO) test --workspace --lib -- prop_ --test-threads=2 2>&1 | tee target/chaos-proptest.log
-	$(PROFILE_DIR)/vpc-cni-chaos --proptest-log target/chaos-proptest.log --proptest-cases $(PROPTEST_CASES) --out docs/reliability.md
+	$(CARGO) test --workspace --lib --no-run
+	rm -f target/chaos-proptest.rc
+	{ VPC_CNI_PROPTEST_CASES=$(PROPTEST_CASES) $(CARGO) test --workspace --lib -- prop_ --test-threads=1 > target/chaos-proptest.log 2>&1; echo $$? > target/chaos-proptest.rc; } & \
+	$(PROFILE_DIR)/vpc-cni-chaos --proptest-log target/chaos-proptest.log --proptest-rc target/chaos-proptest.rc --proptest-cases $(PROPTEST_CASES) --out docs/reliability.md
 
 clean:
 	$(CARGO) clean

@@ -18,6 +18,10 @@ struct Args {
     /// Output of the property-test run (`cargo test` with VPC_CNI_PROPTEST_CASES set).
     #[arg(long)]
     proptest_log: Option<PathBuf>,
+    /// A file the property run writes its exit code to when it ends (it runs beside the
+    /// scenarios); the page waits for it.
+    #[arg(long)]
+    proptest_rc: Option<PathBuf>,
     /// The proptest case count that run used.
     #[arg(long, default_value_t = 100_000)]
     proptest_cases: u64,
@@ -54,6 +58,20 @@ fn proptest_row(log: &str, cases: u64) -> Row {
     )
 }
 
+/// Waits for the property run beside the campaign to write its exit code; `None` without one.
+fn wait_for_proptests(rc: Option<&std::path::Path>) -> Option<String> {
+    let rc = rc?;
+    eprintln!("chaos: waiting for the property tests ({})", rc.display());
+    loop {
+        if let Ok(code) = std::fs::read_to_string(rc) {
+            if !code.trim().is_empty() {
+                return Some(code);
+            }
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
 fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get);
     let mem_kib = std::fs::read_to_string("/proc/meminfo")
@@ -77,11 +95,6 @@ fn main() -> anyhow::Result<()> {
     vpc_cni_testkit::require_root();
     let started = Instant::now();
     let mut rows = Vec::new();
-    if let Some(path) = &args.proptest_log {
-        let log =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        rows.push(proptest_row(&log, args.proptest_cases));
-    }
     let scenarios: [Scenario; 5] = [
         ("kill -9 during churn", || chaos::kill::run(Size::Full)),
         ("checkpoint damage", || chaos::checkpoint::run(Size::Full)),
@@ -99,6 +112,16 @@ fn main() -> anyhow::Result<()> {
     rows.push(chaos::soak::run(Duration::from_secs(
         args.soak_minutes * 60,
     )));
+    if let Some(path) = &args.proptest_log {
+        let exit = wait_for_proptests(args.proptest_rc.as_deref());
+        let log =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut row = proptest_row(&log, args.proptest_cases);
+        if exit.as_deref().is_some_and(|rc| rc.trim() != "0") {
+            row.extra_ok = false;
+        }
+        rows.insert(0, row);
+    }
 
     let all_ok = rows.iter().all(Row::ok);
     let page = format!(
