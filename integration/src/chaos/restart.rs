@@ -10,7 +10,10 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use vpc_cni_testkit::netns::Netns;
 
+use std::sync::atomic::AtomicBool;
+
 use super::audit::pod_address;
+use super::churn::Ledger;
 use super::{Row, Size, Tally};
 use crate::ipamd_proc::IpamdProcess;
 use crate::node::ClusterPod;
@@ -137,9 +140,17 @@ pub fn vpc(size: Size) -> Row {
     let count = size.pick(2, 10);
     let cluster = VpcCluster::new("crst", &[("a", "t3.medium"), ("b", "t3.medium")], &[])
         .unwrap_or_else(|e| panic!("starting the VPC cluster: {e}"));
-    // t3.medium: 5 pod addresses per ENI; the sixth pod lands on a secondary ENI.
-    let pods: Vec<ClusterPod> = (0..6).map(|i| cluster.pod("a", &format!("a{i}"))).collect();
-    let from = cluster.pod("b", "b0");
+    // t3.medium: 5 pod addresses per ENI; the sixth pod lands on a secondary ENI. Added as
+    // a runtime adds them: an ADD that finds the pool empty ("try again later") is retried.
+    let ledger = Ledger::default();
+    let keep_trying = AtomicBool::new(false);
+    let add = |node: &str| {
+        ledger
+            .add(&cluster, node, &keep_trying)
+            .unwrap_or_else(|| panic!("no pod on {node}"))
+    };
+    let pods: Vec<ClusterPod> = (0..6).map(|_| add("a")).collect();
+    let from = add("b");
     let a = cluster.node("a").unwrap_or_else(|e| panic!("{e}"));
     let targets = vec![&pods[0], &pods[5]];
     let seen = restarts(

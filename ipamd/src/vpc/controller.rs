@@ -106,7 +106,13 @@ pub struct ReconcileReport {
     pub actions: Vec<PoolDecision>,
     /// A step the pacing rules held back, and when it may run (unix ms).
     pub held: Option<(PoolDecision, u64)>,
+    /// When to look again because an attached ENI's link was not there to wire yet (unix
+    /// ms): its addresses join the pool only once it is, and a waiting ADD needs them.
+    pub look_again: Option<u64>,
 }
+
+/// How soon a pass looks again for the link of an attached ENI it could not wire.
+pub(crate) const UNWIRED_RETRY_MS: u64 = 1_000;
 
 #[derive(Default)]
 pub(crate) struct Caches {
@@ -253,6 +259,12 @@ impl PoolController {
         if let Some(datapath) = &self.datapath {
             let wired = datapath.enis_changed(&snap.imds).await?;
             snap.pool.retain(|a| wired.contains(&a.device_number));
+            snap.unwired = snap
+                .imds
+                .iter()
+                .map(|e| e.device_number)
+                .filter(|d| !wired.contains(d))
+                .collect();
         }
         let (left, written) = self.store.set_pool(snap.pool.clone()).await;
         for a in &left {
@@ -319,6 +331,8 @@ impl PoolController {
         let mut shrunk = false;
         loop {
             let snap = self.snapshot().await?;
+            report.look_again =
+                (!snap.unwired.is_empty()).then(|| self.now().saturating_add(UNWIRED_RETRY_MS));
             let decision = math::decide(&snap.views, &self.config.pool, &self.limits);
             if decision == PoolDecision::Idle {
                 return Ok(report);
@@ -407,6 +421,7 @@ impl PoolController {
                     let next = [
                         self.store.next_cooldown_expiry(now),
                         report.held.as_ref().map(|(_, until)| *until),
+                        report.look_again,
                     ]
                     .into_iter()
                     .flatten()

@@ -33,6 +33,9 @@ pub struct NodeSnapshot {
     /// Delegated prefixes that are not /28s: never handed to pods, left out of the pool and
     /// the pool math, and reported by the controller.
     pub unusable_prefixes: BTreeSet<Ipv4Cidr>,
+    /// Device numbers of attached ENIs the node datapath could not wire yet (no link with
+    /// their MAC): their addresses are left out of the pool until it can.
+    pub unwired: Vec<u32>,
 }
 
 impl NodeSnapshot {
@@ -152,6 +155,7 @@ pub(crate) fn build(
         views,
         pool,
         unusable_prefixes,
+        unwired: Vec::new(),
     }
 }
 
