@@ -79,6 +79,18 @@ impl Node {
         subnet_id: String,
         cfg: ControllerConfig,
     ) -> Node {
+        Node::wired_by(sim, instance_id, subnet_id, cfg, None).await
+    }
+
+    /// A node whose controller wires ENIs through `datapath` (in the calling thread's
+    /// namespace) before their addresses join the pool.
+    pub async fn wired_by(
+        sim: SimVpc,
+        instance_id: String,
+        subnet_id: String,
+        cfg: ControllerConfig,
+        datapath: Option<Arc<crate::vpc_datapath::VpcDatapath>>,
+    ) -> Node {
         let clock = Arc::new(AtomicU64::new(START_MS));
         let c = Arc::clone(&clock);
         let cloud = Arc::new(SimCloud::new(sim.clone(), instance_id.clone()));
@@ -102,6 +114,10 @@ impl Node {
             cfg,
             Arc::new(move || c.load(Ordering::SeqCst)),
         );
+        let ctl = match datapath {
+            Some(datapath) => ctl.with_datapath(datapath),
+            None => ctl,
+        };
         Node {
             sim,
             imds,

@@ -11,3 +11,4 @@ mod leaked;
 mod math;
 mod pacing;
 mod reclaim;
+mod unwired;
