@@ -1,7 +1,7 @@
 //! ipamd restarted again and again (kill -9 and SIGTERM in turn) under steady pod-to-pod
 //! pings, in both modes: at most one packet lost per ping per restart, no pod's address
-//! changes, and no route, rule or neighbour (VXLAN entry) of the node is deleted meanwhile,
-//! not even for a moment.
+//! changes, and no route, rule, neighbour or FDB entry (the VXLAN entries) of the node is
+//! deleted meanwhile, not even for a moment.
 
 use std::net::Ipv4Addr;
 use std::process::Stdio;
@@ -41,15 +41,28 @@ struct Seen {
     moved: usize,
 }
 
-fn monitor(node: &Netns) -> KillOnDrop {
-    let child = std::process::Command::new("ip")
-        .args(["-n", node.name(), "-4", "monitor", "route", "rule", "neigh"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting ip monitor: {e}"));
-    KillOnDrop(Some(child))
+/// Watches the node's IPv4 routes, rules and neighbours, and its bridge FDB (the VXLAN
+/// device's forwarding entries), for deletions.
+fn monitors(node: &Netns) -> Vec<KillOnDrop> {
+    [
+        (
+            "ip",
+            vec!["-n", node.name(), "-4", "monitor", "route", "rule", "neigh"],
+        ),
+        ("bridge", vec!["-n", node.name(), "monitor", "fdb"]),
+    ]
+    .into_iter()
+    .map(|(program, args)| {
+        let child = std::process::Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {program} monitor: {e}"));
+        KillOnDrop(Some(child))
+    })
+    .collect()
 }
 
 fn restarts(bed: &Bed<'_>, count: usize) -> Seen {
@@ -59,7 +72,7 @@ fn restarts(bed: &Bed<'_>, count: usize) -> Seen {
         .filter_map(|p| Some((pod_address(&p.netns)?, *p)))
         .collect();
     let mut seen = Seen::default();
-    let mut watch = monitor(bed.node);
+    let mut watches = monitors(bed.node);
     for i in 0..count {
         let pings: Vec<Ping> = addresses
             .iter()
@@ -103,12 +116,15 @@ fn restarts(bed: &Bed<'_>, count: usize) -> Seen {
             }
         }
     }
-    let out = watch.stop(Signal::SIGTERM);
-    seen.deletions = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with("Deleted"))
-        .map(str::to_string)
-        .collect();
+    for watch in &mut watches {
+        let out = watch.stop(Signal::SIGTERM);
+        seen.deletions.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.starts_with("Deleted"))
+                .map(str::to_string),
+        );
+    }
     seen
 }
 
@@ -125,7 +141,7 @@ fn row(mode: &str, setup: String, count: usize, pods: usize, seen: &Seen) -> Row
     }
     Row::new(&format!("ipamd restarted under pod-to-pod traffic ({mode})"), setup, tally).with_figures(
         format!(
-            "worst {} packet(s) lost per ping per restart, {} lost in all; {} route/rule/neighbour deletions",
+            "worst {} packet(s) lost per ping per restart, {} lost in all; {} route/rule/neighbour/FDB deletions",
             seen.worst_loss,
             seen.total_loss,
             seen.deletions.len()
