@@ -8,7 +8,9 @@ use futures::{StreamExt, TryStreamExt};
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
-use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
+use rtnetlink::packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
@@ -387,6 +389,23 @@ pub fn rule_is_plain_lookup(rule: &RuleMessage) -> bool {
 // runs at the same moment can miss entries of any namespace: a reader of this table must
 // treat "missing" as "maybe missing". Duplicates never exist in the kernel (one entry per
 // address and device), so readers also drop repeated entries of a dump.
+
+/// `ip neigh replace <ip> lladdr <mac> dev <index> nud permanent`: an entry no ARP can change.
+pub async fn replace_permanent_neighbour(
+    handle: &Handle,
+    index: u32,
+    ip: Ipv4Addr,
+    mac: MacAddr,
+) -> Result<(), Error> {
+    handle
+        .neighbours()
+        .add(index, IpAddr::V4(ip))
+        .link_layer_address(&mac.0)
+        .state(NeighbourState::Permanent)
+        .replace()
+        .execute()
+        .await
+}
 
 /// Every neighbour (or, with [`AddressFamily::Bridge`], FDB entry) of the namespace.
 pub async fn neighbours(

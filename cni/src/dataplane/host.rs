@@ -1,9 +1,8 @@
 //! Host (node) side of a pod: the `/32` route, the static neighbour, the policy rules, and
 //! teardown.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 
-use rtnetlink::packet_route::neighbour::NeighbourState;
 use rtnetlink::packet_route::route::{RouteProtocol, RouteScope};
 use rtnetlink::packet_route::rule::RuleAction;
 use rtnetlink::{Handle, RouteMessageBuilder};
@@ -137,13 +136,7 @@ pub(super) async fn add_host_neighbour(
     host_index: u32,
     pod_mac: MacAddr,
 ) -> Result<(), CniError> {
-    handle
-        .neighbours()
-        .add(host_index, IpAddr::V4(ip))
-        .link_layer_address(&pod_mac.0)
-        .state(NeighbourState::Permanent)
-        .replace()
-        .execute()
+    nl::replace_permanent_neighbour(handle, host_index, ip, pod_mac)
         .await
         .map_err(|e| {
             CniError::netlink(

@@ -3,7 +3,6 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
-use rtnetlink::packet_route::neighbour::NeighbourState;
 use rtnetlink::packet_route::route::RouteScope;
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use vpc_cni_proto::net::MacAddr;
@@ -194,12 +193,7 @@ async fn wire_pod_side(
             })
     };
     let neighbour = async {
-        pod.neighbours()
-            .add(index, IpAddr::V4(POD_GATEWAY))
-            .link_layer_address(&host_mac.0)
-            .state(NeighbourState::Permanent)
-            .replace()
-            .execute()
+        nl::replace_permanent_neighbour(pod, index, POD_GATEWAY, host_mac)
             .await
             .map_err(|e| {
                 CniError::netlink(

@@ -168,6 +168,14 @@ impl Datastore {
             .filter(|a| !self.pool.contains_key(&a.ip))
     }
 
+    /// The table and device a pod on `ip` is wired with; main and the primary device for an
+    /// address outside the pool.
+    fn placement(&self, ip: Ipv4Addr) -> (u32, u32) {
+        self.pool
+            .get(&ip)
+            .map_or((0, 0), |p| (p.route_table, p.device_number))
+    }
+
     fn hold(&mut self, assignment: Assignment) {
         self.holders.insert(assignment.ip, assignment.key.clone());
         self.assigned.insert(assignment.key.clone(), assignment);
@@ -231,10 +239,7 @@ impl Datastore {
                 cooling: counts.cooling,
             });
         };
-        let (route_table, device_number) = self
-            .pool
-            .get(&ip)
-            .map_or((0, 0), |p| (p.route_table, p.device_number));
+        let (route_table, device_number) = self.placement(ip);
         let assignment = Assignment {
             key: key.clone(),
             pod,
@@ -400,10 +405,7 @@ impl Datastore {
                 self.cooling_queue.remove(&(until_ms, ip));
             }
         }
-        let (route_table, device_number) = self
-            .pool
-            .get(&ip)
-            .map_or((0, 0), |p| (p.route_table, p.device_number));
+        let (route_table, device_number) = self.placement(ip);
         let assignment = Assignment {
             key: key.clone(),
             pod: PodIdentity {
