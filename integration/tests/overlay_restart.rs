@@ -7,14 +7,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::Ipv4Addr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use vpc_cni_integration::overlay_cluster::{
     OverlayCluster, OverlayPod, OverlaySnapshot, Stop, DEVICE,
 };
+use vpc_cni_integration::ping::{KillOnDrop, Ping};
 use vpc_cni_integration::vpc_cluster::reachable;
 use vpc_cni_testkit::netns::Netns;
 use vpc_cni_testkit::process::wait_for;
@@ -26,101 +26,28 @@ const EVENTUAL: Duration = Duration::from_secs(30);
 /// restart sits well inside the run (counts packets, not time).
 const PING_BEFORE: Duration = Duration::from_secs(1);
 const PING_AFTER: Duration = Duration::from_secs(2);
-/// A cap on the ping run should the test die before stopping it.
-const PING_CAP: &str = "3000";
 
 fn ip(pod: &OverlayPod) -> Ipv4Addr {
     pod.ip().unwrap()
-}
-
-/// A child process a failing test must not leave running.
-struct KillOnDrop(Option<Child>);
-
-impl KillOnDrop {
-    fn spawn(cmd: &mut Command, what: &str) -> Self {
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {what}: {e}"));
-        Self(Some(child))
-    }
-
-    /// Sends `signal` and collects stdout and stderr.
-    fn stop(mut self, signal: Signal) -> (String, String) {
-        let child = self.0.take().unwrap();
-        kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), signal).unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-struct PingOutcome {
-    transmitted: u64,
-    received: u64,
-    lost: u64,
-    output: String,
-}
-
-/// SIGINT to a running ping (it prints its summary) and the packets lost. The
-/// last packet, sent just before the SIGINT, is in flight rather than lost
-/// when its reply is missing: ping numbers packets from 1, so that is the one
-/// numbered `transmitted`.
-fn stop_ping(ping: KillOnDrop) -> PingOutcome {
-    let (stdout, stderr) = ping.stop(Signal::SIGINT);
-    let line = stdout
-        .lines()
-        .find(|l| l.contains("packets transmitted"))
-        .unwrap_or_else(|| panic!("no summary in ping's output:\n{stdout}\n{stderr}"));
-    let mut parts = line.split(',');
-    let mut number = || -> u64 {
-        parts
-            .next()
-            .and_then(|p| p.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("unreadable ping summary {line:?}"))
-    };
-    let (transmitted, received) = (number(), number());
-    let replied = |seq: u64| {
-        stdout
-            .lines()
-            .any(|l| l.contains(&format!("icmp_seq={seq} ")) && !l.contains("DUP"))
-    };
-    let in_flight = u64::from(transmitted > 0 && !replied(transmitted));
-    PingOutcome {
-        transmitted,
-        received,
-        lost: transmitted.saturating_sub(received + in_flight),
-        output: stdout,
-    }
 }
 
 /// `ip monitor` of a node's routes, neighbours and links: a restart that takes
 /// an overlay entry away and puts it back is invisible to before/after
 /// snapshots but not to this.
 fn monitor(node: &Netns) -> KillOnDrop {
-    KillOnDrop::spawn(
-        Command::new("ip").args(["-n", node.name(), "monitor", "route", "neigh", "link"]),
-        "ip monitor",
-    )
+    let child = Command::new("ip")
+        .args(["-n", node.name(), "monitor", "route", "neigh", "link"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting ip monitor: {e}"));
+    KillOnDrop(Some(child))
 }
 
-fn overlay_deletions(monitor: KillOnDrop) -> Vec<String> {
-    let (stdout, _) = monitor.stop(Signal::SIGTERM);
-    stdout
+fn overlay_deletions(mut monitor: KillOnDrop) -> Vec<String> {
+    let out = monitor.stop(Signal::SIGTERM);
+    String::from_utf8_lossy(&out.stdout)
         .lines()
         // IPv6 entries (link-local route, MLD multicast neighbours) on the
         // device come and go with the kernel's own timers: not ipamd's.
@@ -141,12 +68,10 @@ fn ping_through_restart(
 ) {
     let node1 = cluster.node("node-1").unwrap();
     let watch = monitor(node1.netns());
-    let ping = KillOnDrop::spawn(
-        from.netns
-            .command("ping")
-            .args(["-n", "-i", "0.1", "-W", "1", "-c", PING_CAP])
-            .arg(ip(to).to_string()),
-        "ping",
+    let ping = Ping::start(
+        &format!("ping {} -> {}", from.name, to.name),
+        &from.netns,
+        ip(to),
     );
     std::thread::sleep(PING_BEFORE);
     let node1 = cluster.node_mut("node-1").unwrap();
@@ -163,7 +88,7 @@ fn ping_through_restart(
     );
     assert_ne!(node1.ipamd.pid(), old_pid, "ipamd was not restarted");
     std::thread::sleep(PING_AFTER);
-    let outcome = stop_ping(ping);
+    let outcome = ping.stop();
     let deleted = overlay_deletions(watch);
     eprintln!(
         "{how:?} restart: ping {} -> {}: {} transmitted, {} received, {} lost",
