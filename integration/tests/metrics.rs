@@ -11,7 +11,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Output;
 use std::time::Duration;
 
-use ipamd::introspect::{PodsReport, PoolReport};
+use ipamd::introspect::{PeerRow, PeersReport, PodsReport, PoolReport};
+use vpc_cni_integration::overlay_cluster::OverlayCluster;
 use vpc_cni_integration::vpc_cluster::{VpcCluster, VpcNode, VpcPod};
 use vpc_cni_integration::vpcsim::client::{request, HttpReply};
 use vpc_cni_testkit::bins;
@@ -65,8 +66,11 @@ fn ec2_requests(samples: &BTreeMap<String, f64>) -> BTreeMap<String, u64> {
 
 /// `ipamd inspect ARGS` run as an operator would, in the node's namespace.
 fn inspect(node: &VpcNode, args: &[&str]) -> Output {
-    node.netns()
-        .command(bins::ipamd())
+    inspect_in(node.netns(), args)
+}
+
+fn inspect_in(ns: &Netns, args: &[&str]) -> Output {
+    ns.command(bins::ipamd())
         .arg("inspect")
         .args(args)
         .env_remove("INTROSPECTION_BIND_ADDRESS")
@@ -75,7 +79,11 @@ fn inspect(node: &VpcNode, args: &[&str]) -> Output {
 }
 
 fn inspect_ok(node: &VpcNode, args: &[&str]) -> String {
-    let out = inspect(node, args);
+    inspect_ok_in(node.netns(), args)
+}
+
+fn inspect_ok_in(ns: &Netns, args: &[&str]) -> String {
+    let out = inspect_in(ns, args);
     assert!(
         out.status.success(),
         "ipamd inspect {args:?} failed: {}",
@@ -313,5 +321,54 @@ fn switched_off_endpoints_stay_closed_and_introspection_serves_only_gets() {
     assert!(
         stderr.contains(INTROSPECTION) && stderr.contains("DISABLE_INTROSPECTION"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn an_overlay_node_shows_its_peers_and_no_eni_series() {
+    require_root();
+    let cluster = OverlayCluster::new("obso", 2, 1500)
+        .unwrap_or_else(|e| panic!("starting the overlay cluster: {e}"));
+    let (a, b) = (&cluster.nodes()[0], &cluster.nodes()[1]);
+    let expected = vec![PeerRow {
+        name: b.name.clone(),
+        underlay_ip: b.underlay_ip.to_string(),
+        pod_cidr: b.pod_cidr.clone(),
+        vtep_mac: b.vtep_mac(),
+    }];
+    let metrics = SocketAddr::from(([127, 0, 0, 1], METRICS_PORT));
+    let mut last = None;
+    let shown = wait_for(SETTLE, || {
+        let peers: PeersReport =
+            serde_json::from_str(&inspect_ok_in(a.netns(), &["peers", "--json"])).ok()?;
+        let scraped = samples(&http(a.netns(), metrics, "GET", "/metrics").body);
+        let ok = peers.applied
+            && peers.peers == expected
+            && scraped.get("vpc_cni_overlay_peers") == Some(&1.0);
+        last = Some((peers, scraped.clone()));
+        ok.then_some(scraped)
+    });
+    let Some(scraped) = shown else {
+        panic!(
+            "{} never showed {} as its one peer: {last:#?}\n{}",
+            a.name,
+            b.name,
+            cluster.all_diagnostics()
+        );
+    };
+    assert!(
+        scraped.keys().all(|k| !k.starts_with("awscni_eni")
+            && !k.starts_with("awscni_ec2api")
+            && !k.starts_with("awscni_ip_max")),
+        "ENI or EC2 series on an overlay node: {scraped:#?}"
+    );
+    assert_eq!(
+        scraped.get("vpc_cni_overlay_reconcile_errors_total"),
+        Some(&0.0)
+    );
+    let table = inspect_ok_in(a.netns(), &["peers"]);
+    assert!(
+        table.contains(&b.name) && table.contains(&b.pod_cidr) && table.contains(&b.vtep_mac()),
+        "{table}"
     );
 }
