@@ -284,6 +284,14 @@ fn switched_off_endpoints_stay_closed_and_introspection_serves_only_gets() {
             serde_json::from_str::<serde_json::Value>(&reply.body)
                 .unwrap_or_else(|e| panic!("GET {path}: {e}: {}", reply.body));
         }
+        let index: serde_json::Value =
+            serde_json::from_str(&http(node.netns(), introspection, "GET", "/").body).unwrap();
+        assert!(
+            index["AvailableCommands"]
+                .as_array()
+                .is_some_and(|paths| paths.iter().any(|p| p == "/v1/enis")),
+            "{index}"
+        );
         // Nothing else is served, and nothing changed.
         for method in ["POST", "PUT", "DELETE", "PATCH"] {
             for path in ["/v1/pods", "/v1/pool", "/v1/config"] {

@@ -1,8 +1,8 @@
 //! Introspection: read-only JSON over HTTP about a running ipamd, on
 //! `INTROSPECTION_BIND_ADDRESS` (loopback by default), with the AWS VPC CNI's paths where they
-//! mean the same (`/v1/enis`, `/v1/pods`, `/v1/ipamd-env-settings`,
-//! `/v1/networkutils-env-settings`) and ours for the pool, the overlay's peers and the
-//! settings in force. `ipamd inspect` is its client.
+//! mean the same (`/v1/enis`, `/v1/ipamd-env-settings`, `/v1/networkutils-env-settings`) and
+//! ours for the pods, the pool, the overlay's peers and the settings in force. `ipamd inspect`
+//! is its client.
 //!
 //! - `reports`: the JSON of each path (shared with the client).
 //! - `figures`: the reports computed from the pool controller's latest look and the datastore.

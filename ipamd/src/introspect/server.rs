@@ -56,9 +56,10 @@ fn json<T: Serialize>(value: &T) -> Response {
     }
 }
 
+/// The AWS VPC CNI's answer at `/`: `{"AvailableCommands": [paths]}`.
 async fn index() -> Response {
-    let paths: std::collections::BTreeMap<&str, &str> = PATHS.iter().copied().collect();
-    json(&paths)
+    let paths: Vec<&str> = PATHS.iter().map(|(path, _)| *path).collect();
+    json(&serde_json::json!({ "AvailableCommands": paths }))
 }
 
 async fn pool(State(view): View) -> Response {
