@@ -16,6 +16,7 @@ pub mod aws;
 pub mod api;
 pub mod error;
 pub mod limiter;
+pub mod observe;
 pub mod retry;
 
 pub use api::{
@@ -24,6 +25,7 @@ pub use api::{
 };
 pub use error::CloudError;
 pub use limiter::{TokenBucket, DEFAULT_EC2_API_BURST, DEFAULT_EC2_API_QPS};
+pub use observe::{Attempt, CallObserver, Unobserved};
 pub use retry::{with_retries, RetryPolicy};
 
 #[cfg(feature = "aws")]

@@ -11,6 +11,8 @@
 //! - `overlay`: VXLAN peers and device: overlay mode.
 //! - `sweep`: reclaiming addresses of pods that vanished without a DEL.
 //! - `rebuild`: the pods the kernel shows, held at start whatever the checkpoint says.
+//! - `metrics` (Prometheus, `/metrics`) and `introspect` (read-only JSON for `ipamd inspect`):
+//!   what a running ipamd shows about itself.
 //! - `daemon`: start-up, mode choice and shutdown.
 
 #![forbid(unsafe_code)]
@@ -20,7 +22,9 @@ pub mod daemon;
 pub mod datapath;
 pub mod error;
 pub mod guard;
+pub mod introspect;
 pub mod kernel;
+pub mod metrics;
 pub mod overlay;
 pub mod rebuild;
 pub mod rpc;

@@ -20,6 +20,7 @@ use vpc_cni_proto::{
 
 use crate::datapath::Upkeep;
 use crate::error::IpamdError;
+use crate::metrics::{Command, RequestMetrics, DEL_REASON_GC};
 use crate::store::{Assignment, AttachmentKey, PodIdentity, Store};
 
 /// Asks the pool controller for a pass (VPC mode).
@@ -48,6 +49,7 @@ pub struct Backend {
     /// GC leaves younger assignments alone: the runtime took its list of valid attachments
     /// before it sent GC, and an ADD may have completed in between.
     assignment_grace: Duration,
+    metrics: RequestMetrics,
 }
 
 impl Backend {
@@ -59,7 +61,15 @@ impl Backend {
             upkeep,
             clock,
             assignment_grace: DEFAULT_ASSIGNMENT_GRACE,
+            metrics: RequestMetrics::default(),
         }
+    }
+
+    /// Counts requests into `metrics` (the daemon's `/metrics`).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: RequestMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// `ASSIGNMENT_GRACE_PERIOD`: how old an assignment must be before GC may release it.
@@ -95,10 +105,12 @@ impl Backend {
         key: &AttachmentKey,
         pod: &PodIdentity,
     ) -> Result<Assignment, Status> {
-        let deadline = tokio::time::Instant::now() + self.facts.pool_wait_timeout;
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.facts.pool_wait_timeout;
         let mut freed = self.store.subscribe_freed();
         let mut asked_for_a_pass = false;
-        loop {
+        let mut found_empty = false;
+        let outcome = loop {
             // Marked seen before looking, so a release right after this look still wakes us.
             freed.borrow_and_update();
             let exhausted = match self
@@ -106,10 +118,11 @@ impl Backend {
                 .assign(key.clone(), pod.clone(), self.now())
                 .await
             {
-                Ok(assignment) => return Ok(assignment),
+                Ok(assignment) => break Ok(assignment),
                 Err(e @ IpamdError::PoolExhausted { .. }) => e,
                 Err(e) => return Err(internal(&e)),
             };
+            found_empty = true;
             // Once per ADD: the controller keeps a wake until its next pass, and a pass that
             // adds addresses wakes us through `freed`.
             if let (Some(waker), false) = (&self.facts.waker, asked_for_a_pass) {
@@ -122,21 +135,29 @@ impl Backend {
             });
             if cooldown_end.is_none() && self.facts.waker.is_none() {
                 // Nothing will come back by itself and nobody grows the pool.
-                return Err(Status::resource_exhausted(exhausted.to_string()));
+                break Err(Status::resource_exhausted(exhausted.to_string()));
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(Status::resource_exhausted(exhausted.to_string()));
+                break Err(Status::resource_exhausted(exhausted.to_string()));
             }
             let wake_at = cooldown_end.map_or(deadline, |end| end.min(deadline));
             tokio::select! {
                 changed = freed.changed() => {
                     if changed.is_err() {
-                        return Err(Status::resource_exhausted(exhausted.to_string()));
+                        break Err(Status::resource_exhausted(exhausted.to_string()));
                     }
                 }
                 () = tokio::time::sleep_until(wake_at) => {}
             }
+        };
+        if found_empty {
+            // How long this ADD waited, for an address or in vain.
+            self.metrics.waited(started.elapsed());
         }
+        if outcome.is_err() {
+            self.metrics.no_address();
+        }
+        outcome
     }
 }
 
@@ -209,6 +230,8 @@ impl CniBackend for Backend {
         &self,
         request: Request<AttachmentRequest>,
     ) -> Result<Response<AddNetworkReply>, Status> {
+        let _timer = self.metrics.timer(Command::Add);
+        self.metrics.add_requested();
         let req = request.into_inner();
         let key = attachment_key(&req)?;
         let pod = pod_identity(&req);
@@ -238,6 +261,8 @@ impl CniBackend for Backend {
         &self,
         request: Request<AttachmentRequest>,
     ) -> Result<Response<DelNetworkReply>, Status> {
+        let _timer = self.metrics.timer(Command::Del);
+        self.metrics.del_requested();
         let req = request.into_inner();
         let key = attachment_key(&req)?;
         self.claim_adopted(&key, &pod_identity(&req)).await?;
@@ -268,6 +293,7 @@ impl CniBackend for Backend {
         &self,
         request: Request<AttachmentRequest>,
     ) -> Result<Response<CheckNetworkReply>, Status> {
+        let _timer = self.metrics.timer(Command::Check);
         let req = request.into_inner();
         let key = attachment_key(&req)?;
         self.claim_adopted(&key, &pod_identity(&req)).await?;
@@ -289,6 +315,7 @@ impl CniBackend for Backend {
         &self,
         request: Request<GarbageCollectRequest>,
     ) -> Result<Response<GarbageCollectReply>, Status> {
+        let _timer = self.metrics.timer(Command::Gc);
         let req = request.into_inner();
         check_client_version(&req.client_version)?;
         // Assignments are kept per network, and a runtime collects one network at a time:
@@ -323,6 +350,7 @@ impl CniBackend for Backend {
             .await
             .map_err(|e| internal(&e))?;
         if !released.is_empty() {
+            self.metrics.released(DEL_REASON_GC, released.len());
             info!(count = released.len(), network = %req.network_name, "GC released stale assignments");
         }
         let released = released
@@ -347,6 +375,7 @@ impl CniBackend for Backend {
         &self,
         request: Request<StatusRequest>,
     ) -> Result<Response<StatusReply>, Status> {
+        let _timer = self.metrics.timer(Command::Status);
         if let Err(status) = check_client_version(&request.get_ref().client_version) {
             warn!(
                 "STATUS from a plugin of another version: {}",

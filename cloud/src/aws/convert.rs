@@ -11,6 +11,25 @@ use vpc_cni_proto::net::{Ipv4Cidr, MacAddr};
 
 use crate::api::{CloudResult, EniId, EniInfo, SubnetId};
 use crate::error::CloudError;
+use crate::observe::Attempt;
+
+/// What the wire showed of a failed attempt, for the call observer: EC2's status and code
+/// when it answered, nothing when it did not.
+pub(crate) fn failed_attempt<E>(err: &SdkError<E>) -> Attempt<'_>
+where
+    E: ProvideErrorMetadata + Error + 'static,
+{
+    match err {
+        SdkError::ServiceError(ctx) => Attempt::Refused {
+            status: ctx.raw().status().as_u16(),
+            code: ctx.err().code(),
+        },
+        SdkError::ResponseError(ctx) => Attempt::NoAnswer {
+            status: Some(ctx.raw().status().as_u16()),
+        },
+        _ => Attempt::NoAnswer { status: None },
+    }
+}
 
 /// Classifies a failed SDK call. EC2's error code decides when there is
 /// one; otherwise a 5xx, a timeout or a broken connection is transient and

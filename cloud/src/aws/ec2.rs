@@ -1,6 +1,6 @@
 //! `Ec2` over aws-sdk-ec2: every request takes a token from one bucket,
-//! is counted, and is retried by `with_retries` on throttling and
-//! transient failures.
+//! is counted and reported to the call observer, and is retried by
+//! `with_retries` on throttling and transient failures.
 //!
 //! The SDK's own retries are turned off (`RetryConfig::disabled`). Two
 //! layers would multiply: the SDK's 3 attempts inside each of our N turns
@@ -27,7 +27,7 @@ use aws_sdk_ec2::types::{
 use aws_sdk_ec2::Client;
 use futures::TryFutureExt;
 
-use super::convert::{eni_info, sdk_error, to_u32};
+use super::convert::{eni_info, failed_attempt, sdk_error, to_u32};
 use vpc_cni_proto::net::Ipv4Cidr;
 
 use crate::api::{
@@ -36,6 +36,7 @@ use crate::api::{
 };
 use crate::error::CloudError;
 use crate::limiter::TokenBucket;
+use crate::observe::{Attempt, CallObserver, Unobserved};
 use crate::retry::{with_retries, RetryPolicy};
 
 /// Bound on one HTTP attempt when the loaded configuration sets none: the
@@ -46,13 +47,22 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 const PAGE_SIZE: i32 = 1000;
 
 /// The AWS EC2 client ipamd uses in VPC mode.
-#[derive(Debug)]
 pub struct AwsEc2 {
     client: Client,
     limiter: TokenBucket,
     retry: RetryPolicy,
     limits: Mutex<HashMap<String, InstanceLimits>>,
     counts: Arc<Mutex<BTreeMap<String, u64>>>,
+    observer: Arc<dyn CallObserver>,
+}
+
+impl std::fmt::Debug for AwsEc2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsEc2")
+            .field("limiter", &self.limiter)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AwsEc2 {
@@ -88,7 +98,15 @@ impl AwsEc2 {
             retry: RetryPolicy::default(),
             limits: Mutex::new(HashMap::new()),
             counts: Arc::new(Mutex::new(BTreeMap::new())),
+            observer: Arc::new(Unobserved),
         }
+    }
+
+    /// Reports every attempt, and every wait for a token, to `observer`.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// Replaces the retry policy (tests use millisecond backoffs).
@@ -113,8 +131,9 @@ impl AwsEc2 {
         *counts.entry(action.to_string()).or_insert(0) += 1;
     }
 
-    /// One EC2 action: each attempt waits for a token, is counted, and its
-    /// failure is classified; `with_retries` decides whether to go again.
+    /// One EC2 action: each attempt waits for a token, is counted and
+    /// reported, and its failure is classified; `with_retries` decides
+    /// whether to go again.
     async fn call<T, E, F, Fut>(&self, action: &'static str, f: F) -> CloudResult<T>
     where
         F: Fn(&Client) -> Fut,
@@ -126,9 +145,21 @@ impl AwsEc2 {
             // before the token is taken costs no request.
             let request = f(&self.client);
             async move {
+                let asked = tokio::time::Instant::now();
                 self.limiter.acquire().await;
+                let sent = tokio::time::Instant::now();
+                let waited = sent.saturating_duration_since(asked);
+                if !waited.is_zero() {
+                    self.observer.token_wait(action, waited);
+                }
                 self.count(action);
-                request.await.map_err(|e| sdk_error(action, e))
+                let answer = request.await;
+                let took = sent.elapsed();
+                match &answer {
+                    Ok(_) => self.observer.attempt(action, Attempt::Succeeded, took),
+                    Err(e) => self.observer.attempt(action, failed_attempt(e), took),
+                }
+                answer.map_err(|e| sdk_error(action, e))
             }
         })
         .await

@@ -7,8 +7,15 @@ use super::state::State;
 use super::SimVpc;
 
 impl State {
-    pub(crate) fn admit(&mut self, action: &str) -> Result<(), SimError> {
+    pub(crate) fn admit(&mut self, caller: Option<&str>, action: &str) -> Result<(), SimError> {
         *self.counts.entry(action.to_string()).or_insert(0) += 1;
+        if let Some(instance) = caller {
+            let counts = self
+                .counts_by_instance
+                .entry(instance.to_string())
+                .or_default();
+            *counts.entry(action.to_string()).or_insert(0) += 1;
+        }
 
         if let Some(i) = self
             .faults
@@ -54,7 +61,13 @@ impl SimVpc {
     /// scripted failures first, then the throttle dice, then the action
     /// class's token bucket. The server calls it once per request.
     pub fn admit(&self, action: &str) -> Result<(), SimError> {
-        self.with(|s| s.admit(action))
+        self.with(|s| s.admit(None, action))
+    }
+
+    /// [`SimVpc::admit`] for a request whose caller is known: it is counted for that instance
+    /// too (the server knows the caller by its source address).
+    pub fn admit_from(&self, instance: Option<&str>, action: &str) -> Result<(), SimError> {
+        self.with(|s| s.admit(instance, action))
     }
 
     /// Replaces the faults in force; token buckets restart full.
@@ -74,5 +87,23 @@ impl SimVpc {
     /// Requests seen per action, refused ones included.
     pub fn request_counts(&self) -> std::collections::BTreeMap<String, u64> {
         self.with(|s| s.counts.clone())
+    }
+
+    /// Requests seen per action from one instance, refused ones included (empty when it sent
+    /// none, or when the server could not tell who sent them).
+    pub fn request_counts_of(&self, instance: &str) -> std::collections::BTreeMap<String, u64> {
+        self.with(|s| {
+            s.counts_by_instance
+                .get(instance)
+                .cloned()
+                .unwrap_or_default()
+        })
+    }
+
+    /// [`SimVpc::request_counts_of`] for every instance that sent a request.
+    pub fn request_counts_by_instance(
+        &self,
+    ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> {
+        self.with(|s| s.counts_by_instance.clone())
     }
 }

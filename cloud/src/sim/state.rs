@@ -59,6 +59,8 @@ pub(crate) struct State {
     pub faults: Faults,
     pub buckets: Buckets,
     pub counts: BTreeMap<String, u64>,
+    /// The same counts per calling instance, for requests whose caller is known.
+    pub counts_by_instance: BTreeMap<String, BTreeMap<String, u64>>,
     pub iam_role: String,
 }
 
@@ -79,6 +81,7 @@ impl State {
             faults: Faults::default(),
             buckets: Buckets::default(),
             counts: BTreeMap::new(),
+            counts_by_instance: BTreeMap::new(),
             iam_role: "vpc-sim-node".to_string(),
         }
     }

@@ -195,6 +195,13 @@ async fn route(
             Ok((200, to_json(&sim.faults())?))
         }
         (&Method::GET, "/counts") => Ok((200, to_json(&sim.request_counts())?)),
+        (&Method::GET, "/counts/instances") => {
+            Ok((200, to_json(&sim.request_counts_by_instance())?))
+        }
+        (&Method::GET, p) if p.starts_with("/counts/instances/") => {
+            let id = &p["/counts/instances/".len()..];
+            Ok((200, to_json(&sim.request_counts_of(id))?))
+        }
         (&Method::PUT, "/iam-role") => {
             let r: IamRole = body(req)?;
             sim.set_iam_role(&r.role);

@@ -50,7 +50,8 @@ pub async fn serve_ec2(
 async fn handle(sim: &SimVpc, req: &HttpRequest) -> Reply {
     let rid = request_id();
     let query = Query::parse(req.query.as_deref(), &req.body);
-    let (status, body) = match run(sim, &query, &rid).await {
+    let caller = caller_instance(sim, req);
+    let (status, body) = match run(sim, caller.as_deref(), &query, &rid).await {
         Ok(xml) => (200, xml),
         Err(e) => (e.status, error_document(&e.code, &e.message, &rid)),
     };
@@ -61,7 +62,16 @@ async fn handle(sim: &SimVpc, req: &HttpRequest) -> Reply {
     reply
 }
 
-async fn run(sim: &SimVpc, q: &Query, rid: &str) -> Result<String, ApiError> {
+/// The instance that sent `req`, known by its source address as on the fabric (a node calls
+/// from its primary address); `None` on loopback, where every caller shares 127.0.0.1.
+fn caller_instance(sim: &SimVpc, req: &HttpRequest) -> Option<String> {
+    match req.peer.ip() {
+        std::net::IpAddr::V4(ip) if !ip.is_loopback() => sim.instance_by_private_ip(ip),
+        _ => None,
+    }
+}
+
+async fn run(sim: &SimVpc, caller: Option<&str>, q: &Query, rid: &str) -> Result<String, ApiError> {
     let action = q.action().ok_or_else(|| {
         ApiError::new(
             "MissingAction",
@@ -74,7 +84,7 @@ async fn run(sim: &SimVpc, q: &Query, rid: &str) -> Result<String, ApiError> {
             format!("The action {action} is not valid for this web service."),
         ));
     }
-    sim.admit(action)?;
+    sim.admit_from(caller, action)?;
     let latency = sim.faults().latency_ms;
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;

@@ -201,7 +201,7 @@ proptest! {
         let sim = &world.sim;
         let query = Query::parse(None, &world.body(&request));
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        match runtime.block_on(run(sim, &query, "req-prop")) {
+        match runtime.block_on(run(sim, None, &query, "req-prop")) {
             Ok(xml) => prop_assert!(xml.starts_with("<?xml"), "{}", xml),
             Err(e) => {
                 prop_assert!(!e.code.is_empty() && !e.message.is_empty(), "{:?}", e);

@@ -1,6 +1,7 @@
 //! ipamd's settings: parsed once at start from flags and environment, then
 //! passed down as a typed struct. Nothing deeper reads the environment.
 
+mod observe;
 mod overlay;
 mod parse;
 mod unsupported;
@@ -12,6 +13,9 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 use vpc_cni_proto::Mode;
 
+pub use observe::{
+    parse_listen_addr, ObserveSettings, DEFAULT_INTROSPECTION_ADDR, DEFAULT_METRICS_ADDR,
+};
 pub use overlay::{OverlaySettings, PeerSourceChoice};
 pub use parse::{parse_duration, parse_mode_setting, parse_mtu, CidrList};
 pub use unsupported::refuse_unsupported_knobs;
@@ -94,6 +98,9 @@ pub struct Settings {
 
     #[command(flatten)]
     pub overlay: OverlaySettings,
+
+    #[command(flatten)]
+    pub observe: ObserveSettings,
 }
 
 /// The error for an overlay node with no way to learn its pod CIDR.

@@ -1,6 +1,7 @@
 //! Daemon start-up and shutdown: mode choice, state restore, node setup, the
 //! gRPC socket, and the background loops of the chosen mode.
 
+mod observe;
 mod os;
 mod overlay;
 pub mod supervise;
@@ -16,6 +17,8 @@ use vpc_cni_proto::Mode;
 use crate::config::{ModeSetting, Settings};
 use crate::datapath::{NodeDatapath, Upkeep};
 use crate::error::IpamdError;
+use crate::introspect::{ModeSource, NodeView, SettingRow};
+use crate::metrics::Metrics;
 use crate::rpc::{Backend, NodeFacts};
 use crate::store::{Checkpoint, CheckpointData, FileCheckpoint, RestoreReport, Store};
 use crate::sweep::{run_sweeper, sweep_once};
@@ -69,6 +72,7 @@ struct Start<'a> {
     loaded: Option<CheckpointData>,
     /// Runs the mode's background work (the pool controller, the peer loop).
     supervisor: &'a Supervisor,
+    metrics: &'a Arc<Metrics>,
 }
 
 /// What the chosen mode hands the common part of the daemon.
@@ -78,6 +82,8 @@ struct NodeSetup {
     /// Already applied once; the upkeep keeps it so.
     datapath: Arc<dyn NodeDatapath>,
     pool_name: String,
+    /// What introspection and metrics read the mode's own figures from.
+    source: ModeSource,
 }
 
 fn cooldown_ms(settings: &Settings) -> u64 {
@@ -122,12 +128,14 @@ async fn adopt_kernel_pods(store: &Store) -> Result<(), IpamdError> {
     written
 }
 
-/// Runs ipamd until SIGTERM/SIGINT.
-pub async fn run(settings: Settings) -> Result<(), IpamdError> {
+/// Runs ipamd until SIGTERM/SIGINT; `shown` is what `/v1/config` reports of its settings.
+pub async fn run(settings: Settings, shown: Vec<SettingRow>) -> Result<(), IpamdError> {
     settings.validate()?;
     let _lock = os::lock_state_dir(&settings.state_dir)?;
-    // Before the node is touched: a path ipamd may not use stops it with nothing changed.
+    // Before the node is touched: a path or port ipamd may not use stops it with nothing
+    // changed.
     os::clear_socket_path(&settings.socket).await?;
+    let listeners = observe::bind(&settings.observe).await?;
 
     let file_checkpoint = FileCheckpoint::new(settings.state_dir.join(CHECKPOINT_FILE));
     // We hold the state-dir lock, so any temp file is a dead ipamd's half write.
@@ -154,6 +162,7 @@ pub async fn run(settings: Settings) -> Result<(), IpamdError> {
     let loaded = start_state.data;
     let checkpoint: Arc<dyn Checkpoint> = file_checkpoint;
     let mode = resolve_mode(&settings, loaded.as_ref()).await?;
+    let metrics = Arc::new(Metrics::new(mode));
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let supervisor = Supervisor::new(health_reporter);
     let start = Start {
@@ -161,12 +170,14 @@ pub async fn run(settings: Settings) -> Result<(), IpamdError> {
         checkpoint,
         loaded,
         supervisor: &supervisor,
+        metrics: &metrics,
     };
     let setup = match mode {
         Mode::Vpc => vpc::setup(start).await?,
         Mode::Overlay | Mode::Unspecified => overlay::setup(start).await?,
     };
     let store = setup.store;
+    store.observe_writes(metrics.checkpoint_observer());
     match sweep_once(&store, settings.assignment_grace_period).await {
         Ok(0) => {}
         Ok(n) => info!(
@@ -201,6 +212,15 @@ pub async fn run(settings: Settings) -> Result<(), IpamdError> {
         }
     });
 
+    let view = Arc::new(NodeView::new(
+        mode,
+        setup.pool_name.clone(),
+        Arc::clone(&store),
+        setup.source,
+        shown,
+    ));
+    observe::serve(listeners, &supervisor, Arc::clone(&metrics), view);
+
     let listener = os::bind_socket(&settings.socket).await?;
     supervisor.serving().await;
     info!(socket = %settings.socket.display(), pool = %setup.pool_name, "ipamd serving");
@@ -208,7 +228,8 @@ pub async fn run(settings: Settings) -> Result<(), IpamdError> {
         .add_service(health_service)
         .add_service(CniBackendServer::new(
             Backend::new(Arc::clone(&store), setup.facts, upkeep, system_clock())
-                .with_assignment_grace(settings.assignment_grace_period),
+                .with_assignment_grace(settings.assignment_grace_period)
+                .with_metrics(metrics.requests()),
         ))
         .serve_with_incoming_shutdown(os::root_peers_only(listener), os::shutdown_signal())
         .await;

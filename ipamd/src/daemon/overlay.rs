@@ -16,6 +16,7 @@ use crate::config::{missing_pod_cidr, PeerSourceChoice, Settings};
 use crate::datapath::{LocalDatapath, NodeDatapath};
 use crate::error::IpamdError;
 use crate::guard::{GuardedDatapath, PodGuard};
+use crate::introspect::ModeSource;
 use crate::overlay::peers::{
     annotate_own_node, client_from_environment, own_pod_cidr, FilePeers, KubePeers, PeerSource,
 };
@@ -64,14 +65,14 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
         log_restore(&datastore.restore(data, now_ms()));
     }
 
-    let (datapath, mtu): (Arc<dyn NodeDatapath>, u32) = match choice {
+    let (datapath, mtu, overlay): (Arc<dyn NodeDatapath>, u32, _) = match choice {
         PeerSourceChoice::Standalone => {
             warn!(
                 "no PEERS_FILE and no Kubernetes API: running without the VXLAN overlay; \
                  pods reach this node and each other only"
             );
             LocalDatapath.apply().await?;
-            (Arc::new(LocalDatapath), settings.effective_pod_mtu())
+            (Arc::new(LocalDatapath), settings.effective_pod_mtu(), None)
         }
         PeerSourceChoice::File(_) | PeerSourceChoice::Kubernetes => {
             let (datapath, peers) =
@@ -95,7 +96,11 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
                 Lifetime::UntilStop,
                 run_peer_loop(Arc::clone(&datapath), peers, supervisor.stop_signal()),
             );
-            (datapath, mtu)
+            (
+                Arc::clone(&datapath) as Arc<dyn NodeDatapath>,
+                mtu,
+                Some(datapath),
+            )
         }
     };
 
@@ -112,6 +117,7 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
         },
         datapath: Arc::new(GuardedDatapath::new(datapath, guard)),
         pool_name: pool_name(pod_cidr),
+        source: ModeSource::Overlay(overlay),
     })
 }
 

@@ -44,6 +44,10 @@ pub mod task {
     pub const VETH_SWEEPER: &str = "veth sweeper";
     /// Both modes: re-applies the node datapath and repairs what STATUS found damaged.
     pub const DATAPATH_UPKEEP: &str = "datapath upkeep";
+    /// Both modes, unless `DISABLE_METRICS`: `/metrics` on `METRICS_ADDR`.
+    pub const METRICS_SERVER: &str = "metrics server";
+    /// Both modes, unless `DISABLE_INTROSPECTION`: the introspection API.
+    pub const INTROSPECTION_SERVER: &str = "introspection server";
 }
 
 /// The health service names a death turns NOT_SERVING: the whole server and the backend.

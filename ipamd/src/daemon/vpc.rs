@@ -15,6 +15,8 @@ use super::{adopt_kernel_pods, cooldown_ms, log_restore, NodeSetup, Start};
 use crate::datapath::NodeDatapath;
 use crate::error::IpamdError;
 use crate::guard::{GuardedDatapath, PodGuard};
+use crate::introspect::ModeSource;
+use crate::metrics::Metrics;
 use crate::rpc::NodeFacts;
 use crate::store::{Datastore, Store};
 use crate::vpc::{ControllerConfig, PoolController};
@@ -45,7 +47,11 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
         .ok_or(IpamdError::NoPrimaryEni {
             mac: node.primary_mac,
         })?;
-    let ec2 = Arc::new(AwsEc2::from_env(vpc.ec2_api_qps, vpc.ec2_api_burst).await);
+    let mut ec2 = AwsEc2::from_env(vpc.ec2_api_qps, vpc.ec2_api_burst).await;
+    if let Some(observer) = start.metrics.ec2() {
+        ec2 = ec2.with_observer(observer);
+    }
+    let ec2 = Arc::new(ec2);
     let limits = ec2
         .instance_limits(&node.instance_type)
         .await
@@ -124,6 +130,7 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
             .spawn(task::LEAKED_ENI_CLEANUP, Lifetime::UntilStop, {
                 let cleanup = leaked_eni_cleanup(
                     Arc::clone(&controller),
+                    Arc::clone(start.metrics),
                     vpc.leaked_eni_cleanup_interval,
                     start.supervisor.stop_signal(),
                 );
@@ -147,6 +154,7 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
         },
         datapath: Arc::new(GuardedDatapath::new(datapath, guard)),
         pool_name: format!("ENIs of {}", node.instance_id),
+        source: ModeSource::Vpc(controller),
     })
 }
 
@@ -154,6 +162,7 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
 /// it as jitter, so a fleet of nodes does not call EC2 in step.
 async fn leaked_eni_cleanup(
     controller: Arc<PoolController>,
+    metrics: Arc<Metrics>,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -164,7 +173,10 @@ async fn leaked_eni_cleanup(
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
         match controller.cleanup_leaked_enis().await {
-            Ok(report) => info!(?report, "leaked-ENI cleanup"),
+            Ok(report) => {
+                metrics.leaked_enis_deleted(report.deleted.len());
+                info!(?report, "leaked-ENI cleanup");
+            }
             Err(e) => warn!(error = %e, "leaked-ENI cleanup failed"),
         }
     }

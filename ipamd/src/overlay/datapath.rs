@@ -2,6 +2,7 @@
 //! and the SNAT table, kept in step with the peer set the peer loop hands it, and applied
 //! again from scratch by the datapath upkeep.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -29,6 +30,8 @@ pub struct OverlayDatapath {
     cluster_cidr: Option<Ipv4Cidr>,
     // Held across an apply, so a resync and a peer change cannot interleave their writes.
     applied: Mutex<Applied>,
+    /// Peer changes and resyncs that failed, since start (metrics).
+    failures: AtomicU64,
 }
 
 impl OverlayDatapath {
@@ -56,6 +59,7 @@ impl OverlayDatapath {
                 peers: None,
                 snat: None,
             }),
+            failures: AtomicU64::new(0),
         };
         Ok((Arc::new(datapath), change))
     }
@@ -71,9 +75,32 @@ impl OverlayDatapath {
         self.spec().device_mtu()
     }
 
+    /// The peers whose entries were last applied; `None` before the first peer set.
+    pub async fn peers(&self) -> Option<Vec<Peer>> {
+        self.applied.lock().await.peers.clone()
+    }
+
+    /// Peer changes and resyncs that failed since start (each is retried).
+    #[must_use]
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    fn counted<T>(&self, result: Result<T, IpamdError>) -> Result<T, IpamdError> {
+        if result.is_err() {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
     /// Makes the kernel hold exactly what `peers` need: their entries (others' untouched) and
     /// the SNAT table with their pod CIDRs (unless `CLUSTER_CIDR` fixes it).
     pub async fn apply_peers(&self, peers: &PeerSet) -> Result<ReconcileReport, IpamdError> {
+        let applied = self.apply_peers_once(peers).await;
+        self.counted(applied)
+    }
+
+    async fn apply_peers_once(&self, peers: &PeerSet) -> Result<ReconcileReport, IpamdError> {
         let peers: Vec<Peer> = peers.values().cloned().collect();
         let mut applied = self.applied.lock().await;
         // A device deleted under us would make every entry fail to apply.
@@ -94,6 +121,11 @@ impl OverlayDatapath {
     /// SNAT table is written only when `CLUSTER_CIDR` fixes it: written earlier, it would SNAT
     /// traffic to peers whose pod CIDRs it does not know yet. `None` until a peer set came.
     pub async fn resync(&self) -> Result<Option<ReconcileReport>, IpamdError> {
+        let resynced = self.resync_once().await;
+        self.counted(resynced)
+    }
+
+    async fn resync_once(&self) -> Result<Option<ReconcileReport>, IpamdError> {
         LocalDatapath.apply().await?;
         let mut applied = self.applied.lock().await;
         let change = applied.overlay.refresh_device().await?;

@@ -2,7 +2,8 @@
 //! a checkpoint holding it is durable, with concurrent mutations sharing one write.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -33,7 +34,22 @@ struct Inner {
     /// Bumped whenever an address may have become free: a release, an undone assignment, a
     /// new pool. An ADD waiting on an empty pool wakes on it instead of polling.
     freed: watch::Sender<u64>,
+    /// Told of every checkpoint write (ipamd's metrics); set once, after start-up.
+    writes: OnceLock<WriteObserver>,
 }
+
+/// One checkpoint write, as [`Store::observe_writes`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteReport {
+    /// From the start of the write to its end (fsyncs and rename included).
+    pub took: Duration,
+    /// Changes it made durable at once (group commit: requests that shared it).
+    pub changes: u64,
+    pub ok: bool,
+}
+
+/// What [`Store::observe_writes`] calls after each write.
+pub type WriteObserver = Arc<dyn Fn(WriteReport) + Send + Sync>;
 
 struct State {
     ds: Datastore,
@@ -57,8 +73,14 @@ impl Store {
                 durable: tokio::sync::Mutex::new(0),
                 checkpoint,
                 freed: watch::Sender::new(0),
+                writes: OnceLock::new(),
             }),
         }
+    }
+
+    /// Reports every later checkpoint write to `observer`; only the first call counts.
+    pub fn observe_writes(&self, observer: WriteObserver) {
+        let _ = self.inner.writes.set(observer);
     }
 
     /// A receiver that sees a change whenever an address may have become free (released,
@@ -341,9 +363,17 @@ impl Inner {
             (s.ds.snapshot(), s.generation)
         };
         let checkpoint = Arc::clone(&self.checkpoint);
+        let started = Instant::now();
         let written = tokio::task::spawn_blocking(move || checkpoint.store(&data))
             .await
             .unwrap_or_else(|source| Err(IpamdError::CheckpointTask { source }));
+        if let Some(observe) = self.writes.get() {
+            observe(WriteReport {
+                took: started.elapsed(),
+                changes: covers.saturating_sub(*durable),
+                ok: written.is_ok(),
+            });
+        }
         match written {
             Ok(()) => {
                 *durable = covers;

@@ -17,7 +17,7 @@ mod types;
 mod tests;
 
 pub use checkpoint::{Checkpoint, FileCheckpoint, StartState};
-pub use commit::Store;
+pub use commit::{Store, WriteObserver, WriteReport};
 pub use datastore::{AddressState, Datastore, PoolCounts, RestoreReport, ADOPTED_PREFIX};
 #[cfg(test)]
 pub use memory::MemoryCheckpoint;

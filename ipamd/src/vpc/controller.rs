@@ -126,6 +126,55 @@ pub(crate) struct Caches {
     pub unusable_prefixes: BTreeSet<Ipv4Cidr>,
     /// Held addresses the pool does not show, and what we know of each.
     pub outside_pool: HashMap<Ipv4Addr, OutsideWatch>,
+    /// The latest pass's picture of the node, for introspection and metrics.
+    pub seen: Option<Seen>,
+    pub reconciled: ReconcileCounts,
+}
+
+/// The node's ENIs as the latest pass saw them (read by introspection and metrics).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// Attached ENIs as IMDS showed them, by device number.
+    pub enis: Vec<ImdsEni>,
+    /// Those tagged `no_manage`: counted against the ENI limit, never used.
+    pub unmanaged: Vec<EniId>,
+    /// Device numbers whose link the node datapath could not wire yet.
+    pub unwired: Vec<u32>,
+    /// The addresses pods may get, sorted.
+    pub pool: Vec<Ipv4Addr>,
+    /// When the pass looked (unix ms).
+    pub at_ms: u64,
+}
+
+/// What passes found changed since the pass before them, added up since start (the AWS VPC
+/// CNI's `awscni_reconcile_count`): ENIs that appeared or went, pool addresses that appeared
+/// or went. The first pass is the baseline and counts nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReconcileCounts {
+    pub enis_added: u64,
+    pub enis_removed: u64,
+    pub addresses_added: u64,
+    pub addresses_removed: u64,
+}
+
+impl ReconcileCounts {
+    /// Adds what changed from `before` to `after`.
+    fn add(&mut self, before: &Seen, after: &Seen) {
+        let ids = |s: &Seen| {
+            s.enis
+                .iter()
+                .map(|e| e.eni_id.clone())
+                .collect::<HashSet<_>>()
+        };
+        let (was, is) = (ids(before), ids(after));
+        let was_ips: HashSet<&Ipv4Addr> = before.pool.iter().collect();
+        let is_ips: HashSet<&Ipv4Addr> = after.pool.iter().collect();
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        self.enis_added += count(is.difference(&was).count());
+        self.enis_removed += count(was.difference(&is).count());
+        self.addresses_added += count(is_ips.difference(&was_ips).count());
+        self.addresses_removed += count(was_ips.difference(&is_ips).count());
+    }
 }
 
 /// An assigned address missing from the pool: since when, and whether EC2 confirmed that it
@@ -266,6 +315,7 @@ impl PoolController {
                 .filter(|d| !wired.contains(d))
                 .collect();
         }
+        self.remember(&snap, now);
         let (left, written) = self.store.set_pool(snap.pool.clone()).await;
         for a in &left {
             tracing::info!(ip = %a.ip, container = %a.key.container_id,
@@ -274,6 +324,40 @@ impl PoolController {
         written?;
         self.confirm_outside_pool().await;
         Ok(snap)
+    }
+
+    /// Keeps this pass's picture for introspection and metrics, counting what changed.
+    fn remember(&self, snap: &NodeSnapshot, now: u64) {
+        let mut pool: Vec<Ipv4Addr> = snap.pool.iter().map(|a| a.ip).collect();
+        pool.sort_unstable();
+        let seen = Seen {
+            enis: snap.imds.clone(),
+            unmanaged: snap
+                .views
+                .iter()
+                .filter(|v| v.no_manage)
+                .map(|v| v.id.clone())
+                .collect(),
+            unwired: snap.unwired.clone(),
+            pool,
+            at_ms: now,
+        };
+        let mut c = self.caches();
+        if let Some(before) = &c.seen {
+            let before = before.clone();
+            c.reconciled.add(&before, &seen);
+        }
+        c.seen = Some(seen);
+    }
+
+    /// The node's ENIs as the latest pass saw them; `None` before the first pass.
+    pub fn seen(&self) -> Option<Seen> {
+        self.caches().seen.clone()
+    }
+
+    /// What passes found changed, added up since start.
+    pub fn reconcile_counts(&self) -> ReconcileCounts {
+        self.caches().reconciled
     }
 
     /// Logs each delegated prefix that is not a /28 the first time a snapshot shows it: EC2

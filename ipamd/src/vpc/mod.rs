@@ -25,7 +25,7 @@ pub mod tags;
 #[cfg(test)]
 mod tests;
 
-pub use controller::{ControllerConfig, PoolController, ReconcileReport};
+pub use controller::{ControllerConfig, PoolController, ReconcileCounts, ReconcileReport, Seen};
 pub use leaked::LeakedReport;
 pub use math::{PoolConfig, PoolDecision};
 pub use snapshot::NodeSnapshot;

@@ -409,3 +409,71 @@ fn a_repeated_next_token_ends_the_listing_with_an_error() {
     );
     assert_eq!(http.requests(), 2);
 }
+
+/// One report: action, status, code, failed.
+type Reported = (&'static str, Option<u16>, Option<String>, bool);
+
+/// Records every report of the call observer.
+#[derive(Default)]
+struct Recorder {
+    attempts: std::sync::Mutex<Vec<Reported>>,
+}
+
+impl crate::observe::CallObserver for Recorder {
+    fn attempt(&self, action: &'static str, outcome: crate::observe::Attempt<'_>, _took: Duration) {
+        self.attempts.lock().unwrap().push((
+            action,
+            outcome.status(),
+            outcome.code().map(str::to_owned),
+            outcome.failed(),
+        ));
+    }
+
+    fn token_wait(&self, _action: &'static str, _waited: Duration) {}
+}
+
+/// What ipamd's EC2 metrics rest on: one report per request sent, retries included, with
+/// the status and error code EC2 answered.
+#[test]
+fn every_attempt_is_reported_with_its_status_and_code() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let answered = Arc::new(AtomicUsize::new(0));
+    let n = Arc::clone(&answered);
+    let http = FakeHttp::new(move |_, _| match n.fetch_add(1, Ordering::Relaxed) {
+        0 => (
+            503,
+            xml::render(&xml::error_document("RequestLimitExceeded", "slow down")),
+        ),
+        1 => (500, b"not xml".to_vec()),
+        _ => (200, xml::render(&Call::Describe.valid_reply(&[], None))),
+    });
+    let recorder = Arc::new(Recorder::default());
+    let ec2 = client(http.clone())
+        .with_retry_policy(RetryPolicy {
+            max_attempts: 3,
+            base: Duration::ZERO,
+            cap: Duration::ZERO,
+        })
+        .with_observer(recorder.clone());
+    run(ec2.describe_enis(EniQuery::AttachedTo("i-1".into())))
+        .unwrap()
+        .unwrap();
+    let action = "DescribeNetworkInterfaces";
+    assert_eq!(
+        *recorder.attempts.lock().unwrap(),
+        [
+            (
+                action,
+                Some(503),
+                Some("RequestLimitExceeded".to_owned()),
+                true
+            ),
+            (action, Some(500), None, true),
+            (action, Some(200), None, false),
+        ]
+    );
+    assert_eq!(http.requests(), 3);
+    assert_eq!(ec2.call_counts()[action], 3);
+}

@@ -261,3 +261,26 @@ fn handle_is_shared_across_clones_and_threads() {
     all.dedup();
     assert_eq!(all.len(), 100);
 }
+
+#[test]
+fn requests_are_counted_per_calling_instance_too() {
+    let w = World::new("10.0.0.0/24");
+    w.sim.admit_from(Some("i-a"), "DescribeInstances").unwrap();
+    w.sim.admit_from(Some("i-a"), "DescribeInstances").unwrap();
+    w.sim.admit_from(Some("i-b"), "CreateTags").unwrap();
+    w.sim.admit_from(None, "CreateTags").unwrap();
+    assert_eq!(
+        w.sim.request_counts_of("i-a"),
+        std::collections::BTreeMap::from([("DescribeInstances".to_owned(), 2)])
+    );
+    assert_eq!(w.sim.request_counts_of("i-b")["CreateTags"], 1);
+    assert!(w.sim.request_counts_of("i-c").is_empty());
+    assert_eq!(
+        w.sim.request_counts()["CreateTags"],
+        2,
+        "totals count every caller"
+    );
+    assert_eq!(w.sim.request_counts_by_instance().len(), 2);
+    w.sim.reset();
+    assert!(w.sim.request_counts_by_instance().is_empty());
+}

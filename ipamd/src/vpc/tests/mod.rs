@@ -11,4 +11,5 @@ mod leaked;
 mod math;
 mod pacing;
 mod reclaim;
+mod seen;
 mod unwired;
