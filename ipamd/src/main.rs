@@ -1,12 +1,18 @@
-//! `ipamd`: the vpc-cni node daemon.
+//! `ipamd`: the vpc-cni node daemon, or one of its subcommands (see `ipamd::cli`).
 
 #![forbid(unsafe_code)]
 
+use std::process::ExitCode;
+
 use ipamd::config::Settings;
 
-fn main() -> anyhow::Result<()> {
-    let settings = Settings::try_parse_naming(std::env::args_os(), |var| std::env::var_os(var))
-        .unwrap_or_else(|e| e.exit());
+fn main() -> anyhow::Result<ExitCode> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(command) = ipamd::cli::subcommand(&args) {
+        return Ok(command.unwrap_or_else(|e| e.exit()).run());
+    }
+    let settings =
+        Settings::try_parse_naming(args, |var| std::env::var_os(var)).unwrap_or_else(|e| e.exit());
     ipamd::config::refuse_unsupported_knobs(|name| std::env::var_os(name))?;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -24,5 +30,5 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(ipamd::daemon::run(settings))?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -44,6 +44,9 @@ pub mod task {
     pub const VETH_SWEEPER: &str = "veth sweeper";
     /// Both modes: re-applies the node datapath and repairs what STATUS found damaged.
     pub const DATAPATH_UPKEEP: &str = "datapath upkeep";
+    /// Both modes with `CNI_CONF_DIR`: installs the network configuration once health serves
+    /// (one shot).
+    pub const CNI_CONFIG: &str = "network configuration";
 }
 
 /// The health service names a death turns NOT_SERVING: the whole server and the backend.
@@ -203,7 +206,7 @@ impl Shared {
 }
 
 /// An error and its sources on one line, so the log names the root cause.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
