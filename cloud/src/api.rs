@@ -145,7 +145,8 @@ pub enum EniQuery {
     AvailableTagged(String),
 }
 
-/// The EC2 actions ipamd uses (DESIGN.md, "EC2 usage").
+/// The EC2 actions ipamd uses (DESIGN.md, "EC2 usage"). A new method must be called by
+/// `aws::actions`' test, which keeps `EC2_ACTIONS` (and so the IAM policy) complete.
 pub trait Ec2: Send + Sync {
     fn instance_limits(&self, instance_type: &str) -> CloudFuture<'_, InstanceLimits>;
     fn create_eni(&self, eni: NewEni) -> CloudFuture<'_, EniInfo>;

@@ -334,3 +334,61 @@ fn pod_cidr_changes_move_routes_and_a_node_waits_for_its_pod_cidr() {
         "after the late pod CIDR",
     );
 }
+
+/// A Node whose underlay annotation names an address its kubelet does not report (as
+/// whoever could annotate another Node would do to draw its traffic) is left out by every
+/// ipamd, and joins once the Node really has that address.
+#[test]
+fn a_node_annotated_with_an_address_it_does_not_have_is_not_routed_to() {
+    require_root();
+    let cluster = OverlayCluster::with_kube("ovks", 2, 1500)
+        .unwrap_or_else(|e| panic!("starting the Kubernetes overlay cluster: {e}"));
+    let api = cluster.kube().unwrap().api().clone();
+    let (reported, claimed) = (
+        Ipv4Addr::new(172, 20, 0, 201),
+        Ipv4Addr::new(172, 20, 0, 202),
+    );
+    let spoof_cidr = "10.244.60.0/24";
+    api.create_node(node_object("spoof", reported, Some(spoof_cidr)))
+        .unwrap();
+    api.annotate("spoof", UNDERLAY_ANNOTATION, &claimed.to_string())
+        .unwrap();
+    // A valid Node registered after it: a watch delivers events in order, so a node that
+    // routes to the ghost has seen the spoof too.
+    let ghost_ip = Ipv4Addr::new(172, 20, 0, 200);
+    let ghost_cidr = "10.244.50.0/24";
+    api.create_node(node_object("ghost", ghost_ip, Some(ghost_cidr)))
+        .unwrap();
+    api.annotate("ghost", UNDERLAY_ANNOTATION, &ghost_ip.to_string())
+        .unwrap();
+    for name in ["node-1", "node-2"] {
+        let mut peers = peers_of(&cluster, name);
+        peers.push((vtep_mac(ghost_ip), ghost_cidr.to_string()));
+        let snapshot = converged(&cluster, name, &peers);
+        assert!(
+            !snapshot.lines.iter().any(|l| mentions(l, spoof_cidr)),
+            "{name} routes the spoofed Node's pod CIDR:\n{snapshot}"
+        );
+        let log = cluster.node(name).unwrap().ipamd.log_text();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("spoof") && l.contains("does not have")),
+            "{name} did not say why it left the spoofed Node out:\n{log}"
+        );
+    }
+
+    // Its kubelet now reports the address too: a peer like any other.
+    api.update_node("spoof", |node| {
+        node["status"]["addresses"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({ "type": "InternalIP", "address": claimed.to_string() }));
+    })
+    .unwrap();
+    for name in ["node-1", "node-2"] {
+        let mut peers = peers_of(&cluster, name);
+        peers.push((vtep_mac(ghost_ip), ghost_cidr.to_string()));
+        peers.push((vtep_mac(claimed), spoof_cidr.to_string()));
+        converged(&cluster, name, &peers);
+    }
+}

@@ -13,7 +13,7 @@ use tracing::{debug, warn};
 use vpc_cni_proto::Mode;
 
 use crate::error::IpamdError;
-use crate::kernel::{apply_sysctls, Sysctl, IP_FORWARD};
+use crate::kernel::{apply_sysctls, read_sysctl, Sysctl, IP_FORWARD};
 
 /// Node-wide network setup for one mode.
 pub trait NodeDatapath: Send + Sync {
@@ -49,12 +49,8 @@ impl NodeDatapath for LocalDatapath {
 
 /// "IPv4 forwarding is off" when it is; every mode routes pod traffic through the node.
 pub fn forwarding_damage() -> Result<Option<String>, IpamdError> {
-    let value = std::fs::read_to_string(IP_FORWARD).map_err(|source| IpamdError::Sysctl {
-        path: IP_FORWARD.to_owned(),
-        action: "reading",
-        source,
-    })?;
-    Ok((value.trim() != "1").then(|| format!("IPv4 forwarding is off ({IP_FORWARD})")))
+    let value = read_sysctl(IP_FORWARD)?;
+    Ok((value != "1").then(|| format!("IPv4 forwarding is off ({IP_FORWARD})")))
 }
 
 /// How often a node datapath is applied again from scratch, repairing outside damage

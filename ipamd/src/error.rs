@@ -170,6 +170,39 @@ pub enum IpamdError {
     #[error("internal error: {0}")]
     Internal(String),
 
+    // --- subcommands and the files ipamd installs on the node ---
+    /// A health check (`ipamd health`, or ipamd's own before it installs the network
+    /// configuration) did not find ipamd SERVING; `reason` says what it found instead.
+    #[error("ipamd at {socket} is not serving: {reason}")]
+    NotServing { socket: PathBuf, reason: String },
+
+    /// `ipamd inspect` got no usable answer from a running ipamd's introspection API.
+    #[error("asking ipamd's introspection API at {addr} for {path}: {reason}")]
+    Introspection {
+        addr: std::net::SocketAddr,
+        path: &'static str,
+        reason: String,
+    },
+
+    /// The introspection API answered JSON this `ipamd inspect` does not read.
+    #[error("{path} answered with JSON this ipamd inspect does not read (another version?)")]
+    IntrospectionJson {
+        path: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A file ipamd installs for the runtime (the plugin binary, the network configuration)
+    /// could not be put in place; `step` says which step failed. What stood there before is
+    /// left as it was.
+    #[error("installing {path}: {step} failed")]
+    Install {
+        path: PathBuf,
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
     // --- VPC mode: pool controller ---
     /// An EC2 or IMDS call failed (already classified by the cloud crate).
     #[error("{context}: {source}")]

@@ -13,10 +13,12 @@
 //! - `rebuild`: the pods the kernel shows, held at start whatever the checkpoint says.
 //! - `metrics` (Prometheus, `/metrics`) and `introspect` (read-only JSON for `ipamd inspect`):
 //!   what a running ipamd shows about itself.
-//! - `daemon`: start-up, mode choice and shutdown.
+//! - `daemon`: start-up, mode choice and shutdown; the network configuration it installs.
+//! - `cli`: the subcommands (`ipamd inspect`, `ipamd health`, `ipamd install-cni`).
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod datapath;

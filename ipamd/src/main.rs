@@ -1,17 +1,15 @@
-//! `ipamd`: the vpc-cni node daemon, and (as subcommands) the tools beside it.
+//! `ipamd`: the vpc-cni node daemon, or one of its subcommands (see `ipamd::cli`).
 
 #![forbid(unsafe_code)]
 
-mod cli;
-
-use std::ffi::OsString;
+use std::process::ExitCode;
 
 use ipamd::config::Settings;
 
-fn main() -> anyhow::Result<()> {
-    let args: Vec<OsString> = std::env::args_os().collect();
-    if let Some(command) = cli::subcommand(&args) {
-        return command.run();
+fn main() -> anyhow::Result<ExitCode> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(command) = ipamd::cli::subcommand(&args) {
+        return Ok(command.unwrap_or_else(|e| e.exit()).run());
     }
     let settings = Settings::try_parse_naming(args.iter().cloned(), |var| std::env::var_os(var))
         .unwrap_or_else(|e| e.exit());
@@ -34,5 +32,5 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(ipamd::daemon::run(settings, shown))?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -3,11 +3,13 @@
 //! from the SDK's standard loading, so `AWS_ENDPOINT_URL_EC2` and
 //! `AWS_EC2_METADATA_SERVICE_ENDPOINT` point them at vpc-sim in tests.
 
+pub mod actions;
 mod convert;
 mod ec2;
 mod imds;
 #[cfg(test)]
 mod prop_tests;
 
+pub use actions::EC2_ACTIONS;
 pub use ec2::AwsEc2;
 pub use imds::AwsImds;

@@ -3,17 +3,18 @@
 //! came (for scripts).
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 
-use ipamd::config::{parse_listen_addr, DEFAULT_INTROSPECTION_ADDR};
-use ipamd::introspect::{
+use crate::config::{parse_listen_addr, DEFAULT_INTROSPECTION_ADDR};
+use crate::error::IpamdError;
+use crate::introspect::{
     ConfigReport, EniRow, EnisReport, PeersReport, PodsReport, PoolReport, SlotStatus,
 };
 use vpc_cni_proto::time::now_ms;
@@ -66,72 +67,89 @@ impl What {
     }
 }
 
-pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
+/// Runs `ipamd inspect`: the tables (or JSON) on stdout and exit 0, or one line saying what
+/// went wrong on stderr and exit 1.
+#[must_use]
+pub fn main(args: &InspectArgs) -> ExitCode {
+    match shown(args) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn shown(args: &InspectArgs) -> Result<String, IpamdError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
+        .build()
+        .map_err(|source| IpamdError::Io {
+            context: "starting a runtime for ipamd inspect".into(),
+            source,
+        })?;
     let body = runtime.block_on(get(args.address, args.what.path()))?;
     if args.json {
-        print!("{}", String::from_utf8_lossy(&body));
+        Ok(String::from_utf8_lossy(&body).into_owned())
     } else {
-        print!("{}", render(args.what, &body, now_ms())?);
+        render(args.what, &body, now_ms())
     }
-    Ok(())
 }
 
 /// One GET of `path` from the API at `addr`; its body, or an error saying what went wrong.
-async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Bytes> {
-    let asking = || format!("asking ipamd's introspection API at {addr} for {path}");
+async fn get(addr: SocketAddr, path: &'static str) -> Result<Bytes, IpamdError> {
+    let failed = |reason: String| IpamdError::Introspection { addr, path, reason };
     let answer = tokio::time::timeout(TIMEOUT, async {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .with_context(|| {
-                format!(
-                "cannot reach ipamd's introspection API at {addr} (is ipamd running here, with \
-                 DISABLE_INTROSPECTION unset? --address or INTROSPECTION_BIND_ADDRESS picks \
-                 another)"
-            )
-            })?;
+        let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
+            failed(format!(
+                "cannot connect ({e}): is ipamd running here, with DISABLE_INTROSPECTION unset? \
+                 --address or INTROSPECTION_BIND_ADDRESS picks another"
+            ))
+        })?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .with_context(asking)?;
+            .map_err(|e| failed(e.to_string()))?;
         tokio::spawn(connection);
         let request = hyper::Request::get(path)
             .header(hyper::header::HOST, addr.to_string())
-            .body(Empty::<Bytes>::new())?;
-        let response = sender.send_request(request).await.with_context(asking)?;
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| failed(e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
         let status = response.status();
         let body = response
             .into_body()
             .collect()
             .await
-            .with_context(asking)?
+            .map_err(|e| failed(e.to_string()))?
             .to_bytes();
         if !status.is_success() {
-            bail!(
-                "{}: HTTP {status}: {}",
-                asking(),
+            return Err(failed(format!(
+                "HTTP {status}: {}",
                 String::from_utf8_lossy(&body).trim()
-            );
+            )));
         }
-        anyhow::Ok(body)
+        Ok(body)
     })
     .await
-    .with_context(|| format!("{}: no answer within {TIMEOUT:?}", asking()))??;
+    .map_err(|_| failed(format!("no answer within {TIMEOUT:?}")))??;
     Ok(answer)
 }
 
-fn parse<T: DeserializeOwned>(what: What, body: &[u8]) -> anyhow::Result<T> {
-    serde_json::from_slice(body).with_context(|| {
-        format!(
-            "{} answered with JSON this ipamd inspect does not read (another version?)",
-            what.path()
-        )
+fn parse<T: DeserializeOwned>(what: What, body: &[u8]) -> Result<T, IpamdError> {
+    serde_json::from_slice(body).map_err(|source| IpamdError::IntrospectionJson {
+        path: what.path(),
+        source,
     })
 }
 
 /// The tables for `what` from the API's JSON `body`; `now_ms` dates the pods.
-fn render(what: What, body: &[u8], now_ms: u64) -> anyhow::Result<String> {
+fn render(what: What, body: &[u8], now_ms: u64) -> Result<String, IpamdError> {
     Ok(match what {
         What::Pool => pool_text(&parse(what, body)?),
         What::Enis => enis_text(&parse(what, body)?),

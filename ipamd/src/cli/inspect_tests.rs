@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ipamd::introspect::{
+use crate::introspect::{
     AddressRow, ConfigReport, EniRow, EnisReport, PeerRow, PeersReport, PodRow, PodsReport,
     PoolReport, PrefixRow, SettingRow, SlotStatus, VpcPool,
 };

@@ -1,6 +1,7 @@
 //! ipamd's settings: parsed once at start from flags and environment, then
 //! passed down as a typed struct. Nothing deeper reads the environment.
 
+mod deploy;
 mod observe;
 mod overlay;
 mod parse;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 use vpc_cni_proto::Mode;
 
+pub use deploy::{DeploySettings, DEFAULT_SYSCTL_NET_DIR};
 pub use observe::{
     parse_listen_addr, ObserveSettings, DEFAULT_INTROSPECTION_ADDR, DEFAULT_METRICS_ADDR,
 };
@@ -37,7 +39,12 @@ pub enum ModeSetting {
 /// Command line and environment of `ipamd` (each flag has an env variable of
 /// the name shown in its value placeholder; see README's configuration table).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "ipamd", version, about = "vpc-cni node daemon")]
+#[command(
+    name = "ipamd",
+    version,
+    about = "vpc-cni node daemon",
+    after_help = "Subcommands (each with its own --help): ipamd inspect, ipamd health, ipamd install-cni"
+)]
 pub struct Settings {
     /// auto | vpc | overlay.
     #[arg(long, env = "VPC_CNI_MODE", value_name = "VPC_CNI_MODE", default_value = "auto",
@@ -101,6 +108,9 @@ pub struct Settings {
 
     #[command(flatten)]
     pub observe: ObserveSettings,
+
+    #[command(flatten)]
+    pub deploy: DeploySettings,
 }
 
 /// The error for an overlay node with no way to learn its pod CIDR.
@@ -121,6 +131,7 @@ impl Settings {
     /// Checks the combinations a single flag parser cannot see.
     pub fn validate(&self) -> Result<(), IpamdError> {
         self.overlay.validate()?;
+        self.deploy.validate()?;
         if self.mode == ModeSetting::Fixed(Mode::Overlay) && self.pod_cidr.is_none() {
             self.require_pod_cidr()?;
         }
@@ -264,6 +275,58 @@ mod tests {
         );
         let err = parse(&["--block-pod-imds", "sometimes"]).unwrap_err();
         assert!(err.to_string().contains("BLOCK_POD_IMDS"), "{err}");
+    }
+
+    #[test]
+    fn deploy_knobs_default_off_and_name_their_variable() {
+        let s = parse(&[]).unwrap();
+        assert_eq!(s.deploy.cni_conf_dir(), None);
+        assert_eq!(s.deploy.plugin_log_file(), None);
+        assert_eq!(s.deploy.plugin_log_level(), None);
+        assert_eq!(
+            s.deploy.sysctl_net_dir,
+            PathBuf::from(DEFAULT_SYSCTL_NET_DIR)
+        );
+        let s = parse(&[
+            "--cni-conf-dir",
+            "/host/etc/cni/net.d",
+            "--plugin-log-file",
+            "/var/log/vpc-cni/plugin.log",
+            "--plugin-log-level",
+            "DEBUG",
+        ])
+        .unwrap();
+        s.validate().unwrap();
+        assert_eq!(
+            s.deploy.cni_conf_dir(),
+            Some(std::path::Path::new("/host/etc/cni/net.d"))
+        );
+        assert_eq!(s.deploy.plugin_log_level(), Some("DEBUG"));
+        assert!(parse(&["--plugin-log-file", "stderr"]).is_ok());
+        for (args, variable) in [
+            (
+                &["--plugin-log-file", "plugin.log"][..],
+                "AWS_VPC_K8S_PLUGIN_LOG_FILE",
+            ),
+            (
+                &["--plugin-log-file", "stdout"][..],
+                "AWS_VPC_K8S_PLUGIN_LOG_FILE",
+            ),
+            (
+                &["--plugin-log-level", "trace"][..],
+                "AWS_VPC_K8S_PLUGIN_LOG_LEVEL",
+            ),
+        ] {
+            let err = parse(args).unwrap_err().to_string();
+            assert!(err.contains(variable), "{args:?}: {err}");
+        }
+        for (args, variable) in [
+            (&["--cni-conf-dir", "etc/cni/net.d"][..], "CNI_CONF_DIR"),
+            (&["--sysctl-net-dir", "proc/sys/net"][..], "SYSCTL_NET_DIR"),
+        ] {
+            let err = parse(args).unwrap().validate().unwrap_err().to_string();
+            assert!(err.contains(variable), "{args:?}: {err}");
+        }
     }
 
     #[test]

@@ -129,8 +129,11 @@ proptest! {
         let (long, variable) = &all[at.index(all.len())];
         let raw = [prefix.as_bytes(), &bad].concat();
         let env = |v: &str| (v == variable).then(|| OsString::from_vec(raw.clone()));
-        let is_path = ["IPAMD_SOCKET", "IPAMD_STATE_DIR", "PEERS_FILE", "KUBECONFIG"]
-            .contains(&variable.as_str());
+        let is_path = [
+            "IPAMD_SOCKET", "IPAMD_STATE_DIR", "PEERS_FILE", "KUBECONFIG", "CNI_CONF_DIR",
+            "SYSCTL_NET_DIR",
+        ]
+        .contains(&variable.as_str());
         match non_utf8_setting(&[], env) {
             Some(msg) => {
                 prop_assert!(!is_path, "path {} refused: {}", variable, msg);

@@ -1,6 +1,7 @@
 //! Daemon start-up and shutdown: mode choice, state restore, node setup, the
 //! gRPC socket, and the background loops of the chosen mode.
 
+pub mod conflist;
 mod observe;
 mod os;
 mod overlay;
@@ -131,6 +132,7 @@ async fn adopt_kernel_pods(store: &Store) -> Result<(), IpamdError> {
 /// Runs ipamd until SIGTERM/SIGINT; `shown` is what `/v1/config` reports of its settings.
 pub async fn run(settings: Settings, shown: Vec<SettingRow>) -> Result<(), IpamdError> {
     settings.validate()?;
+    crate::kernel::set_net_dir(&settings.deploy.sysctl_net_dir)?;
     let _lock = os::lock_state_dir(&settings.state_dir)?;
     // Before the node is touched: a path or port ipamd may not use stops it with nothing
     // changed.
@@ -224,6 +226,19 @@ pub async fn run(settings: Settings, shown: Vec<SettingRow>) -> Result<(), Ipamd
     let listener = os::bind_socket(&settings.socket).await?;
     supervisor.serving().await;
     info!(socket = %settings.socket.display(), pool = %setup.pool_name, "ipamd serving");
+    if let Some(dir) = settings.deploy.cni_conf_dir() {
+        let conflist = conflist::ConflistSpec::from_settings(&settings).render();
+        supervisor.spawn(
+            task::CNI_CONFIG,
+            Lifetime::UntilDone,
+            conflist::install_when_serving(
+                settings.socket.clone(),
+                dir.to_path_buf(),
+                conflist,
+                supervisor.stop_signal(),
+            ),
+        );
+    }
     let served = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(CniBackendServer::new(

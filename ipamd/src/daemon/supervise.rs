@@ -48,6 +48,9 @@ pub mod task {
     pub const METRICS_SERVER: &str = "metrics server";
     /// Both modes, unless `DISABLE_INTROSPECTION`: the introspection API.
     pub const INTROSPECTION_SERVER: &str = "introspection server";
+    /// Both modes with `CNI_CONF_DIR`: installs the network configuration once health serves
+    /// (one shot).
+    pub const CNI_CONFIG: &str = "network configuration";
 }
 
 /// The health service names a death turns NOT_SERVING: the whole server and the backend.
@@ -207,7 +210,7 @@ impl Shared {
 }
 
 /// An error and its sources on one line, so the log names the root cause.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -11,7 +11,7 @@
 pub mod nft;
 mod sysctl;
 
-pub use sysctl::{apply_sysctls, Sysctl, IP_FORWARD};
+pub use sysctl::{apply_sysctls, read_sysctl, set_net_dir, Sysctl, IP_FORWARD};
 
 use vpc_cni::netlink::Handle;
 

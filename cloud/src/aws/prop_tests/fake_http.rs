@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
@@ -17,13 +17,23 @@ use aws_smithy_types::body::SdkBody;
 /// What the fake server answers: a status and a body.
 pub type Answer = (u16, Vec<u8>);
 
-type Respond = dyn Fn(&str, &str) -> Answer + Send + Sync;
+/// One request as the fake server sees it.
+pub struct Seen<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    /// The EC2 Query API's `Action` parameter of a form-encoded body, if any.
+    pub action: Option<String>,
+}
 
-/// Answers each request with `respond(method, path)`, and counts the requests.
+type Respond = dyn Fn(&Seen<'_>) -> Answer + Send + Sync;
+
+/// Answers each request with `respond(method, path)`, and counts the requests (and records
+/// the EC2 actions they named).
 #[derive(Clone)]
 pub struct FakeHttp {
     respond: Arc<Respond>,
     requests: Arc<AtomicUsize>,
+    actions: Arc<Mutex<Vec<String>>>,
     /// Hands out IMDSv2 session tokens itself (they are not the input under test).
     imds_tokens: bool,
     max_requests: usize,
@@ -39,9 +49,15 @@ impl fmt::Debug for FakeHttp {
 
 impl FakeHttp {
     pub fn new(respond: impl Fn(&str, &str) -> Answer + Send + Sync + 'static) -> Self {
+        Self::seeing(move |seen| respond(seen.method, seen.path))
+    }
+
+    /// Answers each request with `respond(seen)`, which sees the EC2 action too.
+    pub fn seeing(respond: impl Fn(&Seen<'_>) -> Answer + Send + Sync + 'static) -> Self {
         Self {
             respond: Arc::new(respond),
             requests: Arc::new(AtomicUsize::new(0)),
+            actions: Arc::new(Mutex::new(Vec::new())),
             imds_tokens: false,
             max_requests: MAX_REQUESTS,
         }
@@ -64,6 +80,11 @@ impl FakeHttp {
 
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The EC2 actions of the requests so far, in order.
+    pub fn actions(&self) -> Vec<String> {
+        self.actions.lock().expect("actions lock").clone()
     }
 }
 
@@ -96,7 +117,19 @@ impl HttpConnector for FakeHttp {
                 .insert("x-aws-ec2-metadata-token-ttl-seconds", "21600");
             return HttpConnectorFuture::ready(Ok(response));
         }
-        let (status, body) = (self.respond)(request.method(), &path);
+        let action = request.body().bytes().and_then(query_action);
+        if let Some(action) = &action {
+            self.actions
+                .lock()
+                .expect("actions lock")
+                .push(action.clone());
+        }
+        let seen = Seen {
+            method: request.method(),
+            path: &path,
+            action,
+        };
+        let (status, body) = (self.respond)(&seen);
         let response = StatusCode::try_from(status)
             .map(|status| HttpResponse::new(status, SdkBody::from(body)))
             .map_err(|e| ConnectorError::other(e.into(), None));
@@ -112,4 +145,13 @@ impl HttpClient for FakeHttp {
     ) -> SharedHttpConnector {
         SharedHttpConnector::new(self.clone())
     }
+}
+
+/// The `Action` of a form-encoded EC2 Query API body.
+fn query_action(body: &[u8]) -> Option<String> {
+    std::str::from_utf8(body)
+        .ok()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("Action="))
+        .map(str::to_owned)
 }

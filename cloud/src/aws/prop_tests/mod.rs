@@ -7,6 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod ec2;
-mod fake_http;
+pub(super) mod fake_http;
 mod imds;
 mod xml;

@@ -68,19 +68,54 @@ pub(super) fn underlay_annotation(node: &Node) -> Option<&str> {
         .map(String::as_str)
 }
 
+/// The Node's own IPv4 addresses as its kubelet reports them (`status.addresses` of type
+/// InternalIP or ExternalIP). The annotation is written by an ipamd, the addresses by the
+/// Node's kubelet: an underlay address must be among them.
+fn node_addresses(node: &Node) -> Vec<Ipv4Addr> {
+    node.status
+        .iter()
+        .flat_map(|s| s.addresses.iter().flatten())
+        .filter(|a| a.type_ == "InternalIP" || a.type_ == "ExternalIP")
+        .filter_map(|a| a.address.trim().parse().ok())
+        .collect()
+}
+
+/// The annotation's address, when it is one of the Node's own addresses. Without this check,
+/// whoever can annotate a Node could name another node's (or any) address as its underlay and
+/// draw that Node's pod traffic there.
+fn checked_underlay(node: &Node, raw: &str) -> Result<Ipv4Addr, Status> {
+    let underlay = raw.trim().parse::<Ipv4Addr>().map_err(|_| {
+        Status::Invalid(format!(
+            "annotation {UNDERLAY_ANNOTATION}={raw:?} is not an IPv4 address"
+        ))
+    })?;
+    let own = node_addresses(node);
+    if own.is_empty() {
+        return Err(Status::Incomplete(
+            "no InternalIP or ExternalIP in status.addresses yet".into(),
+        ));
+    }
+    if !own.contains(&underlay) {
+        let listed: Vec<String> = own.iter().map(ToString::to_string).collect();
+        return Err(Status::Invalid(format!(
+            "annotation {UNDERLAY_ANNOTATION}={underlay} names an address the Node does not \
+             have (its InternalIP/ExternalIP: {})",
+            listed.join(", ")
+        )));
+    }
+    Ok(underlay)
+}
+
 /// The Node's name and facts; `None` for a Node without a name (the API
 /// server never sends one).
 pub(super) fn facts(node: &Node) -> Option<(String, NodeFacts)> {
     let name = node.metadata.name.clone()?;
     let cidr = ipv4_pod_cidr(node);
     let pod_cidr = cidr.as_ref().ok().copied().flatten();
-    let underlay = underlay_annotation(node).map(|raw| {
-        raw.trim()
-            .parse::<Ipv4Addr>()
-            .map_err(|_| format!("annotation {UNDERLAY_ANNOTATION}={raw:?} is not an IPv4 address"))
-    });
+    let underlay = underlay_annotation(node).map(|raw| checked_underlay(node, raw));
     let status = match (cidr, underlay) {
-        (Err(reason), _) | (_, Some(Err(reason))) => Status::Invalid(reason),
+        (Err(reason), _) => Status::Invalid(reason),
+        (_, Some(Err(status))) => status,
         (Ok(None), _) => Status::Incomplete("no IPv4 pod CIDR (spec.podCIDR) yet".into()),
         (_, None) => Status::Incomplete(format!("no {UNDERLAY_ANNOTATION} annotation yet")),
         (Ok(Some(pod_cidr)), Some(Ok(underlay))) => {
@@ -271,6 +306,74 @@ mod tests {
         assert_eq!(
             store.peers("n1", own_underlay),
             set(&[peer("n2", "192.168.0.2", "10.244.2.0/24")])
+        );
+    }
+
+    fn status_of(node: &serde_json::Value) -> Status {
+        facts(&serde_json::from_value(node.clone()).unwrap())
+            .unwrap()
+            .1
+            .status
+    }
+
+    #[test]
+    fn an_annotation_naming_an_address_the_node_does_not_have_is_not_a_peer() {
+        // n2's kubelet reports 192.168.0.2; the annotation claims n3's address.
+        let stolen = node(
+            "n2",
+            2,
+            "192.168.0.2",
+            Some("10.244.2.0/24"),
+            Some("192.168.0.3"),
+        );
+        match status_of(&stolen) {
+            Status::Invalid(why) => {
+                assert!(
+                    why.contains("192.168.0.3") && why.contains("192.168.0.2"),
+                    "{why}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut store = NodeStore::default();
+        for n in [
+            ready("n1", 1, "192.168.0.1", "10.244.1.0/24"),
+            ready("n3", 3, "192.168.0.3", "10.244.3.0/24"),
+            stolen,
+        ] {
+            store.apply(&serde_json::from_value(n).unwrap());
+        }
+        let own_underlay = Some("192.168.0.1".parse().unwrap());
+        assert_eq!(
+            store.peers("n1", own_underlay),
+            set(&[peer("n3", "192.168.0.3", "10.244.3.0/24")]),
+            "n3 keeps its traffic; n2 is left out"
+        );
+    }
+
+    #[test]
+    fn an_external_ip_counts_and_a_node_without_addresses_waits() {
+        let mut external = ready("n2", 2, "192.168.0.2", "10.244.2.0/24");
+        external["status"]["addresses"] = serde_json::json!([
+            { "type": "InternalIP", "address": "192.168.0.2" },
+            { "type": "ExternalIP", "address": "203.0.113.2" },
+            { "type": "Hostname", "address": "n2" },
+        ]);
+        external["metadata"]["annotations"][UNDERLAY_ANNOTATION] = "203.0.113.2".into();
+        assert_eq!(
+            status_of(&external),
+            Status::Peer(peer("n2", "203.0.113.2", "10.244.2.0/24"))
+        );
+        // A Hostname entry is no address of the underlay.
+        external["metadata"]["annotations"][UNDERLAY_ANNOTATION] = "n2".into();
+        assert!(matches!(status_of(&external), Status::Invalid(_)));
+
+        let mut bare = ready("n4", 4, "192.168.0.4", "10.244.4.0/24");
+        bare["status"]["addresses"] = serde_json::json!([]);
+        assert!(
+            matches!(status_of(&bare), Status::Incomplete(ref why) if why.contains("status.addresses")),
+            "{:?}",
+            status_of(&bare)
         );
     }
 }

@@ -13,6 +13,9 @@
 //!   [`Peer`] named by `metadata.name`, with `pod_cidr` from `spec.podCIDR`
 //!   and `underlay` from the annotation `vpc-cni.io/underlay-ip`, which each
 //!   ipamd patches onto its own Node; a Node missing either is not a peer yet.
+//!   The annotation must name one of the Node's own addresses (InternalIP or
+//!   ExternalIP in `status.addresses`, which its kubelet reports): a Node
+//!   annotated with an address it does not have is logged and not routed to.
 //!   The Node list is not one edit by one author, so a Node with an unusable
 //!   or clashing value is left out (and reported) rather than the whole set
 //!   rejected.
