@@ -27,4 +27,4 @@ pub use limiter::{TokenBucket, DEFAULT_EC2_API_BURST, DEFAULT_EC2_API_QPS};
 pub use retry::{with_retries, RetryPolicy};
 
 #[cfg(feature = "aws")]
-pub use aws::{AwsEc2, AwsImds};
+pub use aws::{AwsEc2, AwsImds, Ec2Options};

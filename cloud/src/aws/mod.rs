@@ -9,5 +9,5 @@ mod imds;
 #[cfg(test)]
 mod prop_tests;
 
-pub use ec2::AwsEc2;
+pub use ec2::{AwsEc2, Ec2Options, ATTEMPT_TIMEOUT};
 pub use imds::AwsImds;

@@ -45,7 +45,15 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
         .ok_or(IpamdError::NoPrimaryEni {
             mac: node.primary_mac,
         })?;
-    let ec2 = Arc::new(AwsEc2::from_env(vpc.ec2_api_qps, vpc.ec2_api_burst).await);
+    let client = &vpc.ec2_client;
+    if let Some(endpoint) = &client.ec2_endpoint {
+        info!(%endpoint, "EC2 endpoint from AWS_EC2_ENDPOINT (wins over AWS_ENDPOINT_URL_EC2)");
+    }
+    if let Some(timeout) = client.http_timeout {
+        info!(?timeout, "EC2 attempt timeout from HTTP_TIMEOUT");
+    }
+    let ec2 =
+        Arc::new(AwsEc2::from_env_with(&client.options(vpc.ec2_api_qps, vpc.ec2_api_burst)).await);
     let limits = ec2
         .instance_limits(&node.instance_type)
         .await
