@@ -29,4 +29,4 @@ pub use observe::{Attempt, CallObserver, Unobserved};
 pub use retry::{with_retries, RetryPolicy};
 
 #[cfg(feature = "aws")]
-pub use aws::{AwsEc2, AwsImds};
+pub use aws::{AwsEc2, AwsImds, Ec2Options};

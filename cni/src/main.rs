@@ -5,8 +5,10 @@
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use vpc_cni::error::CniError;
+use vpc_cni::log::PluginLog;
 use vpc_cni::spec::{parse_version_only, CniEnv, MAX_STDIN_BYTES};
 
 fn main() -> ExitCode {
@@ -22,14 +24,26 @@ fn main() -> ExitCode {
     let read = std::io::stdin()
         .take(u64::try_from(MAX_STDIN_BYTES).unwrap_or(u64::MAX) + 1)
         .read_to_end(&mut stdin);
+    let started = Instant::now();
+    let log = PluginLog::open(&stdin, |name| std::env::var_os(name));
     let version = parse_version_only(&stdin);
-    let outcome = match read {
-        Err(e) => Err(CniError::io(
-            "reading the network configuration from stdin",
-            e,
-        )),
-        Ok(_) => CniEnv::from_process().and_then(|env| execute(&env, &stdin)),
+    let (env, outcome) = match read {
+        Err(e) => (
+            None,
+            Err(CniError::io(
+                "reading the network configuration from stdin",
+                e,
+            )),
+        ),
+        Ok(_) => match CniEnv::from_process() {
+            Err(e) => (None, Err(e)),
+            Ok(env) => {
+                let outcome = execute(&env, &stdin);
+                (Some(env), outcome)
+            }
+        },
     };
+    log.finished(env.as_ref(), &stdin, &outcome, started.elapsed());
     let mut out = std::io::stdout().lock();
     match outcome {
         Ok(Some(text)) => {

@@ -13,8 +13,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use vpc_cni_cloud::sim::{Eni, EniFilter, FailNext, Faults, SimVpc};
 use vpc_cni_cloud::{
-    Assign, AssignedIps, AwsEc2, AwsImds, CloudError, Ec2, EniInfo, EniQuery, Imds, InstanceLimits,
-    NewEni, RetryPolicy,
+    Assign, AssignedIps, AwsEc2, AwsImds, CloudError, Ec2, Ec2Options, EniInfo, EniQuery, Imds,
+    InstanceLimits, NewEni, RetryPolicy,
 };
 use vpc_cni_integration::vpcsim::{serve_ec2, serve_imds, ImdsResolver};
 
@@ -536,4 +536,55 @@ async fn standard_variables_point_both_clients_at_the_sim() {
         .unwrap();
     assert_eq!(enis.len(), 1, "the primary ENI");
     assert_counts_agree(&ec2, &s.sim);
+}
+
+/// `Ec2Options` (ipamd's `AWS_EC2_ENDPOINT` and `HTTP_TIMEOUT`): the chosen endpoint wins over
+/// the loaded configuration's, and the chosen attempt timeout abandons a slow answer that the
+/// default one waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chosen_endpoint_wins_and_chosen_attempt_timeout_bounds_each_attempt() {
+    let s = Sim::start().await;
+    let config = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-west-2"))
+        // Nothing listens here: only the chosen endpoint can answer.
+        .endpoint_url("http://127.0.0.1:9")
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        )))
+        .build();
+    let options = Ec2Options {
+        qps: 100.0,
+        burst: 100,
+        endpoint: Some(s.ec2_endpoint.clone()),
+        attempt_timeout: Some(Duration::from_millis(300)),
+    };
+    let policy = RetryPolicy {
+        max_attempts: 2,
+        base: Duration::from_millis(1),
+        cap: Duration::from_millis(5),
+    };
+    let quick = AwsEc2::from_sdk_config_with(&config, &options).with_retry_policy(policy);
+    let query = || EniQuery::AttachedTo(s.instance_id.clone());
+    assert_eq!(quick.describe_enis(query()).await.unwrap().len(), 1);
+
+    s.sim.set_faults(Faults {
+        latency_ms: 1000,
+        ..Faults::default()
+    });
+    let err = quick.describe_enis(query()).await.unwrap_err();
+    assert!(
+        matches!(err, CloudError::Transient { .. })
+            && err.to_string().to_lowercase().contains("timeout"),
+        "{err}"
+    );
+    let patient = AwsEc2::from_sdk_config_with(
+        &config,
+        &Ec2Options {
+            attempt_timeout: None,
+            ..options
+        },
+    )
+    .with_retry_policy(policy);
+    assert_eq!(patient.describe_enis(query()).await.unwrap().len(), 1);
 }

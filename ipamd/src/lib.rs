@@ -1,6 +1,7 @@
 //! ipamd, the vpc-cni node daemon, as a library.
 //!
-//! - `config`: settings, parsed once from flags and environment.
+//! - `config`: settings, parsed once from flags and environment; the AWS VPC CNI's variables.
+//! - `logging`: ipamd's log, set up from its settings.
 //! - `store`: the address pool, its assignments and their durable checkpoint (no kernel or
 //!   cloud I/O).
 //! - `rpc`: the CniBackend gRPC service the plugin calls.
@@ -26,6 +27,7 @@ pub mod error;
 pub mod guard;
 pub mod introspect;
 pub mod kernel;
+pub mod logging;
 pub mod metrics;
 pub mod overlay;
 pub mod rebuild;

@@ -13,15 +13,12 @@ fn main() -> anyhow::Result<ExitCode> {
     }
     let settings = Settings::try_parse_naming(args.iter().cloned(), |var| std::env::var_os(var))
         .unwrap_or_else(|e| e.exit());
-    ipamd::config::refuse_unsupported_knobs(|name| std::env::var_os(name))?;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("IPAMD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let notices = ipamd::config::check_aws_knobs(|name| std::env::var_os(name))?;
+    let logging = ipamd::logging::init(&settings.logging)?;
+    tracing::info!("{logging}");
+    for notice in &notices {
+        tracing::info!(variable = notice.variable, "{notice}");
+    }
     // What `/v1/config` shows: the settings as this start parsed them.
     let shown = ipamd::introspect::settings_rows(&args);
     // One async thread: ipamd's requests are short and its only slow work,
@@ -31,6 +28,11 @@ fn main() -> anyhow::Result<ExitCode> {
         .max_blocking_threads(4)
         .enable_all()
         .build()?;
-    runtime.block_on(ipamd::daemon::run(settings, shown))?;
+    let outcome = runtime.block_on(ipamd::daemon::run(settings, shown));
+    if let Err(err) = &outcome {
+        // Into the log too: with AWS_VPC_K8S_CNI_LOG_FILE it is where operators look.
+        tracing::error!("ipamd stopped: {err}");
+    }
+    outcome?;
     Ok(ExitCode::SUCCESS)
 }

@@ -3,10 +3,10 @@
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 use vpc_cni::dataplane::host_veth_name;
 use vpc_cni::spec::env::{validate_container_id, validate_ifname};
 use vpc_cni::CniError;
@@ -159,6 +159,52 @@ impl Backend {
         }
         outcome
     }
+
+    async fn add_inner(&self, req: &AttachmentRequest) -> Result<Assignment, Status> {
+        let key = attachment_key(req)?;
+        let pod = pod_identity(req);
+        self.claim_adopted(&key, &pod).await?;
+        self.assign_waiting(&key, &pod).await
+    }
+
+    /// The assignment DEL released; `None` when there was none (DEL is idempotent).
+    async fn del_inner(&self, req: &AttachmentRequest) -> Result<Option<Assignment>, Status> {
+        let key = attachment_key(req)?;
+        self.claim_adopted(&key, &pod_identity(req)).await?;
+        self.store
+            .release(key, self.now())
+            .await
+            .map_err(|e| internal(&e))
+    }
+}
+
+/// One line per ADD and DEL: info when it succeeded, warn when it failed. Pod names and
+/// container ids belong here (and in introspection), never in metric labels.
+fn log_outcome(
+    command: &str,
+    req: &AttachmentRequest,
+    started: Instant,
+    outcome: Result<Option<Ipv4Addr>, &Status>,
+) {
+    let pod = if req.pod_name.is_empty() {
+        "(no pod name)".to_owned()
+    } else {
+        format!("{}/{}", req.pod_namespace, req.pod_name)
+    };
+    let container = req.container_id.as_str();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    match outcome {
+        Ok(Some(ip)) => {
+            info!(command, %pod, %ip, container, ms, "{command} {pod}: {ip} in {ms:.1} ms");
+        }
+        Ok(None) => {
+            info!(command, %pod, container, ms, "{command} {pod}: no address held, in {ms:.1} ms");
+        }
+        Err(status) => warn!(
+            command, %pod, container, ms, code = ?status.code(),
+            "{command} {pod} failed in {ms:.1} ms: {}", status.message()
+        ),
+    }
 }
 
 fn ip_message(ip: Ipv4Addr) -> IpAddress {
@@ -232,12 +278,11 @@ impl CniBackend for Backend {
     ) -> Result<Response<AddNetworkReply>, Status> {
         let _timer = self.metrics.timer(Command::Add);
         self.metrics.add_requested();
+        let started = Instant::now();
         let req = request.into_inner();
-        let key = attachment_key(&req)?;
-        let pod = pod_identity(&req);
-        self.claim_adopted(&key, &pod).await?;
-        let assignment = self.assign_waiting(&key, &pod).await?;
-        debug!(container = %key.container_id, ip = %assignment.ip, "assigned");
+        let assigned = self.add_inner(&req).await;
+        log_outcome("ADD", &req, started, assigned.as_ref().map(|a| Some(a.ip)));
+        let assignment = assigned?;
         // The pool may now be below its warm target.
         if let Some(waker) = &self.facts.waker {
             waker();
@@ -263,23 +308,21 @@ impl CniBackend for Backend {
     ) -> Result<Response<DelNetworkReply>, Status> {
         let _timer = self.metrics.timer(Command::Del);
         self.metrics.del_requested();
+        let started = Instant::now();
         let req = request.into_inner();
-        let key = attachment_key(&req)?;
-        self.claim_adopted(&key, &pod_identity(&req)).await?;
-        let released = self
-            .store
-            .release(key.clone(), self.now())
-            .await
-            .map_err(|e| internal(&e))?;
-        let reply = match released {
-            Some(a) => {
-                debug!(container = %key.container_id, ip = %a.ip, "released");
-                DelNetworkReply {
-                    ip: Some(ip_message(a.ip)),
-                    route_table: a.route_table,
-                    released: true,
-                }
-            }
+        let released = self.del_inner(&req).await;
+        log_outcome(
+            "DEL",
+            &req,
+            started,
+            released.as_ref().map(|a| a.as_ref().map(|a| a.ip)),
+        );
+        let reply = match released? {
+            Some(a) => DelNetworkReply {
+                ip: Some(ip_message(a.ip)),
+                route_table: a.route_table,
+                released: true,
+            },
             None => DelNetworkReply {
                 ip: None,
                 route_table: 0,

@@ -39,9 +39,9 @@ use crate::limiter::TokenBucket;
 use crate::observe::{Attempt, CallObserver, Unobserved};
 use crate::retry::{with_retries, RetryPolicy};
 
-/// Bound on one HTTP attempt when the loaded configuration sets none: the
-/// SDK's default is to wait forever on a stalled response.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on one HTTP attempt when neither ipamd's settings nor the loaded configuration set
+/// one: the SDK's default is to wait forever on a stalled response.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// EC2's largest page for filtered DescribeNetworkInterfaces.
 const PAGE_SIZE: i32 = 1000;
@@ -65,36 +65,85 @@ impl std::fmt::Debug for AwsEc2 {
     }
 }
 
+/// What ipamd's settings choose about the EC2 client; the rest (credentials, region) comes
+/// from the SDK's standard chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ec2Options {
+    /// Sustained calls per second of the one token bucket.
+    pub qps: f64,
+    /// Calls allowed in a burst.
+    pub burst: u32,
+    /// An endpoint that replaces whatever the SDK's chain would use (the AWS VPC CNI's
+    /// `AWS_EC2_ENDPOINT`); `None` keeps the chain's (`AWS_ENDPOINT_URL_EC2`, ...).
+    pub endpoint: Option<String>,
+    /// Bound on one HTTP attempt (the AWS VPC CNI's `HTTP_TIMEOUT`); `None` keeps the
+    /// loaded configuration's, or [`ATTEMPT_TIMEOUT`] when it sets none.
+    pub attempt_timeout: Option<Duration>,
+}
+
+impl Ec2Options {
+    /// The token bucket's figures and nothing else chosen.
+    #[must_use]
+    pub fn new(qps: f64, burst: u32) -> Self {
+        Self {
+            qps,
+            burst,
+            endpoint: None,
+            attempt_timeout: None,
+        }
+    }
+}
+
 impl AwsEc2 {
     /// Configuration from the SDK's standard chain: credentials (env,
     /// profile, web identity, IMDS role), region (env, profile, IMDS) and
     /// endpoint (`AWS_ENDPOINT_URL_EC2`, `AWS_ENDPOINT_URL`).
     pub async fn from_env(qps: f64, burst: u32) -> Self {
+        Self::from_env_with(&Ec2Options::new(qps, burst)).await
+    }
+
+    /// [`AwsEc2::from_env`] with an endpoint and attempt timeout chosen by ipamd's
+    /// settings, which win over the chain's.
+    pub async fn from_env_with(options: &Ec2Options) -> Self {
         let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        Self::from_sdk_config(&config, qps, burst)
+        Self::from_sdk_config_with(&config, options)
     }
 
     /// A client from an already loaded configuration, with the SDK's
     /// retries off (see the module comment) and `RetryPolicy::default()`.
     #[must_use]
     pub fn from_sdk_config(config: &SdkConfig, qps: f64, burst: u32) -> Self {
+        Self::from_sdk_config_with(config, &Ec2Options::new(qps, burst))
+    }
+
+    /// [`AwsEc2::from_sdk_config`] with `options`' endpoint and attempt timeout.
+    #[must_use]
+    pub fn from_sdk_config_with(config: &SdkConfig, options: &Ec2Options) -> Self {
         let mut builder =
             aws_sdk_ec2::config::Builder::from(config).retry_config(RetryConfig::disabled());
-        let has_attempt_timeout = config
+        if let Some(endpoint) = &options.endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        let loaded_attempt_timeout = config
             .timeout_config()
-            .and_then(TimeoutConfig::operation_attempt_timeout)
-            .is_some();
-        if !has_attempt_timeout {
+            .and_then(TimeoutConfig::operation_attempt_timeout);
+        let attempt_timeout = match (options.attempt_timeout, loaded_attempt_timeout) {
+            (Some(chosen), _) => Some(chosen),
+            // The loaded one stands as it is.
+            (None, Some(_)) => None,
+            (None, None) => Some(ATTEMPT_TIMEOUT),
+        };
+        if let Some(timeout) = attempt_timeout {
             // Merged over the loaded timeouts, not replacing them.
             builder = builder.timeout_config(
                 TimeoutConfig::builder()
-                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                    .operation_attempt_timeout(timeout)
                     .build(),
             );
         }
         Self {
             client: Client::from_conf(builder.build()),
-            limiter: TokenBucket::new(qps, burst),
+            limiter: TokenBucket::new(options.qps, options.burst),
             retry: RetryPolicy::default(),
             limits: Mutex::new(HashMap::new()),
             counts: Arc::new(Mutex::new(BTreeMap::new())),

@@ -11,5 +11,5 @@ mod imds;
 mod prop_tests;
 
 pub use actions::EC2_ACTIONS;
-pub use ec2::AwsEc2;
+pub use ec2::{AwsEc2, Ec2Options, ATTEMPT_TIMEOUT};
 pub use imds::AwsImds;

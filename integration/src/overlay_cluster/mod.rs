@@ -181,6 +181,12 @@ impl OverlayCluster {
         Ok(cluster)
     }
 
+    /// More ipamd environment for the nodes started from now on (overriding the harness's
+    /// and what was set before).
+    pub fn set_node_env(&mut self, key: &str, value: &str) {
+        self.extra_env.push((key.to_string(), value.to_string()));
+    }
+
     /// The underlay and nothing on it yet.
     fn empty(prefix: &str, mtu: u32, env: &[(&str, &str)]) -> io::Result<Self> {
         Ok(Self {

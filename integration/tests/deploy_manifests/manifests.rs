@@ -180,9 +180,6 @@ fn envs(command: clap::Command) -> BTreeSet<String> {
 /// Set by Kubernetes itself (the API's address, the downward API), never by the ConfigMap.
 const FROM_KUBERNETES: [&str; 3] = ["KUBERNETES_SERVICE_HOST", "KUBECONFIG", "MY_NODE_NAME"];
 
-/// Read by ipamd outside its settings parser: the log filter (main.rs), default `info`.
-const READ_OUTSIDE_SETTINGS: [(&str, &str); 1] = [("IPAMD_LOG", "info")];
-
 /// The settings the DaemonSet gives another value than ipamd's default: the mode of the
 /// overlay, and the node's directories as mounted in the container.
 const DAEMONSET_VALUES: [&str; 3] = ["VPC_CNI_MODE", "CNI_CONF_DIR", "SYSCTL_NET_DIR"];
@@ -245,10 +242,6 @@ fn every_ipamd_setting_of_the_mode_is_in_the_configmap_with_its_default() {
             );
         }
         for (key, value) in &data {
-            if let Some((_, default)) = READ_OUTSIDE_SETTINGS.iter().find(|(k, _)| k == key) {
-                assert_eq!(value, default, "{name}: {key} is not ipamd's default");
-                continue;
-            }
             assert!(
                 all.contains(key),
                 "{name}: the ConfigMap sets {key}, which ipamd does not read"

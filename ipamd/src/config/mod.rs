@@ -1,11 +1,13 @@
 //! ipamd's settings: parsed once at start from flags and environment, then
 //! passed down as a typed struct. Nothing deeper reads the environment.
 
+mod aws_knobs;
 mod deploy;
+mod ec2_client;
+mod logging;
 mod observe;
 mod overlay;
 mod parse;
-mod unsupported;
 mod vpc;
 
 use std::path::PathBuf;
@@ -14,13 +16,15 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 use vpc_cni_proto::Mode;
 
+pub use aws_knobs::{aws_knob, check_aws_knobs, AwsKnob, KnobNotice, Treatment, Values, AWS_KNOBS};
 pub use deploy::{DeploySettings, DEFAULT_SYSCTL_NET_DIR};
+pub use ec2_client::Ec2ClientSettings;
+pub use logging::{EffectiveFilter, LogFormat, LogLevel, LogSettings, LogTarget};
 pub use observe::{
     parse_listen_addr, ObserveSettings, DEFAULT_INTROSPECTION_ADDR, DEFAULT_METRICS_ADDR,
 };
 pub use overlay::{OverlaySettings, PeerSourceChoice};
-pub use parse::{parse_duration, parse_mode_setting, parse_mtu, CidrList};
-pub use unsupported::refuse_unsupported_knobs;
+pub use parse::{parse_duration, parse_endpoint, parse_mode_setting, parse_mtu, CidrList};
 pub use vpc::VpcSettings;
 use vpc_cni_proto::net::Ipv4Cidr;
 
@@ -111,6 +115,9 @@ pub struct Settings {
 
     #[command(flatten)]
     pub deploy: DeploySettings,
+
+    #[command(flatten)]
+    pub logging: LogSettings,
 }
 
 /// The error for an overlay node with no way to learn its pod CIDR.
@@ -142,6 +149,9 @@ impl Settings {
             })?;
         }
         parse::require_nonzero("VETH_SWEEP_INTERVAL", self.veth_sweep_interval)?;
+        if let Some(timeout) = self.vpc.ec2_client.http_timeout {
+            parse::require_nonzero("HTTP_TIMEOUT", timeout)?;
+        }
         parse::require_nonzero("DATAPATH_RESYNC_INTERVAL", self.datapath_resync_interval)?;
         if !self.socket.is_absolute() {
             return Err(IpamdError::Config {

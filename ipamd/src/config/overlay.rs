@@ -57,6 +57,12 @@ pub struct OverlaySettings {
     /// A kubeconfig for the API (outside a cluster).
     #[arg(long, env = "KUBECONFIG", hide = true)]
     pub kubeconfig: Option<PathBuf>,
+
+    /// The API server's URL, used instead of the one in-cluster or kubeconfig configuration
+    /// names (e.g. to reach the API before kube-proxy serves its service address).
+    #[arg(long, env = "CLUSTER_ENDPOINT", value_name = "CLUSTER_ENDPOINT",
+          value_parser = super::parse::parse_endpoint)]
+    pub cluster_endpoint: Option<String>,
 }
 
 /// Where overlay mode learns about the other nodes.

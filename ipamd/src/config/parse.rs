@@ -70,6 +70,18 @@ pub fn parse_mtu(s: &str) -> Result<u32, String> {
     }
 }
 
+/// An HTTP(S) URL with a host, as an endpoint (`https://ec2.us-west-2.amazonaws.com`).
+pub fn parse_endpoint(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let uri: http::Uri = s.parse().map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(s.to_owned()),
+        _ => Err(format!(
+            "{s:?} is not an http:// or https:// URL with a host"
+        )),
+    }
+}
+
 /// A list of CIDRs given as one comma-separated value (a newtype, so clap
 /// takes the whole list as one value).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use vpc_cni_testkit::prop::{config, gen};
 
 use super::non_utf8_setting;
-use crate::config::{refuse_unsupported_knobs, Settings};
+use crate::config::{check_aws_knobs, Settings};
 use crate::error::IpamdError;
 
 /// (long flag, environment variable) of every setting.
@@ -144,13 +144,14 @@ proptest! {
         }
     }
 
-    /// The AWS VPC CNI knobs we do not implement: any value is accepted or refused naming
-    /// the knob.
+    /// The AWS VPC CNI knobs we do not implement: any value is accepted (with a notice) or
+    /// refused naming the knob.
     #[test]
     fn prop_unsupported_knobs_name_the_knob(
         knob in prop::sample::select(vec![
             "ENABLE_IPv6", "ENABLE_POD_ENI", "AWS_VPC_K8S_CNI_CONNMARK",
             "AWS_VPC_K8S_CNI_BACKING_STORE", "AWS_EXTERNAL_SERVICE_CIDRS", "SOME_OTHER_VAR",
+            "AWS_VPC_K8S_CNI_VETHPREFIX", "VPC_CNI_VERSION", "NETWORK_POLICY_ENFORCING_MODE",
         ]),
         value in prop_oneof![
             value().prop_map(Vec::from),
@@ -160,8 +161,8 @@ proptest! {
         ],
     ) {
         let raw = OsString::from_vec(value.clone());
-        match refuse_unsupported_knobs(|name| (name == knob).then(|| raw.clone())) {
-            Ok(()) => prop_assert!(
+        match check_aws_knobs(|name| (name == knob).then(|| raw.clone())) {
+            Ok(_) => prop_assert!(
                 knob == "SOME_OTHER_VAR" || raw.to_str().is_some(),
                 "{} = {:?} taken as what we do", knob, raw
             ),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args};
 
+use super::ec2_client::Ec2ClientSettings;
 use super::parse::{parse_bool, parse_cidr_list, parse_duration, parse_mtu, parse_tags, CidrList};
 
 #[derive(Debug, Clone, Args)]
@@ -92,4 +93,7 @@ pub struct VpcSettings {
     /// EC2 calls allowed in a burst.
     #[arg(long, env = "EC2_API_BURST", default_value_t = 20)]
     pub ec2_api_burst: u32,
+
+    #[command(flatten)]
+    pub ec2_client: Ec2ClientSettings,
 }

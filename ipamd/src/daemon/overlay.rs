@@ -50,7 +50,9 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
     let choice = settings.overlay.peer_source();
     let name = node_name(settings)?;
     let kube = match choice {
-        PeerSourceChoice::Kubernetes => Some(client_from_environment().await?),
+        PeerSourceChoice::Kubernetes => {
+            Some(client_from_environment(settings.overlay.cluster_endpoint.as_deref()).await?)
+        }
         _ => None,
     };
     let pod_cidr = match (settings.pod_cidr, &kube) {

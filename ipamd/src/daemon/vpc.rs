@@ -47,7 +47,14 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
         .ok_or(IpamdError::NoPrimaryEni {
             mac: node.primary_mac,
         })?;
-    let mut ec2 = AwsEc2::from_env(vpc.ec2_api_qps, vpc.ec2_api_burst).await;
+    let client = &vpc.ec2_client;
+    if let Some(endpoint) = &client.ec2_endpoint {
+        info!(%endpoint, "EC2 endpoint from AWS_EC2_ENDPOINT (wins over AWS_ENDPOINT_URL_EC2)");
+    }
+    if let Some(timeout) = client.http_timeout {
+        info!(?timeout, "EC2 attempt timeout from HTTP_TIMEOUT");
+    }
+    let mut ec2 = AwsEc2::from_env_with(&client.options(vpc.ec2_api_qps, vpc.ec2_api_burst)).await;
     if let Some(observer) = start.metrics.ec2() {
         ec2 = ec2.with_observer(observer);
     }

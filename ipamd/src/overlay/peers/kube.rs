@@ -208,11 +208,19 @@ pub async fn own_pod_cidr(
 }
 
 /// A client from `KUBECONFIG` (or `~/.kube/config`) when there is one,
-/// else from the in-cluster service account (kube's `Config::infer` order).
-pub async fn client_from_environment() -> Result<Client, IpamdError> {
-    Client::try_default()
+/// else from the in-cluster service account (kube's `Config::infer` order);
+/// `cluster_endpoint` (`CLUSTER_ENDPOINT`) replaces the server either names.
+pub async fn client_from_environment(cluster_endpoint: Option<&str>) -> Result<Client, IpamdError> {
+    let mut config = kube::Config::infer()
         .await
-        .map_err(|e| kube_error("loading KUBECONFIG or the in-cluster configuration", &e))
+        .map_err(|e| kube_error("loading KUBECONFIG or the in-cluster configuration", &e))?;
+    if let Some(endpoint) = cluster_endpoint {
+        config.cluster_url = endpoint.parse().map_err(|e| IpamdError::Config {
+            variable: "CLUSTER_ENDPOINT",
+            reason: format!("{endpoint:?} is not a URL: {e}"),
+        })?;
+    }
+    Client::try_from(config).map_err(|e| kube_error("building the Kubernetes client", &e))
 }
 
 fn kube_error(action: impl Into<String>, e: &dyn std::error::Error) -> IpamdError {
