@@ -340,7 +340,11 @@ impl PoolController {
         written?;
         if let Some(datapath) = self.datapath.as_ref().filter(|_| self.owns_pod_rules()) {
             let attached: BTreeSet<u32> = snap.imds.iter().map(|e| e.device_number).collect();
-            datapath.sync_pod_rules(&self.store, &attached).await?;
+            // The pool is already published: a failed rule sync must not hold ADDs back.
+            // The next pass tries again.
+            if let Err(error) = datapath.sync_pod_rules(&self.store, &attached).await {
+                tracing::warn!(%error, "pods' source rules not brought in line with the store");
+            }
         }
         self.confirm_outside_pool().await;
         Ok(snap)

@@ -112,7 +112,7 @@ pub fn judge(
         let keep = match rule.from {
             Some(ip) if rule.plain => {
                 if targets.wanted.get(&ip) == Some(&rule.table) {
-                    // A second copy (the kernel refuses one, a variant may slip by) goes.
+                    // Only the first copy counts as present: a duplicate goes.
                     present.insert((ip, rule.table))
                 } else {
                     !targets.wanted.contains_key(&ip) && targets.kept.contains(&(ip, rule.table))
@@ -152,11 +152,13 @@ pub(super) async fn sync(
         );
         nl::gone_is_ok(handle.rule().del(rule).execute().await)
             .map_err(IpamdError::netlink(what))?;
+        tracing::debug!(from = ?seen[i].from, table = seen[i].table, "stale pod rule removed");
     }
 
     for (ip, table) in targets().wanted {
         if !present.contains(&(ip, table)) {
             add(handle, ip, table).await?;
+            tracing::debug!(%ip, table, "pod rule put in place");
         }
     }
     Ok(())
