@@ -341,6 +341,15 @@ attribute!(rule_fwmark(RuleMessage) -> u32 { RuleAttribute::FwMark(m) => Some(*m
 attribute!(rule_fwmask(RuleMessage) -> u32 { RuleAttribute::FwMask(m) => Some(*m) });
 attribute!(rule_table_attribute(RuleMessage) -> u32 { RuleAttribute::Table(t) => Some(*t) });
 
+/// The rule's source selector as `(address, prefix length)`; `None` for `from all`.
+#[must_use]
+pub fn rule_source(rule: &RuleMessage) -> Option<(IpAddr, u8)> {
+    rule.attributes.iter().find_map(|attr| match attr {
+        RuleAttribute::Source(ip) => Some((*ip, rule.header.src_len)),
+        _ => None,
+    })
+}
+
 /// True when the rule's destination selector is exactly `ip/32`.
 #[must_use]
 pub fn rule_is_to(rule: &RuleMessage, ip: Ipv4Addr) -> bool {

@@ -85,8 +85,8 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
         eni_mtu: vpc.eni_mtu,
         max_enis: limits.max_enis,
     }));
-    // The attached ENIs first: applying a spec without them would remove the
-    // pod rules that point at their tables (pods survive an ipamd restart).
+    // The attached ENIs first, so the first apply wires their tables for the pods that
+    // survived an ipamd restart.
     datapath.enis_changed(&enis).await?;
     datapath.apply().await?;
 
@@ -119,6 +119,7 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
     }
     adopt_kernel_pods(&store).await?;
     store.persist().await?;
+    controller.own_pod_rules();
     info!(max_pods = controller.max_pods(), "pool controller ready");
 
     start

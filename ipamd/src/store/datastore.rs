@@ -168,6 +168,12 @@ impl Datastore {
             .filter(|a| !self.pool.contains_key(&a.ip))
     }
 
+    /// Every assignment with where the current pool places its address; `None` for one
+    /// outside the pool.
+    pub fn placed_assignments(&self) -> impl Iterator<Item = (&Assignment, Option<&PoolAddress>)> {
+        self.assigned.values().map(|a| (a, self.pool.get(&a.ip)))
+    }
+
     /// The table and device a pod on `ip` is wired with; main and the primary device for an
     /// address outside the pool.
     fn placement(&self, ip: Ipv4Addr) -> (u32, u32) {

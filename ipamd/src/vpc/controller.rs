@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -199,6 +200,10 @@ pub struct PoolController {
     datapath: Option<Arc<VpcDatapath>>,
     /// One pass at a time: two would both see the same shortfall.
     pass: tokio::sync::Mutex<()>,
+    /// Whether passes make the pods' 1536 rules match the store: only once the store holds
+    /// the running pods (after the checkpoint and the kernel's pods are in), since a store
+    /// that does not know them yet would have their rules removed.
+    pod_rules: AtomicBool,
 }
 
 impl PoolController {
@@ -232,6 +237,7 @@ impl PoolController {
             wake: Notify::new(),
             datapath: None,
             pass: tokio::sync::Mutex::new(()),
+            pod_rules: AtomicBool::new(false),
         }
     }
 
@@ -241,6 +247,16 @@ impl PoolController {
     pub fn with_datapath(mut self, datapath: Arc<VpcDatapath>) -> Self {
         self.datapath = Some(datapath);
         self
+    }
+
+    /// From now on every pass also makes the pods' 1536 rules match the store (see
+    /// [`VpcDatapath::sync_pod_rules`]); call once the store knows the running pods.
+    pub fn own_pod_rules(&self) {
+        self.pod_rules.store(true, Ordering::Release);
+    }
+
+    fn owns_pod_rules(&self) -> bool {
+        self.pod_rules.load(Ordering::Acquire)
     }
 
     pub fn node(&self) -> &NodeIdentity {
@@ -322,6 +338,14 @@ impl PoolController {
                 "a pod's address is missing from the node's ENIs; it stays assigned");
         }
         written?;
+        if let Some(datapath) = self.datapath.as_ref().filter(|_| self.owns_pod_rules()) {
+            let attached: BTreeSet<u32> = snap.imds.iter().map(|e| e.device_number).collect();
+            // The pool is already published: a failed rule sync must not hold ADDs back.
+            // The next pass tries again.
+            if let Err(error) = datapath.sync_pod_rules(&self.store, &attached).await {
+                tracing::warn!(%error, "pods' source rules not brought in line with the store");
+            }
+        }
         self.confirm_outside_pool().await;
         Ok(snap)
     }

@@ -1,6 +1,6 @@
 //! The node datapath of VPC mode (DESIGN.md "Node wiring, VPC mode"): ENI links up with their
 //! MTU, a route table per secondary ENI, the connmark rule at 1024, our nftables table for
-//! connmark and SNAT, and rp_filter on the primary ENI.
+//! connmark and SNAT, rp_filter on the primary ENI, and the pods' source rules.
 //!
 //! [`wiring`] computes the desired state without touching the kernel; [`apply_node_wiring`]
 //! makes the calling thread's netns match it, idempotently; [`VpcDatapath`] keeps the current
@@ -8,6 +8,7 @@
 //! and to repair.
 
 mod netlink;
+pub mod pod_rules;
 pub mod ruleset;
 pub mod wiring;
 
@@ -20,12 +21,14 @@ use futures::future::BoxFuture;
 use vpc_cni_cloud::ImdsEni;
 use vpc_cni_proto::{Mode, MAIN_TABLE, RULE_PRIORITY_CONNMARK};
 
+pub use pod_rules::PodRuleTargets;
 pub use ruleset::{SnatRuleset, CONNMARK};
-pub use wiring::{NodeWiring, ObservedLink, PrimaryEni, SecondaryEni, VpcNodeSpec};
+pub use wiring::{owned_tables, NodeWiring, ObservedLink, PrimaryEni, SecondaryEni, VpcNodeSpec};
 
 use crate::datapath::{forwarding_damage, NodeDatapath};
 use crate::error::IpamdError;
 use crate::kernel::{self, nft};
+use crate::store::Store;
 
 /// Makes the node's links, ENI tables, rules, nftables table and sysctls match `spec`, in
 /// the calling thread's netns, and returns what it applied. Safe to repeat: a second run
@@ -71,7 +74,12 @@ impl VpcDatapath {
     /// yet. On a failed apply the new set is kept, so the next apply retries it.
     pub async fn enis_changed(&self, enis: &[ImdsEni]) -> Result<BTreeSet<u32>, IpamdError> {
         let handle = kernel::connect()?;
-        let present: BTreeSet<_> = netlink::observe_links(&handle)
+        let expected: Vec<_> = enis
+            .iter()
+            .filter(|e| e.device_number > 0)
+            .map(|e| e.mac)
+            .collect();
+        let present: BTreeSet<_> = netlink::observe_links_confirmed(&handle, &expected)
             .await?
             .into_iter()
             .map(|l| l.mac)
@@ -95,6 +103,26 @@ impl VpcDatapath {
             apply_node_wiring(&spec).await?;
         }
         Ok(wired)
+    }
+
+    /// Makes the pods' source rules (1536) match the store's assignments: see
+    /// [`pod_rules`]. `attached` holds the device numbers of every ENI the node's listing
+    /// shows, wired or not; rules of assignments on an attached ENI whose link is away are
+    /// left alone until it returns.
+    pub async fn sync_pod_rules(
+        &self,
+        store: &Store,
+        attached: &BTreeSet<u32>,
+    ) -> Result<(), IpamdError> {
+        // Held so an ENI change cannot rewire the tables under this sync.
+        let spec = self.spec.lock().await;
+        let wired: BTreeSet<u32> = spec.secondaries.iter().map(|s| s.device_number).collect();
+        let handle = kernel::connect()?;
+        let changes = kernel::subscribe_rule_changes()?;
+        pod_rules::sync(&handle, &changes, &owned_tables(spec.max_enis), || {
+            PodRuleTargets::read(store, &wired, attached)
+        })
+        .await
     }
 }
 

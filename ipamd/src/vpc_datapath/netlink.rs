@@ -2,6 +2,7 @@
 //! thread's netns. Each step reads the kernel's state once and only writes the difference,
 //! so a second run changes nothing.
 
+use std::future::Future;
 use std::net::Ipv4Addr;
 
 use rtnetlink::packet_route::link::LinkMessage;
@@ -9,7 +10,7 @@ use rtnetlink::packet_route::route::{RouteMessage, RouteProtocol, RouteScope, Ro
 use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use rtnetlink::{Handle, RouteMessageBuilder};
 use vpc_cni::netlink as nl;
-use vpc_cni_proto::RULE_PRIORITY_FROM_POD;
+use vpc_cni_proto::net::MacAddr;
 
 use super::wiring::{LinkPlan, NodeWiring, ObservedLink, RoutePlan, RulePlan};
 use crate::error::IpamdError;
@@ -33,6 +34,42 @@ pub(super) async fn observe_links(handle: &Handle) -> Result<Vec<ObservedLink>, 
             })
         })
         .collect())
+}
+
+/// [`observe_links`], merged with a second listing when the first lacks one of `expected`.
+pub(super) async fn observe_links_confirmed(
+    handle: &Handle,
+    expected: &[MacAddr],
+) -> Result<Vec<ObservedLink>, IpamdError> {
+    confirm_links(expected, || observe_links(handle)).await
+}
+
+/// Takes one listing from `list`, and a second one merged into it when the first lacks one
+/// of `expected`. On kernels that walk links by hash bucket a dump resumes by position, and
+/// rtnetlink does not pass the kernel's dump-interrupted flag on, so one listing taken while
+/// links come and go (pods' veths at ADD and DEL) is not proof that a link is gone: only a
+/// MAC missing from both counts as missing (as `rebuild::pods_in_kernel` merges two rounds).
+pub(super) async fn confirm_links<F, Fut>(
+    expected: &[MacAddr],
+    mut list: F,
+) -> Result<Vec<ObservedLink>, IpamdError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Vec<ObservedLink>, IpamdError>>,
+{
+    let mut links = list().await?;
+    if expected
+        .iter()
+        .all(|mac| links.iter().any(|l| l.mac == *mac))
+    {
+        return Ok(links);
+    }
+    for link in list().await? {
+        if !links.iter().any(|l| l.index == link.index) {
+            links.push(link);
+        }
+    }
+    Ok(links)
 }
 
 /// Brings each link up with its MTU, touching only links that differ.
@@ -154,7 +191,7 @@ fn rule_is(rule: &RuleMessage, plan: &RulePlan) -> bool {
 }
 
 /// Adds the planned rules once each; removes duplicates and variants of them (same priority
-/// and mark) and pod rules (1536) that point at an ENI table no attached ENI owns.
+/// and mark). Pod rules (1536) are the store's to judge (see [`super::pod_rules`]).
 pub(super) async fn sync_rules(
     handle: &Handle,
     changes: &nl::RuleChanges,
@@ -163,13 +200,11 @@ pub(super) async fn sync_rules(
     let current: Vec<RuleMessage> = nl::ipv4_rules(handle, changes)
         .await
         .map_err(IpamdError::netlink("listing IPv4 rules"))?;
-    let eni_tables: Vec<u32> = wiring.eni_tables().collect();
 
     let mut present = vec![false; wiring.rules.len()];
     let mut stale = Vec::new();
     for rule in current {
         let prio = nl::rule_priority(&rule);
-        let table = nl::rule_table(&rule);
         if let Some(i) = wiring
             .rules
             .iter()
@@ -180,11 +215,6 @@ pub(super) async fn sync_rules(
             } else {
                 stale.push(rule);
             }
-        } else if prio == Some(RULE_PRIORITY_FROM_POD)
-            && wiring.owned_tables.contains(&table)
-            && !eni_tables.contains(&table)
-        {
-            stale.push(rule);
         }
     }
 

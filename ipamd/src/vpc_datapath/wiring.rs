@@ -152,7 +152,7 @@ impl NodeWiring {
     /// by its MAC, so a missing one (attached but not yet visible) fails the plan.
     pub fn plan(spec: &VpcNodeSpec, links: &[ObservedLink]) -> Result<Self, IpamdError> {
         let primary = find_link(links, spec.primary.mac, 0)?;
-        let owned_tables = eni_route_table(1)..=spec.max_enis.min(LAST_ENI_TABLE);
+        let owned_tables = owned_tables(spec.max_enis);
 
         let mut secondaries: Vec<&SecondaryEni> = spec.secondaries.iter().collect();
         secondaries.sort_by_key(|eni| eni.device_number);
@@ -238,11 +238,12 @@ impl NodeWiring {
             sysctls,
         })
     }
+}
 
-    /// Tables that hold routes of attached ENIs.
-    pub fn eni_tables(&self) -> impl Iterator<Item = u32> + '_ {
-        self.routes.iter().map(|route| route.table)
-    }
+/// The route tables of ENI device indexes 1..`max_enis`: ours, whatever is attached now.
+#[must_use]
+pub fn owned_tables(max_enis: u32) -> RangeInclusive<u32> {
+    eni_route_table(1)..=max_enis.min(LAST_ENI_TABLE)
 }
 
 fn find_link(

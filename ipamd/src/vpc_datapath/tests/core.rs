@@ -237,3 +237,47 @@ fn exemptions_are_canonical_sorted_and_without_covered_cidrs() {
         ]
     );
 }
+
+/// How many listings a [`listings`] source has handed out.
+type Taken = std::rc::Rc<std::cell::Cell<usize>>;
+type Listing = std::future::Ready<Result<Vec<ObservedLink>, crate::error::IpamdError>>;
+
+/// Listings handed out in turn, counting how many were taken.
+fn listings(rounds: Vec<Vec<ObservedLink>>) -> (Taken, impl FnMut() -> Listing) {
+    let taken = Taken::default();
+    let count = taken.clone();
+    let mut rounds = rounds.into_iter();
+    (taken, move || {
+        count.set(count.get() + 1);
+        std::future::ready(Ok(rounds.next().unwrap()))
+    })
+}
+
+fn names(links: &[ObservedLink]) -> Vec<&str> {
+    links.iter().map(|l| l.name.as_str()).collect()
+}
+
+/// A link listing that missed eth1 (a dump interrupted by pods' veths coming and going)
+/// does not make it unwired: a second listing is merged in. Before, one listing decided.
+#[tokio::test]
+async fn one_listing_missing_an_eni_link_is_confirmed_by_a_second() {
+    use crate::vpc_datapath::netlink::confirm_links;
+    let all = links();
+    let without_eth1: Vec<ObservedLink> = all.iter().filter(|l| l.mac != MAC1).cloned().collect();
+    let (taken, list) = listings(vec![without_eth1.clone(), all.clone()]);
+    let seen = confirm_links(&[MAC1, MAC2], list).await.unwrap();
+    assert_eq!(taken.get(), 2);
+    assert_eq!(names(&seen), ["lo", "eth0", "eth2", "eth1"]);
+
+    // Missing from both: gone.
+    let (_, list) = listings(vec![without_eth1.clone(), without_eth1]);
+    assert_eq!(
+        names(&confirm_links(&[MAC1], list).await.unwrap()),
+        ["lo", "eth0", "eth2"]
+    );
+
+    // Nothing missing: one listing is enough.
+    let (taken, list) = listings(vec![all.clone()]);
+    assert_eq!(confirm_links(&[MAC1, MAC2], list).await.unwrap(), all);
+    assert_eq!(taken.get(), 1);
+}

@@ -253,53 +253,14 @@ fn exclusions_become_exemptions_merged_with_the_vpc_cidrs() {
     );
 }
 
+/// Pod rules of a removed ENI are the store's to judge: see
+/// `pod_rules_follow_the_store_through_a_link_that_leaves_and_returns`.
 #[test]
-fn removing_an_eni_removes_its_table_and_rules() {
+fn removing_an_eni_removes_its_table() {
     let ns = node();
     let dp = std::sync::Arc::new(VpcDatapath::new(spec()));
     let setup = dp.clone();
     ns.run(|| async move { setup.apply().await }).unwrap();
-    // Pod rules as the plugin adds them; one points at a table outside the ENI range.
-    ns.ip(&[
-        "rule",
-        "add",
-        "from",
-        "10.0.1.50",
-        "lookup",
-        "2",
-        "priority",
-        "1536",
-    ]);
-    ns.ip(&[
-        "rule",
-        "add",
-        "from",
-        "10.0.2.50",
-        "lookup",
-        "3",
-        "priority",
-        "1536",
-    ]);
-    ns.ip(&[
-        "rule",
-        "add",
-        "from",
-        "10.0.2.51",
-        "lookup",
-        "3",
-        "priority",
-        "1536",
-    ]);
-    ns.ip(&[
-        "rule",
-        "add",
-        "from",
-        "10.0.0.50",
-        "lookup",
-        "150",
-        "priority",
-        "1536",
-    ]);
 
     // The controller's path: IMDS shows the ENIs attached now.
     let update = dp.clone();
@@ -321,17 +282,6 @@ fn removing_an_eni_removes_its_table_and_rules() {
             "10.0.1.1 dev eth1 scope link"
         ]
     );
-    let r = rules(&ns);
-    assert!(
-        r.contains(&"1536:\tfrom 10.0.1.50 lookup 2".to_owned()),
-        "{r:?}"
-    );
-    assert!(
-        r.contains(&"1536:\tfrom 10.0.0.50 lookup 150".to_owned()),
-        "{r:?}"
-    );
-    assert!(!r.iter().any(|l| l.ends_with("lookup 3")), "{r:?}");
-
     // And back: the ENI returns (e.g. after the controller re-attached it).
     let again = dp.clone();
     let wired = ns
@@ -410,4 +360,103 @@ fn the_root_namespace_never_gets_our_table() {
         !root.status.success(),
         "our table leaked into the root netns"
     );
+}
+
+/// The rules at 1536, sorted (the kernel lists rules of one priority in insertion order).
+fn pod_rules(ns: &Netns) -> Vec<String> {
+    let mut rules = lines(&ns.ip(&["rule", "show", "pref", "1536"]));
+    rules.sort();
+    rules
+}
+
+/// Root: the pods' 1536 rules follow the store. Missing ones come back, stale ones go,
+/// rules of an attached ENI whose link is away stay, and when the link returns its pods'
+/// rules are there again; once the ENI is really gone they go. Before ipamd owned these
+/// rules, an ENI link that left took its pods' rules with it and nothing put them back.
+#[test]
+fn pod_rules_follow_the_store_through_a_link_that_leaves_and_returns() {
+    use super::pod_rules::{placed, store};
+
+    let ns = node();
+    let parking = Netns::unique("vdp-park");
+    let dp = std::sync::Arc::new(VpcDatapath::new(spec()));
+    let full = vec![
+        placed("10.0.0.50", 0),
+        placed("10.0.1.50", 1),
+        placed("10.0.1.51", 1),
+        placed("10.0.2.50", 2),
+    ];
+    let all = [
+        imds_eni(MAC0, 0, "10.0.0.0/24"),
+        imds_eni(MAC1, 1, "10.0.1.0/24"),
+        imds_eni(MAC2, 2, "10.0.2.0/24"),
+    ];
+    let attached: std::collections::BTreeSet<u32> = [0, 1, 2].into();
+    // The first three addresses are held; 10.0.2.50 is not.
+    let store = store(&full, 3);
+    // Left by the plugin or earlier owners: one right rule, 10.0.1.51's is missing, a rule
+    // of an address nobody holds, a stale one of the primary ENI's pod, a foreign table.
+    for (from, table) in [
+        ("10.0.1.50", "2"),
+        ("10.0.2.50", "3"),
+        ("10.0.0.50", "3"),
+        ("10.0.0.99", "150"),
+    ] {
+        ns.ip(&[
+            "rule", "add", "from", from, "lookup", table, "priority", "1536",
+        ]);
+    }
+
+    let sync = |attached: std::collections::BTreeSet<u32>| {
+        let (dp, store) = (dp.clone(), store.clone());
+        ns.run(|| async move { dp.sync_pod_rules(&store, &attached).await })
+            .unwrap();
+    };
+    let enis_changed = |enis: Vec<vpc_cni_cloud::ImdsEni>| {
+        let dp = dp.clone();
+        ns.run(|| async move { dp.enis_changed(&enis).await })
+            .unwrap()
+    };
+    let set_pool = |pool: Vec<crate::store::PoolAddress>| {
+        let store = store.clone();
+        ns.run(|| async move { store.set_pool(pool).await.1 })
+            .unwrap();
+    };
+    let wired_rules = [
+        "1536:\tfrom 10.0.0.99 lookup 150",
+        "1536:\tfrom 10.0.1.50 lookup 2",
+        "1536:\tfrom 10.0.1.51 lookup 2",
+    ];
+
+    let setup = dp.clone();
+    ns.run(|| async move { setup.apply().await }).unwrap();
+    sync(attached.clone());
+    assert_eq!(pod_rules(&ns), wired_rules);
+
+    // eth1 leaves the namespace: the ENI is still attached, its addresses leave the pool.
+    ns.ip(&["link", "set", "eth1", "netns", parking.name()]);
+    let wired = enis_changed(all.to_vec());
+    assert_eq!(wired.into_iter().collect::<Vec<_>>(), [0, 2]);
+    set_pool(vec![full[0], full[3]]);
+    sync(attached.clone());
+    assert_eq!(pod_rules(&ns), wired_rules);
+    // Meanwhile one of them is lost anyway (an operator, an older ipamd).
+    ns.ip(&["rule", "del", "from", "10.0.1.51", "priority", "1536"]);
+
+    // Back: wired again, the pool shows its addresses, and both pods' rules are there.
+    parking.ip(&["link", "set", "eth1", "netns", ns.name()]);
+    let wired = enis_changed(all.to_vec());
+    assert_eq!(wired.into_iter().collect::<Vec<_>>(), [0, 1, 2]);
+    set_pool(full.clone());
+    sync(attached.clone());
+    assert_eq!(pod_rules(&ns), wired_rules);
+    // A second pass changes nothing.
+    sync(attached.clone());
+    assert_eq!(pod_rules(&ns), wired_rules);
+
+    // eth1 detached for good: IMDS no longer lists it.
+    enis_changed(vec![all[0].clone(), all[2].clone()]);
+    set_pool(vec![full[0], full[3]]);
+    sync([0, 2].into());
+    assert_eq!(pod_rules(&ns), ["1536:\tfrom 10.0.0.99 lookup 150"]);
 }

@@ -5,6 +5,7 @@
 mod core;
 mod golden;
 mod kernel;
+mod pod_rules;
 mod traffic;
 
 use vpc_cni_proto::net::MacAddr;
