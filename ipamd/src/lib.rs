@@ -37,4 +37,7 @@ pub mod sweep;
 pub mod vpc;
 pub mod vpc_datapath;
 
+#[cfg(test)]
+mod test_support;
+
 pub use error::IpamdError;
