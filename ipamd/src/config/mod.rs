@@ -43,7 +43,7 @@ pub enum ModeSetting {
     name = "ipamd",
     version,
     about = "vpc-cni node daemon",
-    after_help = "Subcommands (each with its own --help): ipamd inspect, ipamd health, ipamd install-cni"
+    after_help = "Subcommands (each with its own --help): ipamd inspect, ipamd health, ipamd install-cni, ipamd max-pods"
 )]
 pub struct Settings {
     /// auto | vpc | overlay.
