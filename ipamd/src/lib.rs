@@ -27,6 +27,7 @@ pub mod guard;
 pub mod introspect;
 pub mod kernel;
 pub mod metrics;
+pub mod node;
 pub mod overlay;
 pub mod rebuild;
 pub mod rpc;

@@ -12,11 +12,14 @@ use vpc_cni_proto::Mode;
 
 use super::supervise::{task, Lifetime};
 use super::{adopt_kernel_pods, cooldown_ms, log_restore, NodeSetup, Start};
+use crate::config::Settings;
 use crate::datapath::NodeDatapath;
 use crate::error::IpamdError;
 use crate::guard::{GuardedDatapath, PodGuard};
 use crate::introspect::ModeSource;
 use crate::metrics::Metrics;
+use crate::node::{node_capacity_pods, PodCap};
+use crate::overlay::peers::client_from_environment;
 use crate::rpc::NodeFacts;
 use crate::store::{Datastore, Store};
 use crate::vpc::{ControllerConfig, PoolController};
@@ -89,6 +92,15 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
         cooldown_ms(settings),
     );
     let store = Arc::new(Store::new(datastore, start.checkpoint));
+    let mut config = ControllerConfig::from_settings(vpc);
+    let cap_source = match pod_cap_from_kubernetes(settings).await {
+        Some(cap) if vpc.max_pods.is_none() => {
+            config.pool.max_pods = cap.limit;
+            cap.source
+        }
+        _ if vpc.max_pods.is_some() => "MAX_PODS".to_owned(),
+        _ => format!("the limits of instance type {}", node.instance_type),
+    };
     let ec2_seam: Arc<dyn Ec2> = ec2.clone();
     let imds_seam: Arc<dyn Imds> = imds;
     let controller = Arc::new(
@@ -98,7 +110,7 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
             (*store).clone(),
             node.clone(),
             limits,
-            ControllerConfig::from_settings(vpc),
+            config,
             system_clock(),
         )
         .with_datapath(Arc::clone(&datapath)),
@@ -112,7 +124,11 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
     }
     adopt_kernel_pods(&store).await?;
     store.persist().await?;
-    info!(max_pods = controller.max_pods(), "pool controller ready");
+    let pod_cap = PodCap {
+        limit: controller.max_pods(),
+        source: cap_source,
+    };
+    info!(max_pods = pod_cap.limit, from = %pod_cap.source, "pool controller ready");
 
     start
         .supervisor
@@ -151,11 +167,54 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
             vpc_cidrs,
             pool_wait_timeout: settings.pool_wait_timeout,
             waker: Some(waker),
+            pod_cap: Some(pod_cap),
         },
         datapath: Arc::new(GuardedDatapath::new(datapath, guard)),
         pool_name: format!("ENIs of {}", node.instance_id),
         source: ModeSource::Vpc(controller),
     })
+}
+
+/// Tries at reading the own Node before going on without its capacity.
+const NODE_READS: u32 = 3;
+const NODE_READ_PAUSE: Duration = Duration::from_secs(2);
+
+/// Kubelet's max-pods from the own Node (`status.capacity.pods`), when ipamd runs in a
+/// cluster: MY_NODE_NAME set and a Kubernetes configuration found. MAX_PODS, when set, wins
+/// and no Node is read. Without either, or when the Node cannot be read, `None`: the pool
+/// plans by the formula, as outside Kubernetes.
+async fn pod_cap_from_kubernetes(settings: &Settings) -> Option<PodCap> {
+    if settings.vpc.max_pods.is_some() {
+        return None;
+    }
+    let name = settings.overlay.node_name.as_deref()?;
+    let client = match client_from_environment().await {
+        Ok(client) => client,
+        Err(e) => {
+            warn!(error = %e, node = name, "no Kubernetes API: max pods from the instance type");
+            return None;
+        }
+    };
+    for attempt in 1..=NODE_READS {
+        match node_capacity_pods(&client, name).await {
+            Ok(Some(limit)) => {
+                return Some(PodCap {
+                    limit,
+                    source: format!("Node {name}'s status.capacity.pods"),
+                })
+            }
+            Ok(None) => {
+                warn!(node = name, "the Node reports no status.capacity.pods");
+                return None;
+            }
+            Err(e) if attempt < NODE_READS => {
+                warn!(error = %e, attempt, "reading the own Node; retrying");
+                tokio::time::sleep(NODE_READ_PAUSE).await;
+            }
+            Err(e) => warn!(error = %e, "reading the own Node: max pods from the instance type"),
+        }
+    }
+    None
 }
 
 /// Deletes our ENIs left `available`, every `interval` with up to a fifth of

@@ -76,7 +76,8 @@ impl ControllerConfig {
                 warm_prefix_target: s.warm_prefix_target,
                 prefix_delegation: s.enable_prefix_delegation,
                 max_eni: s.max_eni,
-                max_pods: 0,
+                // The Node's capacity, when there is one, is set by the daemon.
+                max_pods: s.max_pods.unwrap_or(0),
             },
             cluster_name: s.cluster_name.clone(),
             additional_eni_tags: s.additional_eni_tags.clone(),
