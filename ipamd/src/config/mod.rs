@@ -349,6 +349,8 @@ mod tests {
         assert_eq!(s.overlay.vxlan_vni, 1);
         assert_eq!(s.overlay.vxlan_port, 8472);
         assert!(!s.overlay.vxlan_direct_routing);
+        assert_eq!(s.vpc.max_pods, None);
+        assert_eq!(parse(&["--max-pods", "8"]).unwrap().vpc.max_pods, Some(8));
     }
 
     #[test]
@@ -381,6 +383,8 @@ mod tests {
                 "VXLAN_DIRECT_ROUTING",
             ),
             (&["--cluster-cidr", "10.0.0.1/8"][..], "CLUSTER_CIDR"),
+            (&["--max-pods", "0"][..], "MAX_PODS"),
+            (&["--max-pods", "many"][..], "MAX_PODS"),
         ] {
             let err = parse(args).unwrap_err().to_string();
             assert!(err.contains(variable), "{args:?}: {err}");
