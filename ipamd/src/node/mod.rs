@@ -1,7 +1,9 @@
 //! ipamd's own Node in VPC mode: kubelet's max-pods (`status.capacity.pods`), which the
-//! pool must never plan past. Overlay mode reads its Node through
+//! pool must never plan past, and the Events ipamd posts on it ([`events`]). Overlay mode reads its Node through
 //! [`crate::overlay::peers`]; both build their client with
 //! [`crate::overlay::peers::client_from_environment`].
+
+pub mod events;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::{Api, Client};

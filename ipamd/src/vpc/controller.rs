@@ -200,7 +200,12 @@ pub struct PoolController {
     datapath: Option<Arc<VpcDatapath>>,
     /// One pass at a time: two would both see the same shortfall.
     pass: tokio::sync::Mutex<()>,
+    /// Told of every failed pass (the daemon posts Events on the Node from it).
+    on_error: Option<ErrorSink>,
 }
+
+/// Where failed passes are reported, beside the log.
+pub type ErrorSink = Arc<dyn Fn(&IpamdError) + Send + Sync>;
 
 impl PoolController {
     pub fn new(
@@ -233,7 +238,15 @@ impl PoolController {
             wake: Notify::new(),
             datapath: None,
             pass: tokio::sync::Mutex::new(()),
+            on_error: None,
         }
+    }
+
+    /// Reports every failed pass to `sink` too.
+    #[must_use]
+    pub fn with_error_sink(mut self, sink: ErrorSink) -> Self {
+        self.on_error = Some(sink);
+        self
     }
 
     /// Has every snapshot wire the node's ENIs through `datapath` first and
@@ -518,6 +531,9 @@ impl PoolController {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "pool reconcile failed");
+                    if let Some(sink) = &self.on_error {
+                        sink(&e);
+                    }
                     let d = backoff;
                     backoff = (backoff * 2).min(interval);
                     (d, true)
