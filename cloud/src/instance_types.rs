@@ -66,6 +66,10 @@ mod tests {
             ("m4.large", 2, 10, false, 2),
             ("t2.medium", 3, 6, false, 2),
             ("i3.metal", 15, 50, false, 72),
+            ("m6i.32xlarge", 15, 50, true, 128),
+            ("t3a.small", 2, 4, true, 2),
+            ("g4dn.16xlarge", 4, 15, true, 64),
+            ("hpc6a.48xlarge", 2, 50, true, 96),
         ];
         for (name, enis, ips, nitro, vcpus) in want {
             let it = instance_type(name).unwrap_or_else(|| panic!("{name} missing"));
@@ -81,7 +85,7 @@ mod tests {
     #[test]
     fn the_table_is_whole() {
         // build.rs refuses duplicates and zeros; this guards against an empty include.
-        assert!(instance_types().len() > 150, "{}", instance_types().len());
+        assert!(instance_types().len() > 500, "{}", instance_types().len());
         assert!(instance_types().iter().all(|t| t.ipv4_per_eni >= 2));
     }
 }
