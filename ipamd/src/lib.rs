@@ -29,6 +29,7 @@ pub mod introspect;
 pub mod kernel;
 pub mod logging;
 pub mod metrics;
+pub mod node;
 pub mod overlay;
 pub mod rebuild;
 pub mod rpc;
