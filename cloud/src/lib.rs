@@ -15,6 +15,7 @@ pub mod aws;
 
 pub mod api;
 pub mod error;
+pub mod instance_types;
 pub mod limiter;
 pub mod observe;
 pub mod retry;

@@ -234,13 +234,27 @@ fn metrics_match_the_pods_the_pool_and_vpc_sims_own_counts() {
             pod.name
         );
     }
-    let enis = inspect_ok(node, &["enis"]);
-    let model = cluster.sim().fabric_view().enis;
-    for eni in model
-        .iter()
-        .filter(|e| e.attachment.as_ref().map(|a| &a.instance_id) == Some(&instance))
-    {
-        assert!(enis.contains(&eni.id), "{} missing from:\n{enis}", eni.id);
+    // Every ENI EC2 has attached to the node is in the table, once ipamd has seen it: the
+    // warm-ENI target may still be attaching one after the last ADD.
+    let mut last = None;
+    let listed_all = wait_for(SETTLE, || {
+        let enis = inspect_ok(node, &["enis"]);
+        let missing: Vec<String> = cluster
+            .sim()
+            .fabric_view()
+            .enis
+            .into_iter()
+            .filter(|e| e.attachment.as_ref().map(|a| &a.instance_id) == Some(&instance))
+            .map(|e| e.id)
+            .filter(|id| !enis.contains(id.as_str()))
+            .collect();
+        let done = missing.is_empty();
+        last = Some((missing, enis));
+        done.then_some(())
+    });
+    if listed_all.is_none() {
+        let (missing, enis) = last.unwrap();
+        panic!("{missing:?} never appeared in:\n{enis}");
     }
     let table = inspect_ok(node, &["pool"]);
     assert!(

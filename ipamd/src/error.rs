@@ -212,6 +212,17 @@ pub enum IpamdError {
         source: vpc_cni_cloud::CloudError,
     },
 
+    /// `ipamd max-pods`: the shipped table does not list the type.
+    #[error(
+        "instance type {name:?} is not in ipamd's instance-type table (give AWS credentials \
+         to ask EC2's DescribeInstanceTypes)"
+    )]
+    UnknownInstanceType { name: String },
+
+    /// `ipamd max-pods --source ec2` without AWS credentials.
+    #[error("no AWS credentials or region found (environment, profile, web identity or IMDS)")]
+    NoAwsCredentials,
+
     /// IMDS never showed what EC2 acknowledged, within the bounded wait.
     #[error("ENI {eni_id} did not show {what} in IMDS after {waited_ms} ms")]
     NotVisible {

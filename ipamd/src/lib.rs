@@ -29,6 +29,7 @@ pub mod introspect;
 pub mod kernel;
 pub mod logging;
 pub mod metrics;
+pub mod node;
 pub mod overlay;
 pub mod rebuild;
 pub mod rpc;
@@ -36,5 +37,8 @@ pub mod store;
 pub mod sweep;
 pub mod vpc;
 pub mod vpc_datapath;
+
+#[cfg(test)]
+mod test_support;
 
 pub use error::IpamdError;

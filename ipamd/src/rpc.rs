@@ -21,6 +21,7 @@ use vpc_cni_proto::{
 use crate::datapath::Upkeep;
 use crate::error::IpamdError;
 use crate::metrics::{Command, RequestMetrics, DEL_REASON_GC};
+use crate::node::PodCap;
 use crate::store::{Assignment, AttachmentKey, PodIdentity, Store};
 
 /// Asks the pool controller for a pass (VPC mode).
@@ -35,6 +36,10 @@ pub struct NodeFacts {
     /// Set when a controller grows the pool: an ADD on an empty pool wakes
     /// it and waits (bounded) instead of failing at once.
     pub waker: Option<PoolWaker>,
+    /// VPC mode: the most pods the pool plans for. An ADD that finds every address taken
+    /// and this many pods holding one is refused at once, naming the cap, rather than
+    /// waiting for addresses the controller will never add.
+    pub pod_cap: Option<PodCap>,
 }
 
 /// `ASSIGNMENT_GRACE_PERIOD`'s default, for a backend not told otherwise.
@@ -122,6 +127,14 @@ impl Backend {
                 Err(e @ IpamdError::PoolExhausted { .. }) => e,
                 Err(e) => return Err(internal(&e)),
             };
+            if let (Some(cap), IpamdError::PoolExhausted { assigned, .. }) =
+                (&self.facts.pod_cap, &exhausted)
+            {
+                if *assigned >= usize::try_from(cap.limit).unwrap_or(usize::MAX) {
+                    found_empty = true;
+                    break Err(Status::resource_exhausted(cap.refusal(*assigned)));
+                }
+            }
             found_empty = true;
             // Once per ADD: the controller keeps a wake until its next pass, and a pass that
             // adds addresses wakes us through `freed`.

@@ -19,6 +19,7 @@ use vpc_cni_proto::{
 use super::{pod_identity, Backend, NodeFacts, PoolWaker};
 use crate::datapath::{NodeDatapath, Upkeep};
 use crate::error::IpamdError;
+use crate::node::PodCap;
 use crate::store::{Datastore, MemoryCheckpoint, PoolAddress, Store};
 
 const OURS: &str = env!("CARGO_PKG_VERSION");
@@ -76,6 +77,15 @@ struct Harness {
 }
 
 fn harness(addresses: u8, cooldown: Duration, waker: Option<PoolWaker>) -> Harness {
+    harness_capped(addresses, cooldown, waker, None)
+}
+
+fn harness_capped(
+    addresses: u8,
+    cooldown: Duration,
+    waker: Option<PoolWaker>,
+    pod_cap: Option<PodCap>,
+) -> Harness {
     let mut ds = Datastore::new("test pool".into(), Mode::Overlay, millis(cooldown));
     ds.set_pool(pool(addresses));
     let store = Arc::new(Store::new(ds, Arc::new(MemoryCheckpoint::new())));
@@ -86,6 +96,7 @@ fn harness(addresses: u8, cooldown: Duration, waker: Option<PoolWaker>) -> Harne
         vpc_cidrs: Vec::new(),
         pool_wait_timeout: Duration::from_secs(10),
         waker,
+        pod_cap,
     };
     Harness {
         backend: Backend::new(
@@ -308,6 +319,42 @@ async fn an_exhausted_pool_fails_at_once_without_a_controller_and_at_the_timeout
     assert_eq!(err.code(), Code::ResourceExhausted);
     assert_eq!(Instant::now() - start, Duration::from_secs(10));
     assert!(wakes.load(Ordering::SeqCst) >= 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_add_over_the_pod_cap_is_refused_at_once_naming_the_cap() {
+    let never: PoolWaker = Arc::new(|| {});
+    let cap = PodCap {
+        limit: 2,
+        source: "Node n1's status.capacity.pods".into(),
+    };
+    // Below the cap, an empty pool still waits for the controller (the timeout here).
+    let below = harness_capped(
+        1,
+        Duration::ZERO,
+        Some(Arc::clone(&never)),
+        Some(cap.clone()),
+    );
+    add(&below.backend, "a").await.unwrap();
+    let start = Instant::now();
+    let err = add(&below.backend, "b").await.unwrap_err();
+    assert_eq!(Instant::now() - start, Duration::from_secs(10));
+    assert!(!err.message().contains("pod cap"), "{}", err.message());
+
+    // At the cap: refused without waiting, try-again-later, naming the cap and its source.
+    let at = harness_capped(2, Duration::ZERO, Some(never), Some(cap));
+    add(&at.backend, "a").await.unwrap();
+    add(&at.backend, "b").await.unwrap();
+    let start = Instant::now();
+    let err = add(&at.backend, "c").await.unwrap_err();
+    assert_eq!(Instant::now(), start);
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(err.message().contains("cap is 2"), "{}", err.message());
+    assert!(
+        err.message().contains("Node n1's status.capacity.pods"),
+        "{}",
+        err.message()
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -4,16 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
-
-use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_ec2::config::{Credentials, Region, SharedCredentialsProvider};
 
 use super::EC2_ACTIONS;
 use crate::api::{Assign, Ec2, EniId, EniQuery, NewEni, SubnetId};
-use crate::aws::prop_tests::fake_http::{FakeHttp, Seen};
-use crate::aws::AwsEc2;
-use crate::retry::RetryPolicy;
+use crate::aws::prop_tests::fake_http::{ec2_client as client, FakeHttp, Seen};
 
 /// A reply every action's parser takes: EC2's envelope, with the one field a follow-up call
 /// needs (the attachment id, for the DeleteOnTermination that follows an attach).
@@ -23,27 +17,6 @@ fn reply(seen: &Seen<'_>) -> (u16, Vec<u8>) {
         r#"<{action}Response xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r-1</requestId><attachmentId>eni-attach-1</attachmentId><return>true</return></{action}Response>"#
     );
     (200, body.into_bytes())
-}
-
-fn client(http: FakeHttp) -> AwsEc2 {
-    let config = SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "AKIDACTIONS",
-            "secret",
-            None,
-            None,
-            "actions",
-        )))
-        .endpoint_url("http://ec2.actions.invalid")
-        .http_client(http)
-        .build();
-    AwsEc2::from_sdk_config(&config, 0.0, 1).with_retry_policy(RetryPolicy {
-        max_attempts: 1,
-        base: Duration::ZERO,
-        cap: Duration::ZERO,
-    })
 }
 
 #[tokio::test]

@@ -109,6 +109,17 @@ impl AwsEc2 {
         Self::from_sdk_config_with(&config, options)
     }
 
+    /// Like [`AwsEc2::from_env`], but `None` when the standard chain finds no credentials
+    /// (or no region): a tool that can answer without EC2 (`ipamd max-pods`) then does.
+    pub async fn from_env_with_credentials(qps: f64, burst: u32) -> Option<Self> {
+        use aws_sdk_ec2::config::ProvideCredentials;
+        let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        config.region()?;
+        let provider = config.credentials_provider()?;
+        provider.provide_credentials().await.ok()?;
+        Some(Self::from_sdk_config(&config, qps, burst))
+    }
+
     /// A client from an already loaded configuration, with the SDK's
     /// retries off (see the module comment) and `RetryPolicy::default()`.
     #[must_use]

@@ -28,12 +28,15 @@ pub enum ErrorCode {
     MissingParameter,
     RequestLimitExceeded,
     InvalidAction,
+    /// The caller's IAM policy does not allow the action (HTTP 403); the sim answers it
+    /// only when a test injects it.
+    UnauthorizedOperation,
     InternalError,
 }
 
 impl ErrorCode {
     /// Every code, for parsing and for tests that walk them all.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::PrivateIpAddressLimitExceeded,
         ErrorCode::AttachmentLimitExceeded,
         ErrorCode::InsufficientFreeAddressesInSubnet,
@@ -49,6 +52,7 @@ impl ErrorCode {
         ErrorCode::MissingParameter,
         ErrorCode::RequestLimitExceeded,
         ErrorCode::InvalidAction,
+        ErrorCode::UnauthorizedOperation,
         ErrorCode::InternalError,
     ];
 
@@ -70,6 +74,7 @@ impl ErrorCode {
             ErrorCode::MissingParameter => "MissingParameter",
             ErrorCode::RequestLimitExceeded => "RequestLimitExceeded",
             ErrorCode::InvalidAction => "InvalidAction",
+            ErrorCode::UnauthorizedOperation => "UnauthorizedOperation",
             ErrorCode::InternalError => "InternalError",
         }
     }
@@ -79,6 +84,7 @@ impl ErrorCode {
         match self {
             ErrorCode::RequestLimitExceeded => 503,
             ErrorCode::InternalError => 500,
+            ErrorCode::UnauthorizedOperation => 403,
             _ => 400,
         }
     }

@@ -46,6 +46,10 @@ pub enum Call {
     Get(String),
     /// `PATCH /api/v1/nodes/<name>`.
     Patch(String),
+    /// `POST /api/v1/namespaces/<namespace>/events`.
+    CreateEvent(String),
+    /// `GET /api/v1/namespaces/<namespace>/events`, or `/api/v1/events` (`None`).
+    ListEvents(Option<String>),
     /// Anything else, including requests without the right token.
     Other,
 }
@@ -57,6 +61,9 @@ impl fmt::Display for Call {
             Self::Watch => write!(f, "WATCH nodes"),
             Self::Get(name) => write!(f, "GET node {name}"),
             Self::Patch(name) => write!(f, "PATCH node {name}"),
+            Self::CreateEvent(ns) => write!(f, "CREATE event in {ns}"),
+            Self::ListEvents(Some(ns)) => write!(f, "LIST events in {ns}"),
+            Self::ListEvents(None) => write!(f, "LIST events"),
             Self::Other => write!(f, "other"),
         }
     }
@@ -69,6 +76,8 @@ struct Store {
     /// handed out can be served (this server never answers 410 Gone).
     history: Vec<WatchEvent>,
     calls: BTreeMap<Call, usize>,
+    /// core/v1 Events by (namespace, name), as created.
+    events: BTreeMap<(String, String), Value>,
     /// `METHOD uri -> status`, oldest first, for diagnostics.
     log: Vec<String>,
 }
@@ -114,6 +123,7 @@ impl KubeApi {
                     version: 1000,
                     history: Vec::new(),
                     calls: BTreeMap::new(),
+                    events: BTreeMap::new(),
                     log: Vec::new(),
                 }),
                 live,
@@ -156,7 +166,9 @@ impl KubeApi {
             .map_err(|refused| match refused {
                 Refused::NotFound => not_found(name),
                 Refused::Conflict => io::Error::other(format!("Node {name:?} changed meanwhile")),
-                Refused::Invalid(why) => io::Error::other(why),
+                Refused::Invalid(why) | Refused::Mismatch(why) | Refused::Exists(why) => {
+                    io::Error::other(why)
+                }
             })
     }
 
@@ -252,6 +264,95 @@ impl KubeApi {
     /// The current resourceVersion.
     #[must_use]
     pub fn version(&self) -> u64 {
+        self.store().version
+    }
+
+    /// Creates a core/v1 Event in `namespace` as the API server does: the name from
+    /// `metadata.name` or `generateName` plus a suffix, the namespace of the request (an
+    /// object naming another is refused), and the legacy rule for an involved object without
+    /// a namespace (a Node): the Event must live in `default`. Returns the stored object.
+    pub(super) fn create_event(&self, namespace: &str, mut event: Value) -> Result<Value, Refused> {
+        let invalid = |why: String| Refused::Invalid(why);
+        let involved_ns = event
+            .pointer("/involvedObject/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        if event
+            .pointer("/involvedObject/kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
+            return Err(invalid("involvedObject.kind: Required value".into()));
+        }
+        let wanted = if involved_ns.is_empty() {
+            "default"
+        } else {
+            involved_ns.as_str()
+        };
+        if namespace != wanted {
+            return Err(invalid(format!(
+                "involvedObject.namespace: Invalid value: \"{involved_ns}\": does not match event.namespace"
+            )));
+        }
+        let mut store = self.store();
+        let version = store.version + 1;
+        let meta = metadata(&mut event).map_err(|e| invalid(e.to_string()))?;
+        match meta.get("namespace").and_then(Value::as_str) {
+            Some(ns) if ns != namespace => {
+                return Err(Refused::Mismatch(format!(
+                    "the namespace of the provided object ({ns}) does not match the namespace sent on the request ({namespace})"
+                )))
+            }
+            _ => {}
+        }
+        let name = match (
+            meta.get("name").and_then(Value::as_str),
+            meta.get("generateName").and_then(Value::as_str),
+        ) {
+            (Some(name), _) if !name.is_empty() => name.to_owned(),
+            (_, Some(prefix)) if !prefix.is_empty() => format!("{prefix}{version:x}"),
+            _ => {
+                return Err(invalid(
+                    "metadata.name: Required value: name or generateName is required".into(),
+                ))
+            }
+        };
+        if store
+            .events
+            .contains_key(&(namespace.to_owned(), name.clone()))
+        {
+            return Err(Refused::Exists(name));
+        }
+        meta.insert("name".into(), json!(name));
+        meta.insert("namespace".into(), json!(namespace));
+        meta.insert(
+            "uid".into(),
+            json!(format!("0e7e1a55-0000-4000-8000-{version:012x}")),
+        );
+        meta.insert("resourceVersion".into(), json!(version.to_string()));
+        meta.insert("creationTimestamp".into(), json!("2026-11-20T08:00:00Z"));
+        store.version = version;
+        store
+            .events
+            .insert((namespace.to_owned(), name), event.clone());
+        Ok(event)
+    }
+
+    /// The Events in `namespace` (every namespace for `None`), by namespace and name.
+    #[must_use]
+    pub fn events(&self, namespace: Option<&str>) -> Vec<Value> {
+        self.store()
+            .events
+            .iter()
+            .filter(|((ns, _), _)| namespace.is_none_or(|want| want == ns))
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    /// The version a list is consistent with.
+    pub(super) fn events_version(&self) -> u64 {
         self.store().version
     }
 
@@ -355,6 +456,10 @@ pub(super) enum Refused {
     /// The change named a resourceVersion that is no longer current.
     Conflict,
     Invalid(String),
+    /// The body's namespace is not the request's (400 BadRequest).
+    Mismatch(String),
+    /// An object of that name exists (409 AlreadyExists).
+    Exists(String),
 }
 
 /// Counts a watch as open until dropped.

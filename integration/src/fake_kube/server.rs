@@ -1,5 +1,5 @@
 //! The HTTP side of the fake API server: the requests kube's client and
-//! watcher send for Nodes, answered from [`KubeApi`]; watches stream events
+//! watcher send for Nodes, and core/v1 Events (create, list), answered from [`KubeApi`]; watches stream events
 //! as newline-delimited JSON until their timeout or shutdown.
 
 use std::convert::Infallible;
@@ -153,11 +153,44 @@ impl Server {
                 None => not_found(name),
             },
             Call::Patch(name) => self.patch(name, content_type, body),
+            Call::CreateEvent(ns) => self.create_event(ns, body),
+            Call::ListEvents(ns) => json_reply(
+                200,
+                &json!({
+                    "kind": "EventList",
+                    "apiVersion": "v1",
+                    "metadata": { "resourceVersion": self.api.events_version().to_string() },
+                    "items": self.api.events(ns.as_deref()),
+                }),
+            ),
             Call::Other => status(
                 404,
                 "NotFound",
                 "the server could not find the requested resource",
             ),
+        }
+    }
+
+    fn create_event(&self, namespace: &str, body: &[u8]) -> Reply {
+        let event: Value = match serde_json::from_slice(body) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(other) => return status(400, "BadRequest", &format!("not a JSON object: {other}")),
+            Err(e) => return status(400, "BadRequest", &format!("invalid JSON: {e}")),
+        };
+        match self.api.create_event(namespace, event) {
+            Ok(stored) => json_reply(201, &stored),
+            Err(Refused::Mismatch(why)) => status(400, "BadRequest", &why),
+            Err(Refused::Exists(name)) => status(
+                409,
+                "AlreadyExists",
+                &format!("events \"{name}\" already exists"),
+            ),
+            Err(Refused::Invalid(why)) => {
+                status(422, "Invalid", &format!("Event is invalid: {why}"))
+            }
+            Err(Refused::NotFound | Refused::Conflict) => {
+                status(500, "InternalError", "unexpected refusal")
+            }
         }
     }
 
@@ -184,6 +217,7 @@ impl Server {
                 &format!("Operation cannot be fulfilled on nodes \"{name}\": the object has been modified; please apply your changes to the latest version and try again"),
             ),
             Err(Refused::Invalid(why)) => status(422, "Invalid", &why),
+            Err(Refused::Mismatch(why) | Refused::Exists(why)) => status(400, "BadRequest", &why),
         }
     }
 
@@ -307,6 +341,20 @@ fn classify(method: &Method, path: &str, query: &[(String, String)]) -> Call {
         .any(|(k, v)| k == "watch" && (v == "true" || v == "1"));
     if path == NODES && method == Method::GET {
         return if watching { Call::Watch } else { Call::List };
+    }
+    if path == "/api/v1/events" && method == Method::GET {
+        return Call::ListEvents(None);
+    }
+    if let Some(ns) = path
+        .strip_prefix("/api/v1/namespaces/")
+        .and_then(|rest| rest.strip_suffix("/events"))
+        .filter(|ns| !ns.is_empty() && !ns.contains('/'))
+    {
+        match *method {
+            Method::POST => return Call::CreateEvent(ns.to_owned()),
+            Method::GET if !watching => return Call::ListEvents(Some(ns.to_owned())),
+            _ => return Call::Other,
+        }
     }
     let name = path
         .strip_prefix(NODES)

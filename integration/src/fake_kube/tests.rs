@@ -262,3 +262,65 @@ fn changes_bump_the_version_and_reach_watchers_in_order() {
     assert!(api.node("n1").is_none());
     assert_eq!(api.subscribe(start + 1).0.len(), 2);
 }
+
+fn node_event(reason: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": { "generateName": "n1." },
+        "involvedObject": { "kind": "Node", "name": "n1", "apiVersion": "v1" },
+        "reason": reason,
+        "message": "m",
+        "type": "Warning",
+    })
+}
+
+#[test]
+fn events_are_created_as_the_api_server_creates_them() {
+    let api = KubeApi::new();
+    let a = api.create_event("default", node_event("A")).unwrap();
+    let b = api.create_event("default", node_event("B")).unwrap();
+    let (na, nb) = (
+        a["metadata"]["name"].as_str().unwrap(),
+        b["metadata"]["name"].as_str().unwrap(),
+    );
+    assert!(
+        na.starts_with("n1.") && nb.starts_with("n1.") && na != nb,
+        "{na} {nb}"
+    );
+    assert_eq!(a["metadata"]["namespace"], "default");
+    assert!(a["metadata"]["uid"].is_string() && a["metadata"]["resourceVersion"].is_string());
+    // A Node's events live in `default`; the body's namespace must be the request's.
+    assert!(matches!(
+        api.create_event("kube-system", node_event("C")),
+        Err(super::api::Refused::Invalid(_))
+    ));
+    let mut other = node_event("D");
+    other["metadata"]["namespace"] = json!("kube-system");
+    assert!(matches!(
+        api.create_event("default", other),
+        Err(super::api::Refused::Mismatch(_))
+    ));
+    let mut named = node_event("E");
+    named["metadata"] = json!({ "name": "n1.fixed" });
+    api.create_event("default", named.clone()).unwrap();
+    assert!(matches!(
+        api.create_event("default", named),
+        Err(super::api::Refused::Exists(_))
+    ));
+    let mut nameless = node_event("F");
+    nameless["metadata"] = json!({});
+    assert!(matches!(
+        api.create_event("default", nameless),
+        Err(super::api::Refused::Invalid(_))
+    ));
+    let listed = api.events(Some("default"));
+    let mut got: Vec<String> = listed
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap().to_owned())
+        .collect();
+    got.sort();
+    assert_eq!(got, ["A", "B", "E"]);
+    assert_eq!(api.events(None).len(), 3);
+    assert!(api.events(Some("kube-system")).is_empty());
+}

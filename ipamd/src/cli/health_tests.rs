@@ -3,38 +3,12 @@
 //! needed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-
-use tokio_stream::wrappers::UnixListenerStream;
-use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 use vpc_cni_proto::HEALTH_SERVICE_NAME;
 
 use super::check;
 use crate::error::IpamdError;
-
-struct Served {
-    reporter: HealthReporter,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-fn serve() -> Served {
-    let (reporter, service) = tonic_health::server::health_reporter();
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("ipamd.sock");
-    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(UnixListenerStream::new(listener)),
-    );
-    Served {
-        reporter,
-        socket,
-        _dir: dir,
-    }
-}
+use crate::test_support::serve_health;
 
 fn reason(result: Result<(), IpamdError>) -> String {
     match result {
@@ -49,7 +23,7 @@ fn reason(result: Result<(), IpamdError>) -> String {
 
 #[tokio::test]
 async fn serving_passes_and_not_serving_fails_naming_it() {
-    let served = serve();
+    let served = serve_health();
     let reporter = &served.reporter;
     reporter
         .set_service_status(HEALTH_SERVICE_NAME, ServingStatus::Serving)
@@ -76,7 +50,7 @@ async fn serving_passes_and_not_serving_fails_naming_it() {
 #[tokio::test]
 async fn a_backend_not_registered_yet_is_not_serving() {
     // Before ipamd marks its backend, only the server-wide "" status exists.
-    let served = serve();
+    let served = serve_health();
     check(&served.socket, "").await.unwrap();
     let text = reason(check(&served.socket, HEALTH_SERVICE_NAME).await);
     assert!(text.contains("not registered"), "{text}");

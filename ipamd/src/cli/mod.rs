@@ -8,6 +8,7 @@
 pub mod health;
 pub mod inspect;
 pub mod install;
+pub mod max_pods;
 mod table;
 
 use std::ffi::OsString;
@@ -27,6 +28,10 @@ pub enum Command {
     /// Copies the vpc-cni plugin binary into the node's CNI bin directory, atomically
     /// (the DaemonSet's init container runs it).
     InstallCni(install::InstallArgs),
+    /// Prints kubelet's max-pods for an instance type, by the formula ipamd's pool plans
+    /// with: from EC2's DescribeInstanceTypes when AWS credentials are found, else from the
+    /// table shipped with ipamd.
+    MaxPods(max_pods::MaxPodsArgs),
 }
 
 /// The parser of `ipamd <subcommand> ...`.
@@ -59,6 +64,7 @@ impl Command {
             Command::Inspect(args) => inspect::main(&args),
             Command::Health(args) => health::main(&args),
             Command::InstallCni(args) => install::main(&args),
+            Command::MaxPods(args) => max_pods::main(&args),
         }
     }
 }

@@ -47,7 +47,7 @@ pub enum ModeSetting {
     name = "ipamd",
     version,
     about = "vpc-cni node daemon",
-    after_help = "Subcommands (each with its own --help): ipamd inspect, ipamd health, ipamd install-cni"
+    after_help = "Subcommands (each with its own --help): ipamd inspect, ipamd health, ipamd install-cni, ipamd max-pods"
 )]
 pub struct Settings {
     /// auto | vpc | overlay.
@@ -359,6 +359,8 @@ mod tests {
         assert_eq!(s.overlay.vxlan_vni, 1);
         assert_eq!(s.overlay.vxlan_port, 8472);
         assert!(!s.overlay.vxlan_direct_routing);
+        assert_eq!(s.vpc.max_pods, None);
+        assert_eq!(parse(&["--max-pods", "8"]).unwrap().vpc.max_pods, Some(8));
     }
 
     #[test]
@@ -391,6 +393,8 @@ mod tests {
                 "VXLAN_DIRECT_ROUTING",
             ),
             (&["--cluster-cidr", "10.0.0.1/8"][..], "CLUSTER_CIDR"),
+            (&["--max-pods", "0"][..], "MAX_PODS"),
+            (&["--max-pods", "many"][..], "MAX_PODS"),
         ] {
             let err = parse(args).unwrap_err().to_string();
             assert!(err.contains(variable), "{args:?}: {err}");

@@ -36,6 +36,13 @@ pub struct VpcSettings {
     #[arg(long, env = "MAX_ENI", default_value_t = 0)]
     pub max_eni: u32,
 
+    /// Most pods the pool plans for, overriding the Node's `status.capacity.pods` (kubelet's
+    /// max-pods) and the formula. Unset: the Node's capacity when ipamd runs in a cluster
+    /// (MY_NODE_NAME and a Kubernetes configuration), else the formula.
+    #[arg(long, env = "MAX_PODS", value_name = "MAX_PODS",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_pods: Option<u32>,
+
     /// MTU of the ENIs.
     #[arg(long, env = "AWS_VPC_ENI_MTU", value_name = "AWS_VPC_ENI_MTU", default_value = "9001",
           value_parser = parse_mtu)]

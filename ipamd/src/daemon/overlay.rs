@@ -116,6 +116,7 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
             vpc_cidrs: Vec::new(),
             pool_wait_timeout: settings.pool_wait_timeout,
             waker: None,
+            pod_cap: None,
         },
         datapath: Arc::new(GuardedDatapath::new(datapath, guard)),
         pool_name: pool_name(pod_cidr),

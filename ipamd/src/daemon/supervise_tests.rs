@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio_stream::wrappers::UnixListenerStream;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -14,6 +13,7 @@ use vpc_cni_proto::HEALTH_SERVICE_NAME;
 
 use super::{Lifetime, Supervisor};
 use crate::error::IpamdError;
+use crate::test_support::{serve_health, HealthServer};
 
 /// Harness bound for the health answer to change (never asserted as a duration).
 const EVENTUAL: Duration = Duration::from_secs(10);
@@ -22,23 +22,15 @@ const EVENTUAL: Duration = Duration::from_secs(10);
 struct Served {
     supervisor: Supervisor,
     socket: PathBuf,
-    _dir: tempfile::TempDir,
+    _server: HealthServer,
 }
 
 fn serve() -> Served {
-    let (reporter, service) = tonic_health::server::health_reporter();
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("health.sock");
-    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(UnixListenerStream::new(listener)),
-    );
+    let server = serve_health();
     Served {
-        supervisor: Supervisor::new(reporter),
-        socket,
-        _dir: dir,
+        supervisor: Supervisor::new(server.reporter.clone()),
+        socket: server.socket.clone(),
+        _server: server,
     }
 }
 

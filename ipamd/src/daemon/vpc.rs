@@ -12,11 +12,15 @@ use vpc_cni_proto::Mode;
 
 use super::supervise::{task, Lifetime};
 use super::{adopt_kernel_pods, cooldown_ms, log_restore, NodeSetup, Start};
+use crate::config::Settings;
 use crate::datapath::NodeDatapath;
 use crate::error::IpamdError;
 use crate::guard::{GuardedDatapath, PodGuard};
 use crate::introspect::ModeSource;
 use crate::metrics::Metrics;
+use crate::node::events::NodeEvents;
+use crate::node::{node_capacity_pods, PodCap};
+use crate::overlay::peers::client_from_environment;
 use crate::rpc::NodeFacts;
 use crate::store::{Datastore, Store};
 use crate::vpc::{ControllerConfig, PoolController};
@@ -59,13 +63,23 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
         ec2 = ec2.with_observer(observer);
     }
     let ec2 = Arc::new(ec2);
-    let limits = ec2
-        .instance_limits(&node.instance_type)
-        .await
-        .map_err(IpamdError::cloud(format!(
-            "limits of instance type {}",
-            node.instance_type
-        )))?;
+    let kube = own_node_client(settings).await;
+    let events = kube
+        .as_ref()
+        .map(|(client, name)| Arc::new(NodeEvents::new(client.clone(), name.clone())));
+    let limits = match ec2.instance_limits(&node.instance_type).await {
+        Ok(limits) => limits,
+        Err(e) => {
+            // ipamd stops here: the Event (missing IAM permissions) goes out first.
+            if let Some(posted) = events.as_ref().and_then(|ev| ev.report(&e)) {
+                let _ = tokio::time::timeout(EVENT_BEFORE_EXIT, posted).await;
+            }
+            return Err(IpamdError::cloud(format!(
+                "limits of instance type {}",
+                node.instance_type
+            ))(e));
+        }
+    };
     info!(instance = %node.instance_id, r#type = %node.instance_type, ?limits, "VPC node");
 
     let vpc_cidrs = primary.vpc_cidrs.clone();
@@ -96,20 +110,39 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
         cooldown_ms(settings),
     );
     let store = Arc::new(Store::new(datastore, start.checkpoint));
+    let mut config = ControllerConfig::from_settings(vpc);
+    let node_cap = match (&kube, vpc.max_pods) {
+        (Some((client, name)), None) => node_pod_cap(client, name).await,
+        _ => None,
+    };
+    let cap_source = match node_cap {
+        Some(cap) if vpc.max_pods.is_none() => {
+            config.pool.max_pods = cap.limit;
+            cap.source
+        }
+        _ if vpc.max_pods.is_some() => "MAX_PODS".to_owned(),
+        _ => format!("the limits of instance type {}", node.instance_type),
+    };
     let ec2_seam: Arc<dyn Ec2> = ec2.clone();
     let imds_seam: Arc<dyn Imds> = imds;
-    let controller = Arc::new(
-        PoolController::new(
-            ec2_seam,
-            imds_seam,
-            (*store).clone(),
-            node.clone(),
-            limits,
-            ControllerConfig::from_settings(vpc),
-            system_clock(),
-        )
-        .with_datapath(Arc::clone(&datapath)),
-    );
+    let mut controller = PoolController::new(
+        ec2_seam,
+        imds_seam,
+        (*store).clone(),
+        node.clone(),
+        limits,
+        config,
+        system_clock(),
+    )
+    .with_datapath(Arc::clone(&datapath));
+    if let Some(events) = events {
+        controller = controller.with_error_sink(Arc::new(move |e: &IpamdError| {
+            if let Some(cloud) = e.cloud_error() {
+                events.report(cloud);
+            }
+        }));
+    }
+    let controller = Arc::new(controller);
     // The pool as IMDS shows it now, then the checkpoint on top of it.
     controller.snapshot().await?;
     if let Some(data) = start.loaded {
@@ -120,7 +153,11 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
     adopt_kernel_pods(&store).await?;
     store.persist().await?;
     controller.own_pod_rules();
-    info!(max_pods = controller.max_pods(), "pool controller ready");
+    let pod_cap = PodCap {
+        limit: controller.max_pods(),
+        source: cap_source,
+    };
+    info!(max_pods = pod_cap.limit, from = %pod_cap.source, "pool controller ready");
 
     start
         .supervisor
@@ -159,11 +196,58 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
             vpc_cidrs,
             pool_wait_timeout: settings.pool_wait_timeout,
             waker: Some(waker),
+            pod_cap: Some(pod_cap),
         },
         datapath: Arc::new(GuardedDatapath::new(datapath, guard)),
         pool_name: format!("ENIs of {}", node.instance_id),
         source: ModeSource::Vpc(controller),
     })
+}
+
+/// Tries at reading the own Node before going on without its capacity.
+const NODE_READS: u32 = 3;
+const NODE_READ_PAUSE: Duration = Duration::from_secs(2);
+
+/// How long a start-up failure waits for its Event to be posted.
+const EVENT_BEFORE_EXIT: Duration = Duration::from_secs(5);
+
+/// A client for the own Node when ipamd runs in a cluster: MY_NODE_NAME set and a
+/// Kubernetes configuration found (the pod's service account, or KUBECONFIG). Without them
+/// ipamd runs as outside Kubernetes: the formula caps the pool, no Events.
+async fn own_node_client(settings: &Settings) -> Option<(kube::Client, String)> {
+    let name = settings.overlay.node_name.clone()?;
+    match client_from_environment(settings.overlay.cluster_endpoint.as_deref()).await {
+        Ok(client) => Some((client, name)),
+        Err(e) => {
+            warn!(error = %e, node = %name, "no Kubernetes API: max pods from the instance type, no Events");
+            None
+        }
+    }
+}
+
+/// Kubelet's max-pods from the own Node (`status.capacity.pods`). `None` when the Node
+/// reports none or cannot be read ([`NODE_READS`] tries): the pool plans by the formula.
+async fn node_pod_cap(client: &kube::Client, name: &str) -> Option<PodCap> {
+    for attempt in 1..=NODE_READS {
+        match node_capacity_pods(client, name).await {
+            Ok(Some(limit)) => {
+                return Some(PodCap {
+                    limit,
+                    source: format!("Node {name}'s status.capacity.pods"),
+                })
+            }
+            Ok(None) => {
+                warn!(node = name, "the Node reports no status.capacity.pods");
+                return None;
+            }
+            Err(e) if attempt < NODE_READS => {
+                warn!(error = %e, attempt, "reading the own Node; retrying");
+                tokio::time::sleep(NODE_READ_PAUSE).await;
+            }
+            Err(e) => warn!(error = %e, "reading the own Node: max pods from the instance type"),
+        }
+    }
+    None
 }
 
 /// Deletes our ENIs left `available`, every `interval` with up to a fifth of

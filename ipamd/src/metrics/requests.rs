@@ -19,28 +19,8 @@ pub const DEL_REASON_POD_DELETED: &str = "PodDeleted";
 /// Its reason for an address a CNI GC released (a runtime's garbage collection).
 pub const DEL_REASON_GC: &str = "GarbageCollected";
 
-/// A CNI command, as the request-duration label spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
-    Add,
-    Del,
-    Check,
-    Gc,
-    Status,
-}
-
-impl Command {
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Add => "ADD",
-            Self::Del => "DEL",
-            Self::Check => "CHECK",
-            Self::Gc => "GC",
-            Self::Status => "STATUS",
-        }
-    }
-}
+/// A CNI command; the request-duration label spells it as the spec does.
+pub use vpc_cni::spec::Command;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
@@ -143,7 +123,7 @@ impl RequestMetrics {
     pub fn timer(&self, command: Command) -> RequestTimer {
         RequestTimer {
             histogram: self.duration.get_or_create_owned(&CommandLabels {
-                command: command.name().to_owned(),
+                command: command.as_str().to_owned(),
             }),
             started: Instant::now(),
         }

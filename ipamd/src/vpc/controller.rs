@@ -77,7 +77,8 @@ impl ControllerConfig {
                 warm_prefix_target: s.warm_prefix_target,
                 prefix_delegation: s.enable_prefix_delegation,
                 max_eni: s.max_eni,
-                max_pods: 0,
+                // The Node's capacity, when there is one, is set by the daemon.
+                max_pods: s.max_pods.unwrap_or(0),
             },
             cluster_name: s.cluster_name.clone(),
             additional_eni_tags: s.additional_eni_tags.clone(),
@@ -204,7 +205,12 @@ pub struct PoolController {
     /// the running pods (after the checkpoint and the kernel's pods are in), since a store
     /// that does not know them yet would have their rules removed.
     pod_rules: AtomicBool,
+    /// Told of every failed pass (the daemon posts Events on the Node from it).
+    on_error: Option<ErrorSink>,
 }
+
+/// Where failed passes are reported, beside the log.
+pub type ErrorSink = Arc<dyn Fn(&IpamdError) + Send + Sync>;
 
 impl PoolController {
     pub fn new(
@@ -238,7 +244,15 @@ impl PoolController {
             datapath: None,
             pass: tokio::sync::Mutex::new(()),
             pod_rules: AtomicBool::new(false),
+            on_error: None,
         }
+    }
+
+    /// Reports every failed pass to `sink` too.
+    #[must_use]
+    pub fn with_error_sink(mut self, sink: ErrorSink) -> Self {
+        self.on_error = Some(sink);
+        self
     }
 
     /// Has every snapshot wire the node's ENIs through `datapath` first and
@@ -541,6 +555,9 @@ impl PoolController {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "pool reconcile failed");
+                    if let Some(sink) = &self.on_error {
+                        sink(&e);
+                    }
                     let d = backoff;
                     backoff = (backoff * 2).min(interval);
                     (d, true)

@@ -8,37 +8,17 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_ec2::config::{Credentials, Region, SharedCredentialsProvider};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use vpc_cni_proto::net::{Ipv4Cidr, MacAddr};
 use vpc_cni_testkit::prop::{config, gen};
 
-use super::fake_http::{Answer, FakeHttp};
+use super::fake_http::{ec2_client as client, Answer, FakeHttp};
 use super::xml::{self, elem, set, text, Node};
 use crate::api::{Assign, Ec2, EniId, EniInfo, EniQuery, NewEni, SubnetId};
 use crate::aws::AwsEc2;
 use crate::error::CloudError;
 use crate::retry::RetryPolicy;
-
-/// A client whose every request `http` answers; one attempt per call, no token bucket.
-fn client(http: FakeHttp) -> AwsEc2 {
-    let config = SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "AKIDPROP", "secret", None, None, "prop",
-        )))
-        .endpoint_url("http://ec2.prop.invalid")
-        .http_client(http)
-        .build();
-    AwsEc2::from_sdk_config(&config, 0.0, 1).with_retry_policy(RetryPolicy {
-        max_attempts: 1,
-        base: Duration::ZERO,
-        cap: Duration::ZERO,
-    })
-}
 
 /// Runs `f` on a fresh single-threaded runtime. A call that loops fails through the fake's
 /// request bound (`fake_http::MAX_REQUESTS`); one that waits fails through this timeout.

@@ -13,6 +13,13 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_ec2::config::{Credentials, Region, SharedCredentialsProvider};
+
+use crate::aws::AwsEc2;
+use crate::retry::RetryPolicy;
 
 /// What the fake server answers: a status and a body.
 pub type Answer = (u16, Vec<u8>);
@@ -154,4 +161,22 @@ fn query_action(body: &[u8]) -> Option<String> {
         .split('&')
         .find_map(|pair| pair.strip_prefix("Action="))
         .map(str::to_owned)
+}
+
+/// A client whose every request `http` answers; one attempt per call, no token bucket.
+pub fn ec2_client(http: FakeHttp) -> AwsEc2 {
+    let config = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "AKIDFAKE", "secret", None, None, "fake",
+        )))
+        .endpoint_url("http://ec2.fake.invalid")
+        .http_client(http)
+        .build();
+    AwsEc2::from_sdk_config(&config, 0.0, 1).with_retry_policy(RetryPolicy {
+        max_attempts: 1,
+        base: Duration::ZERO,
+        cap: Duration::ZERO,
+    })
 }
