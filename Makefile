@@ -9,6 +9,9 @@ PROFILE_DIR := target/debug
 
 deps:
 	@bash scripts/install-deps.sh
+	# Every crate of the lock file, for every platform: the supply-chain test reads them all
+	# offline (cargo metadata), and a build fetches only what this machine compiles.
+	$(CARGO) fetch --locked
 
 build: deps
 	$(CARGO) build --workspace --bins
