@@ -5,7 +5,7 @@ CARGO ?= cargo
 # One profile for tests, binaries and the demo, so nothing is compiled twice.
 PROFILE_DIR := target/debug
 
-.PHONY: deps build test lint demo bench chaos props clean
+.PHONY: deps build test lint demo bench chaos props image clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -35,6 +35,15 @@ props: deps
 demo: build
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make demo needs root: it creates network namespaces" >&2; exit 1; fi
 	$(PROFILE_DIR)/vpc-cni-demo
+
+# The image the DaemonSet runs (deploy/image/build.sh): a docker-archive of the release
+# binaries, Debian's nft and their libraries. Load it with `ctr -n k8s.io images import`,
+# `podman load` or `docker load`, or push it with skopeo. `make test` builds its own from the
+# test profile's binaries (integration/tests/containerd/kubelet_path.rs).
+IMAGE_TAG ?= vpc-cni:$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+image: deps
+	$(CARGO) build --release -p ipamd -p vpc-cni --bins
+	bash deploy/image/build.sh --bin-dir target/release --tag $(IMAGE_TAG) --out target/vpc-cni-image.tar
 
 # Benchmarks run optimised binaries (a second profile, built only here).
 bench: deps

@@ -16,6 +16,9 @@ packages=(
   containernetworking-plugins  # portmap/tuning/bandwidth chained after ours
   protobuf-compiler  # the k8s-cri crate's build script runs protoc
   iptables        # Debian's portmap plugin programs hostPort DNAT with it
+  binutils        # strip: the image's binaries without debug sections (deploy/image/build.sh)
+  ca-certificates # the image's CA bundle (HTTPS to EC2 and the API server)
+  openssl         # the kubelet-path test's service-account CA
 )
 
 missing=()

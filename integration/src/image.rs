@@ -92,3 +92,34 @@ pub fn build_busybox_image(dir: &Path) -> std::io::Result<PathBuf> {
     )?;
     Ok(image)
 }
+
+/// The image the DaemonSet runs, as `deploy/base/kustomization.yaml` names it:
+/// `vpc-cni:<the workspace's version>`.
+#[must_use]
+pub fn vpc_cni_image_ref() -> String {
+    format!("vpc-cni:{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Builds vpc-cni's image with `deploy/image/build.sh` (what an operator runs, through `make
+/// image`) from the binaries of this build profile, as `<dir>/vpc-cni-image.tar`, tagged
+/// [`vpc_cni_image_ref`]. Returns its path.
+pub fn build_vpc_cni_image(dir: &Path) -> std::io::Result<PathBuf> {
+    let bin_dir = vpc_cni_testkit::bins::ipamd()
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| std::io::Error::other("ipamd's path has no directory"))?;
+    let out = dir.join("vpc-cni-image.tar");
+    let script = crate::deploy::repo().join("deploy/image/build.sh");
+    run_checked(
+        Command::new("bash")
+            .arg(&script)
+            .arg("--bin-dir")
+            .arg(&bin_dir)
+            .arg("--tag")
+            .arg(vpc_cni_image_ref())
+            .arg("--out")
+            .arg(&out)
+            .env("TMPDIR", dir),
+    )?;
+    Ok(out)
+}

@@ -8,6 +8,7 @@
 //! process it starts is killed by PID on drop.
 
 pub mod chaos;
+pub mod deploy;
 pub mod fabric;
 pub mod fake_kube;
 pub mod image;

@@ -28,7 +28,7 @@ pub use api::{merge_patch, Call, KubeApi, WatchEvent};
 use vpc_cni_testkit::netns::Netns;
 
 /// The token the server expects and the kubeconfig carries.
-const TOKEN: &str = "fake-kube-token-for-ipamd";
+pub const TOKEN: &str = "fake-kube-token-for-ipamd";
 
 /// The running server; stops on drop.
 pub struct FakeKube {

@@ -101,6 +101,22 @@ impl VpcCluster {
         nodes: &[(&str, &str)],
         ipamd_env: &[(&str, &str)],
     ) -> io::Result<Self> {
+        let (mut cluster, instances) = Self::without_ipamd(prefix, nodes)?;
+        for instance in instances {
+            let node = cluster.start_node(instance, ipamd_env)?;
+            cluster.nodes.push(node);
+        }
+        Ok(cluster)
+    }
+
+    /// The VPC, its instances and the fabric with IMDS and the EC2 API, as
+    /// [`VpcCluster::new`] builds them, but no ipamd: for a test that runs ipamd
+    /// another way (in a container, as the DaemonSet does). The instances' namespaces are
+    /// `fabric().node(name)`; [`VpcCluster::nodes`] is empty.
+    pub fn without_ipamd(
+        prefix: &str,
+        nodes: &[(&str, &str)],
+    ) -> io::Result<(Self, Vec<Instance>)> {
         let sim = SimVpc::new();
         let vpc = sim.create_vpc(VPC_CIDR).map_err(sim_err("create_vpc"))?;
         let subnet = sim
@@ -116,7 +132,7 @@ impl VpcCluster {
         let fabric = Arc::new(Fabric::new(prefix)?);
         let follower = fabric.follow(sim.clone(), FOLLOW_PERIOD)?;
         let services = FabricServices::start(&fabric, &sim)?;
-        let mut cluster = Self {
+        let cluster = Self {
             nodes: Vec::with_capacity(instances.len()),
             _services: services,
             follower,
@@ -124,11 +140,7 @@ impl VpcCluster {
             sim,
             subnet,
         };
-        for instance in instances {
-            let node = cluster.start_node(instance, ipamd_env)?;
-            cluster.nodes.push(node);
-        }
-        Ok(cluster)
+        Ok((cluster, instances))
     }
 
     fn start_node(&self, instance: Instance, extra: &[(&str, &str)]) -> io::Result<VpcNode> {

@@ -6,13 +6,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, CreateContainerRequest, ExecSyncRequest, ImageSpec,
-    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest, NamespaceMode,
-    NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PodSandboxStatusRequest, PortMapping,
-    Protocol, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
-    StopPodSandboxRequest,
+    ContainerConfig, ContainerMetadata, ContainerStatus, ContainerStatusRequest,
+    CreateContainerRequest, ExecSyncRequest, ImageSpec, ImageStatusRequest, LinuxPodSandboxConfig,
+    LinuxSandboxSecurityContext, ListPodSandboxRequest, NamespaceMode, NamespaceOption,
+    PodSandboxConfig, PodSandboxMetadata, PodSandboxStatusRequest, PortMapping, Protocol,
+    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
+    StatusRequest, StopContainerRequest, StopPodSandboxRequest,
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 use vpc_cni_integration::image::IMAGE_REF;
@@ -50,6 +52,7 @@ pub struct Pod {
 pub struct Kubelet {
     rt: tokio::runtime::Runtime,
     client: RuntimeServiceClient<Channel>,
+    images: ImageServiceClient<Channel>,
     log_root: PathBuf,
     cgroup_parent: String,
 }
@@ -79,7 +82,8 @@ impl Kubelet {
         let log_root = socket.with_file_name("pod-logs");
         Ok(Self {
             rt,
-            client: RuntimeServiceClient::new(channel),
+            client: RuntimeServiceClient::new(channel.clone()),
+            images: ImageServiceClient::new(channel),
             log_root,
             cgroup_parent: cgroup_parent.into(),
         })
@@ -127,16 +131,7 @@ impl Kubelet {
             }),
             ..PodSandboxConfig::default()
         };
-        let mut client = self.client.clone();
-        let request = RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        };
-        let sandbox_id = self
-            .rt
-            .block_on(client.run_pod_sandbox(request))?
-            .into_inner()
-            .pod_sandbox_id;
+        let sandbox_id = self.run_sandbox(&config)?;
         let ip = self.pod_ip(&sandbox_id)?;
         Ok(Pod {
             name: name.into(),
@@ -144,6 +139,36 @@ impl Kubelet {
             config,
             ip,
         })
+    }
+
+    /// RunPodSandbox with `config` (the CNI ADD, unless the sandbox uses the node's network);
+    /// the sandbox id.
+    pub fn run_sandbox(&self, config: &PodSandboxConfig) -> Result<String, tonic::Status> {
+        let mut client = self.client.clone();
+        let request = RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        };
+        Ok(self
+            .rt
+            .block_on(client.run_pod_sandbox(request))?
+            .into_inner()
+            .pod_sandbox_id)
+    }
+
+    /// Where a sandbox's container logs go, as the kubelet's `/var/log/pods/<pod>`: a fresh
+    /// directory under this client's log root.
+    pub fn new_log_directory(&self, pod: &str) -> Result<PathBuf, tonic::Status> {
+        let dir = self.log_root.join(unique_name(pod));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| tonic::Status::internal(format!("creating {}: {e}", dir.display())))?;
+        Ok(dir)
+    }
+
+    /// The cgroup parent of this client's sandboxes.
+    #[must_use]
+    pub fn cgroup_parent(&self) -> &str {
+        &self.cgroup_parent
     }
 
     /// The address PodSandboxStatus reports for a sandbox.
@@ -173,7 +198,6 @@ impl Kubelet {
         name: &str,
         command: &[&str],
     ) -> Result<String, tonic::Status> {
-        let mut client = self.client.clone();
         let config = ContainerConfig {
             metadata: Some(ContainerMetadata {
                 name: name.into(),
@@ -187,12 +211,24 @@ impl Kubelet {
             log_path: format!("{name}.log"),
             ..ContainerConfig::default()
         };
+        self.create_and_start(&pod.sandbox_id, &pod.config, config)
+    }
+
+    /// CreateContainer + StartContainer of `config` in the sandbox `sandbox_id` made from
+    /// `sandbox_config`; the container id.
+    pub fn create_and_start(
+        &self,
+        sandbox_id: &str,
+        sandbox_config: &PodSandboxConfig,
+        config: ContainerConfig,
+    ) -> Result<String, tonic::Status> {
+        let mut client = self.client.clone();
         let id = self
             .rt
             .block_on(client.create_container(CreateContainerRequest {
-                pod_sandbox_id: pod.sandbox_id.clone(),
+                pod_sandbox_id: sandbox_id.into(),
                 config: Some(config),
-                sandbox_config: Some(pod.config.clone()),
+                sandbox_config: Some(sandbox_config.clone()),
             }))?
             .into_inner()
             .container_id;
@@ -224,6 +260,94 @@ impl Kubelet {
             stdout: String::from_utf8_lossy(&reply.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&reply.stderr).into_owned(),
         })
+    }
+
+    /// ContainerStatus: state, exit code, reason.
+    pub fn container_status(&self, container_id: &str) -> Result<ContainerStatus, tonic::Status> {
+        let mut client = self.client.clone();
+        self.rt
+            .block_on(client.container_status(ContainerStatusRequest {
+                container_id: container_id.into(),
+                verbose: false,
+            }))?
+            .into_inner()
+            .status
+            .ok_or_else(|| tonic::Status::internal(format!("no status for {container_id}")))
+    }
+
+    /// The runtime's verbose `info` of a container (JSON: its pid, spec, ...).
+    pub fn container_info(&self, container_id: &str) -> Result<String, tonic::Status> {
+        let mut client = self.client.clone();
+        let mut reply = self
+            .rt
+            .block_on(client.container_status(ContainerStatusRequest {
+                container_id: container_id.into(),
+                verbose: true,
+            }))?
+            .into_inner();
+        reply
+            .info
+            .remove("info")
+            .ok_or_else(|| tonic::Status::internal(format!("no verbose info for {container_id}")))
+    }
+
+    /// StopContainer with the pod's grace period in seconds (SIGTERM, then SIGKILL).
+    pub fn stop_container(&self, container_id: &str, grace_s: i64) -> Result<(), tonic::Status> {
+        let mut client = self.client.clone();
+        self.rt
+            .block_on(client.stop_container(StopContainerRequest {
+                container_id: container_id.into(),
+                timeout: grace_s,
+            }))?;
+        Ok(())
+    }
+
+    /// RemoveContainer.
+    pub fn remove_container(&self, container_id: &str) -> Result<(), tonic::Status> {
+        let mut client = self.client.clone();
+        self.rt
+            .block_on(client.remove_container(RemoveContainerRequest {
+                container_id: container_id.into(),
+            }))?;
+        Ok(())
+    }
+
+    /// The runtime's NetworkReady condition, as the kubelet reads it to report the node
+    /// ready for pods: whether it holds, and the runtime's reason when it does not.
+    pub fn network_ready(&self) -> Result<(bool, String), tonic::Status> {
+        let mut client = self.client.clone();
+        let status = self
+            .rt
+            .block_on(client.status(StatusRequest { verbose: false }))?
+            .into_inner()
+            .status
+            .unwrap_or_default();
+        let condition = status
+            .conditions
+            .into_iter()
+            .find(|c| c.r#type == "NetworkReady")
+            .ok_or_else(|| tonic::Status::internal("the runtime reports no NetworkReady"))?;
+        Ok((
+            condition.status,
+            format!("{}: {}", condition.reason, condition.message),
+        ))
+    }
+
+    /// Whether the runtime holds `image` (ImageStatus): what `imagePullPolicy: IfNotPresent`
+    /// asks before pulling.
+    pub fn image_present(&self, image: &str) -> Result<bool, tonic::Status> {
+        let mut images = self.images.clone();
+        let reply = self
+            .rt
+            .block_on(images.image_status(ImageStatusRequest {
+                image: Some(ImageSpec {
+                    image: image.into(),
+                    ..ImageSpec::default()
+                }),
+                verbose: false,
+            }))?
+            .into_inner();
+        Ok(reply.image.is_some())
     }
 
     /// StopPodSandbox (CNI DEL with the netns) ...

@@ -6,6 +6,9 @@
 
 mod checks;
 mod cri;
+mod daemonset;
+mod kubelet_node;
+mod kubelet_path;
 mod procs;
 mod runtime;
 

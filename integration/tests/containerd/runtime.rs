@@ -11,6 +11,7 @@ use serde_json::json;
 use vpc_cni_integration::image::{build_busybox_image, IMAGE_REF};
 use vpc_cni_integration::node::TestNode;
 use vpc_cni_testkit::bins;
+use vpc_cni_testkit::netns::Netns;
 use vpc_cni_testkit::process::run_checked;
 use vpc_cni_testkit::process::wait_for;
 use vpc_cni_testkit::unique_name;
@@ -42,7 +43,34 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const START_LIMIT: Duration = Duration::from_secs(60);
 const STOP_GRACE: Duration = Duration::from_secs(15);
 
-/// A running containerd with the CRI plugin wired to the node's ipamd.
+/// Where a containerd runs and which CNI set-up it finds.
+pub enum Placement<'a> {
+    /// The harness's test node: the plugin from the build tree, chained with Debian's
+    /// reference plugins in a network configuration written here, dialing the node's ipamd.
+    TestNode(&'a TestNode),
+    /// A node as the DaemonSet finds it, its files under `root`: `/opt/cni/bin` with the
+    /// loopback plugin only (the distribution's), an empty `/etc/cni/net.d`, and `/run`.
+    /// containerd runs in a mount namespace of its own in which the node's `/run` is
+    /// `root/run`, so the plugins it execs dial the socket that ipamd's container creates
+    /// under its hostPath `/run/vpc-cni` (mapped to `root/run/vpc-cni`), as on a real node.
+    KubeletNode { netns: &'a Netns, root: &'a Path },
+}
+
+impl Placement<'_> {
+    fn netns(&self) -> PathBuf {
+        match self {
+            Placement::TestNode(node) => node.netns.path(),
+            Placement::KubeletNode { netns, .. } => netns.path(),
+        }
+    }
+}
+
+/// The node's CNI directories below a kubelet node's root.
+pub const NODE_CNI_BIN: &str = "opt/cni/bin";
+pub const NODE_CNI_CONF: &str = "etc/cni/net.d";
+pub const NODE_RUN: &str = "run";
+
+/// A running containerd with the CRI plugin and a CNI set-up (see [`Placement`]).
 pub struct Containerd {
     child: Option<Child>,
     socket: PathBuf,
@@ -60,6 +88,16 @@ impl Containerd {
     /// Writes the config and CNI dirs, starts containerd in `node`'s network
     /// namespace, waits for its socket and imports the busybox image.
     pub fn start(node: &TestNode) -> Self {
+        Self::launch(&Placement::TestNode(node), &[])
+    }
+
+    /// A containerd for a node the DaemonSet sets up (see [`Placement::KubeletNode`]), with
+    /// the busybox image (sandboxes and pods) and each archive of `images` imported.
+    pub fn start_kubelet_node(netns: &Netns, root: &Path, images: &[PathBuf]) -> Self {
+        Self::launch(&Placement::KubeletNode { netns, root }, images)
+    }
+
+    fn launch(placement: &Placement<'_>, images: &[PathBuf]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("vpc-cni-containerd-")
             .tempdir()
@@ -73,15 +111,30 @@ impl Containerd {
             made_shim_root: !Path::new(SHIM_SOCKET_ROOT).exists(),
             dir,
         };
-        let config = containerd.write_config(node);
+        let config = containerd.write_config(placement);
         let log = std::fs::File::create(&containerd.log).unwrap();
-        let node_ns = node.netns.path();
         become_subreaper();
         // nsenter joins only the network namespace: `ip netns exec` would also
         // remount /sys, hiding the cgroup mounts runc needs.
-        let child = Command::new("nsenter")
-            .arg(format!("--net={}", node_ns.display()))
-            .arg("containerd")
+        let mut command = Command::new("nsenter");
+        command.arg(format!("--net={}", placement.netns().display()));
+        match placement {
+            Placement::TestNode(_) => {
+                command.arg("containerd");
+            }
+            // The namespace path is opened before /run is replaced (it lives under
+            // /run/netns); the new mount namespace is private, so nothing mounted in it
+            // (rootfs overlays, the node's /run) shows on the machine, and all of it goes
+            // when its last process does. `--no-mtab`: util-linux would first create
+            // /run/mount (its utab) on the machine's /run.
+            Placement::KubeletNode { root, .. } => {
+                command
+                    .args(["unshare", "--mount", "--propagation", "private", "sh", "-c"])
+                    .arg("mount --no-mtab --bind \"$0\" /run && exec containerd \"$@\"")
+                    .arg(root.join(NODE_RUN));
+            }
+        }
+        let child = command
             .arg("--config")
             .arg(&config)
             .stdin(Stdio::null())
@@ -91,7 +144,10 @@ impl Containerd {
             .unwrap();
         containerd.child = Some(child);
         containerd.wait_ready();
-        containerd.import_image();
+        containerd.import_image(&build_busybox_image(containerd.dir.path()).unwrap());
+        for image in images {
+            containerd.import_image(image);
+        }
         containerd
     }
 
@@ -112,7 +168,18 @@ impl Containerd {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn write_config(&self, node: &TestNode) -> PathBuf {
+    /// Writes containerd's configuration and the CNI directories of `placement`.
+    fn write_config(&self, placement: &Placement<'_>) -> PathBuf {
+        let (bin_dir, conf_dir) = match placement {
+            Placement::TestNode(node) => self.write_test_node_cni(node),
+            Placement::KubeletNode { root, .. } => prepare_kubelet_node(root),
+        };
+        self.write_toml(&bin_dir, &conf_dir)
+    }
+
+    /// Our plugin from the build tree and the reference plugins, and a configuration
+    /// chaining them that dials `node`'s ipamd.
+    fn write_test_node_cni(&self, node: &TestNode) -> (PathBuf, PathBuf) {
         let base = self.dir.path();
         let bin_dir = base.join("cni-bin");
         let conf_dir = base.join("cni-conf");
@@ -143,7 +210,11 @@ impl Containerd {
             serde_json::to_vec_pretty(&conflist).unwrap(),
         )
         .unwrap();
+        (bin_dir, conf_dir)
+    }
 
+    fn write_toml(&self, bin_dir: &Path, conf_dir: &Path) -> PathBuf {
+        let base = self.dir.path();
         let disabled = DISABLED_PLUGINS
             .iter()
             .map(|p| format!("\"{p}\""))
@@ -219,8 +290,8 @@ impl Containerd {
         }
     }
 
-    fn import_image(&self) {
-        let image = build_busybox_image(self.dir.path()).unwrap();
+    /// `ctr images import` of a docker-archive into the CRI's namespace.
+    fn import_image(&self, image: &Path) {
         let image = image.display().to_string();
         if let Err(e) = ctr(&self.socket, &["-n", "k8s.io", "images", "import", &image]) {
             panic!("importing {image}: {e}; log:\n{}", self.log_text());
@@ -338,6 +409,25 @@ impl Drop for Containerd {
         self.remove_cgroups();
         self.remove_shim_root();
     }
+}
+
+/// A node's CNI directories as the DaemonSet finds them on a fresh node: the loopback
+/// plugin (the runtime's own need, from the distribution) and no network configuration;
+/// and the node's `/run`. Returns the bin and conf directories.
+fn prepare_kubelet_node(root: &Path) -> (PathBuf, PathBuf) {
+    let bin_dir = root.join(NODE_CNI_BIN);
+    let conf_dir = root.join(NODE_CNI_CONF);
+    for dir in [&bin_dir, &conf_dir, &root.join(NODE_RUN)] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let loopback = Path::new(REFERENCE_PLUGIN_DIR).join("loopback");
+    assert!(
+        loopback.exists(),
+        "{} is missing: install containernetworking-plugins",
+        loopback.display()
+    );
+    std::fs::copy(&loopback, bin_dir.join("loopback")).unwrap();
+    (bin_dir, conf_dir)
 }
 
 /// Runs `ctr --address <socket> <args>`.
