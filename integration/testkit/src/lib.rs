@@ -1,6 +1,6 @@
 //! Test support for every vpc-cni crate (plugin, ipamd, integration): network namespaces made
 //! for one test and removed by their guard ([`netns`]), commands and processes run in them
-//! ([`process`]), the workspace binaries ([`bins`]), the plugin invoked as a runtime invokes
+//! ([`process`]), the workspace binaries ([`bins`]), directory listings ([`files`]), the plugin invoked as a runtime invokes
 //! it ([`plugin`]), pods ([`pod`]), reads of the kernel's neighbour table that stay exact
 //! while other tests change it ([`neighbours`]), the packets a misbehaving pod sends:
 //! hand-made ARP frames ([`arp`]) and UDP datagrams from any source address, sent in an
@@ -15,6 +15,7 @@
 
 pub mod arp;
 pub mod bins;
+pub mod files;
 pub mod neighbours;
 pub mod netns;
 pub mod plugin;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_cri::v1::{ContainerState, PodSandboxConfig};
+use vpc_cni_testkit::files::entry_names;
 use vpc_cni_testkit::netns::Netns;
 use vpc_cni_testkit::process::wait_for;
 
@@ -263,13 +264,7 @@ impl KubeletNode {
 
     /// ipamd's log, the folder and the runtime's log, for a failure message.
     pub fn diagnostics(&self) -> String {
-        let conf: Vec<String> = std::fs::read_dir(self.conf_dir())
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let conf = entry_names(&self.conf_dir());
         format!(
             "--- node {} ({}) ---\n--- ipamd's container log ---\n{}\n--- {} ---\n{conf:?}\n\
              --- containerd log ---\n{}",

@@ -165,6 +165,15 @@ fn the_daemonset_runs_ipamd_on_every_node_with_net_admin_only() {
             assert_eq!(exec[0], ipamd["command"][0], "{probe} runs ipamd");
             assert_eq!(exec[1], "health", "{probe}: {exec}");
         }
+        // The declared metrics port is the one METRICS_ADDR binds.
+        let config = only(&objects, "ConfigMap");
+        let metrics_addr = config["data"]["METRICS_ADDR"].as_str().unwrap();
+        let port: u64 = metrics_addr.rsplit(':').next().unwrap().parse().unwrap();
+        assert_eq!(
+            ipamd["ports"],
+            json!([{ "name": "metrics", "containerPort": port, "protocol": "TCP" }]),
+            "{overlay}"
+        );
     }
 }
 

@@ -102,24 +102,10 @@ pub async fn check(socket: &Path, service: &str) -> Result<(), IpamdError> {
 /// the reason on stderr.
 #[must_use]
 pub fn main(args: &HealthArgs) -> ExitCode {
-    let checked = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| IpamdError::Io {
-            context: "starting a runtime for the health check".into(),
-            source,
-        })
-        .and_then(|runtime| runtime.block_on(check(&args.socket, &args.service)));
-    match checked {
-        Ok(()) => {
-            println!("SERVING");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
-        }
-    }
+    super::finish(
+        super::block_on("the health check", check(&args.socket, &args.service))
+            .map(|()| "SERVING\n".to_owned()),
+    )
 }
 
 #[cfg(test)]

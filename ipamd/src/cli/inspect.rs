@@ -71,27 +71,11 @@ impl What {
 /// went wrong on stderr and exit 1.
 #[must_use]
 pub fn main(args: &InspectArgs) -> ExitCode {
-    match shown(args) {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
-        }
-    }
+    super::finish(shown(args))
 }
 
 fn shown(args: &InspectArgs) -> Result<String, IpamdError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| IpamdError::Io {
-            context: "starting a runtime for ipamd inspect".into(),
-            source,
-        })?;
-    let body = runtime.block_on(get(args.address, args.what.path()))?;
+    let body = super::block_on("ipamd inspect", get(args.address, args.what.path()))?;
     if args.json {
         Ok(String::from_utf8_lossy(&body).into_owned())
     } else {

@@ -119,16 +119,10 @@ pub fn install_plugin(from: &Path, to: &Path) -> Result<PathBuf, IpamdError> {
 /// Runs `install-cni`: exit 0 after saying where the plugin went, or 1 with the reason.
 #[must_use]
 pub fn main(args: &InstallArgs) -> ExitCode {
-    match install_plugin(&args.from, &args.to) {
-        Ok(dest) => {
-            println!("installed {} as {}", args.from.display(), dest.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{}", crate::daemon::supervise::error_chain(&e));
-            ExitCode::FAILURE
-        }
-    }
+    super::finish(
+        install_plugin(&args.from, &args.to)
+            .map(|dest| format!("installed {} as {}\n", args.from.display(), dest.display())),
+    )
 }
 
 #[cfg(test)]

@@ -6,20 +6,13 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use vpc_cni_testkit::files::entry_names;
+
 use super::{install_plugin, place_atomically, PLUGIN_NAME};
 use crate::error::IpamdError;
 
 fn mode(path: &Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o7777
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]
@@ -41,7 +34,11 @@ fn the_plugin_is_copied_with_mode_0755_over_the_old_one() {
     assert_eq!(installed, old);
     assert_eq!(fs::read(&installed).unwrap(), b"#!new plugin\n");
     assert_eq!(mode(&installed), 0o755);
-    assert_eq!(names(&bin), ["portmap", "vpc-cni"], "no temp file is left");
+    assert_eq!(
+        entry_names(&bin),
+        ["portmap", "vpc-cni"],
+        "no temp file is left"
+    );
 }
 
 #[test]
@@ -73,7 +70,7 @@ fn a_failed_write_leaves_the_old_file_and_no_temp_file() {
         other => panic!("{other:?}"),
     }
     assert_eq!(fs::read(&dest).unwrap(), b"old");
-    assert_eq!(names(dir.path()), ["vpc-cni"]);
+    assert_eq!(entry_names(dir.path()), ["vpc-cni"]);
 }
 
 #[test]

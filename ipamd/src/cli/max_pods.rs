@@ -114,24 +114,10 @@ pub async fn limits(args: &MaxPodsArgs) -> Result<InstanceLimits, IpamdError> {
 /// Prints the value, or the reason on stderr with exit 1.
 #[must_use]
 pub fn main(args: &MaxPodsArgs) -> ExitCode {
-    let found = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| IpamdError::Io {
-            context: "starting a runtime for max-pods".into(),
-            source,
-        })
-        .and_then(|runtime| runtime.block_on(limits(args)));
-    match found {
-        Ok(limits) => {
-            println!("{}", max_pods(&limits, args));
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
-        }
-    }
+    super::finish(
+        super::block_on("max-pods", limits(args))
+            .map(|limits| format!("{}\n", max_pods(&limits, args))),
+    )
 }
 
 #[cfg(test)]

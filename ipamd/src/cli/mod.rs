@@ -12,9 +12,12 @@ pub mod max_pods;
 mod table;
 
 use std::ffi::OsString;
+use std::future::Future;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::error::IpamdError;
 
 /// A subcommand and its arguments.
 #[derive(Debug, Subcommand)]
@@ -65,6 +68,37 @@ impl Command {
             Command::Health(args) => health::main(&args),
             Command::InstallCni(args) => install::main(&args),
             Command::MaxPods(args) => max_pods::main(&args),
+        }
+    }
+}
+
+/// Runs `work` to its end on a single-thread runtime of its own: a subcommand is one short
+/// task, not worth the daemon's workers. `what` names the subcommand if the runtime fails.
+fn block_on<T>(
+    what: &str,
+    work: impl Future<Output = Result<T, IpamdError>>,
+) -> Result<T, IpamdError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| IpamdError::Io {
+            context: format!("starting a runtime for {what}"),
+            source,
+        })?
+        .block_on(work)
+}
+
+/// A subcommand's answer: `answer` on stdout and exit 0, or the error with its causes on
+/// one line of stderr and exit 1.
+fn finish(outcome: Result<String, IpamdError>) -> ExitCode {
+    match outcome {
+        Ok(answer) => {
+            print!("{answer}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}", crate::daemon::supervise::error_chain(&e));
+            ExitCode::FAILURE
         }
     }
 }

@@ -209,13 +209,18 @@ impl Shared {
     }
 }
 
-/// An error and its sources on one line, so the log names the root cause.
+/// An error and its sources on one line, so the log names the root cause. A source whose
+/// text the line already holds (a variant that prints its source, such as `Cloud`) is not
+/// said twice.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
+        let said = s.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         source = s.source();
     }
     text

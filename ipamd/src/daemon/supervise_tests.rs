@@ -155,3 +155,30 @@ async fn ending_at_shutdown_or_finishing_a_one_shot_job_is_not_a_death() {
         [ServingStatus::Serving; 2]
     );
 }
+
+#[test]
+fn an_error_chain_says_each_cause_once() {
+    let cloud = vpc_cni_cloud::CloudError::from_code(
+        "DescribeInstanceTypes",
+        "RequestLimitExceeded",
+        "slow down",
+    );
+    let said = cloud.to_string();
+    // `Cloud` prints its source itself; the chain must not repeat it.
+    let err = IpamdError::Cloud {
+        context: "reading the instance type".to_owned(),
+        source: cloud,
+    };
+    let text = super::error_chain(&err);
+    assert_eq!(text.matches(&said).count(), 1, "{text}");
+    assert!(text.starts_with("reading the instance type: "), "{text}");
+    // A variant that leaves its source out gets it appended.
+    let io = IpamdError::Io {
+        context: "starting a runtime for max-pods".into(),
+        source: std::io::Error::other("no threads left"),
+    };
+    assert_eq!(
+        super::error_chain(&io),
+        "I/O failure while starting a runtime for max-pods: no threads left"
+    );
+}

@@ -1,7 +1,7 @@
 use std::fs;
-use std::path::Path;
 
 use vpc_cni_proto::Mode;
+use vpc_cni_testkit::files::entry_names;
 
 use super::{datastore, ip, key, pod};
 use crate::error::IpamdError;
@@ -16,15 +16,6 @@ fn sample() -> CheckpointData {
     }
     ds.release(&key(2), 2_000).unwrap();
     ds.snapshot()
-}
-
-fn dir_entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]
@@ -175,7 +166,7 @@ fn stores_replace_the_file_and_leave_no_temp_files() {
         cp.store(&ds.snapshot()).unwrap();
         assert_eq!(cp.load().unwrap().unwrap(), ds.snapshot());
     }
-    assert_eq!(dir_entries(dir.path()), vec!["ipam.json".to_owned()]);
+    assert_eq!(entry_names(dir.path()), vec!["ipam.json".to_owned()]);
 }
 
 #[test]
@@ -193,7 +184,7 @@ fn failed_store_removes_its_temp_file_and_names_the_step() {
         }
         other => panic!("expected CheckpointWrite, got {other:?}"),
     }
-    assert_eq!(dir_entries(dir.path()), vec!["ipam.json".to_owned()]);
+    assert_eq!(entry_names(dir.path()), vec!["ipam.json".to_owned()]);
 }
 
 #[test]
@@ -206,9 +197,9 @@ fn stale_temp_files_are_removed_on_request() {
     let cp = FileCheckpoint::new(&path);
     // Loading alone must not touch them: a CLI may load beside a writing daemon.
     assert!(cp.load().unwrap().is_none());
-    assert_eq!(dir_entries(dir.path()).len(), 3);
+    assert_eq!(entry_names(dir.path()).len(), 3);
     assert_eq!(cp.remove_stale_temp_files(), 2);
-    assert_eq!(dir_entries(dir.path()), vec!["other.json".to_owned()]);
+    assert_eq!(entry_names(dir.path()), vec!["other.json".to_owned()]);
 }
 
 #[test]
@@ -223,7 +214,7 @@ fn store_overwrites_a_leftover_temp_file_of_the_same_name() {
     let cp = FileCheckpoint::new(&path);
     cp.store(&sample()).unwrap();
     assert_eq!(cp.load().unwrap().unwrap(), sample());
-    assert_eq!(dir_entries(dir.path()), vec!["ipam.json".to_owned()]);
+    assert_eq!(entry_names(dir.path()), vec!["ipam.json".to_owned()]);
 }
 
 #[test]
