@@ -10,11 +10,11 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, ContainerStatus, ContainerStatusRequest,
-    CreateContainerRequest, ExecSyncRequest, ImageSpec, ImageStatusRequest, LinuxPodSandboxConfig,
-    LinuxSandboxSecurityContext, ListPodSandboxRequest, NamespaceMode, NamespaceOption,
-    PodSandboxConfig, PodSandboxMetadata, PodSandboxStatusRequest, PortMapping, Protocol,
-    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
-    StatusRequest, StopContainerRequest, StopPodSandboxRequest,
+    ContainerStatusResponse, CreateContainerRequest, ExecSyncRequest, ImageSpec,
+    ImageStatusRequest, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest,
+    NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PodSandboxStatusRequest,
+    PortMapping, Protocol, RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
+    StartContainerRequest, StatusRequest, StopContainerRequest, StopPodSandboxRequest,
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 use vpc_cni_integration::image::IMAGE_REF;
@@ -264,31 +264,32 @@ impl Kubelet {
 
     /// ContainerStatus: state, exit code, reason.
     pub fn container_status(&self, container_id: &str) -> Result<ContainerStatus, tonic::Status> {
-        let mut client = self.client.clone();
-        self.rt
-            .block_on(client.container_status(ContainerStatusRequest {
-                container_id: container_id.into(),
-                verbose: false,
-            }))?
-            .into_inner()
+        self.container_status_reply(container_id, false)?
             .status
             .ok_or_else(|| tonic::Status::internal(format!("no status for {container_id}")))
     }
 
     /// The runtime's verbose `info` of a container (JSON: its pid, spec, ...).
     pub fn container_info(&self, container_id: &str) -> Result<String, tonic::Status> {
-        let mut client = self.client.clone();
-        let mut reply = self
-            .rt
-            .block_on(client.container_status(ContainerStatusRequest {
-                container_id: container_id.into(),
-                verbose: true,
-            }))?
-            .into_inner();
-        reply
+        self.container_status_reply(container_id, true)?
             .info
             .remove("info")
             .ok_or_else(|| tonic::Status::internal(format!("no verbose info for {container_id}")))
+    }
+
+    fn container_status_reply(
+        &self,
+        container_id: &str,
+        verbose: bool,
+    ) -> Result<ContainerStatusResponse, tonic::Status> {
+        let mut client = self.client.clone();
+        Ok(self
+            .rt
+            .block_on(client.container_status(ContainerStatusRequest {
+                container_id: container_id.into(),
+                verbose,
+            }))?
+            .into_inner())
     }
 
     /// StopContainer with the pod's grace period in seconds (SIGTERM, then SIGKILL).

@@ -28,15 +28,6 @@ const NETWORK_READY_LIMIT: Duration = Duration::from_secs(30);
 /// How often the folder and the runtime are looked at between probes.
 const WATCH_PERIOD: Duration = Duration::from_millis(100);
 
-/// What the watch saw while ipamd started.
-#[derive(Debug, Default)]
-pub struct StartWatch {
-    /// Startup probes run until the first success (that one included).
-    pub probes: u32,
-    /// Looks at the folder with no network configuration in it.
-    pub empty_looks: u32,
-}
-
 /// A node whose ipamd runs in the DaemonSet's pod. Field order is drop order: the CRI
 /// client, then containerd (which removes what is left of the pod), then the node's files.
 pub struct KubeletNode {
@@ -147,10 +138,10 @@ impl KubeletNode {
     /// - whenever the runtime reports the network ready, the configuration is in the folder;
     /// - whenever the folder holds it, the health probe run right after passes (ipamd's
     ///   health never goes back to failing during start-up, so the file came after it);
-    /// - the folder is empty when the container starts.
+    /// - the folder is empty when the container starts (asserted before it does).
     ///
     /// Returns once the probe passed and the runtime reports the network ready.
-    pub fn start_ipamd(&mut self, pod: &DaemonSetPod, facts: &NodeFactsOwned) -> StartWatch {
+    pub fn start_ipamd(&mut self, pod: &DaemonSetPod, facts: &NodeFactsOwned) {
         let conflist = self.conf_dir().join(CONFLIST);
         assert!(
             !conflist.exists(),
@@ -175,7 +166,7 @@ impl KubeletNode {
             .unwrap_or_else(|e| panic!("starting ipamd's container: {e}"));
 
         let startup = pod.probe(IPAMD, "startupProbe");
-        let mut watch = StartWatch::default();
+        let mut failures = 0;
         let mut next_probe = Instant::now();
         let mut started_at: Option<Instant> = None;
         loop {
@@ -195,26 +186,23 @@ impl KubeletNode {
                     conflist.display(),
                     self.diagnostics()
                 );
-            } else {
-                watch.empty_looks += 1;
             }
             match started_at {
                 None if Instant::now() >= next_probe => {
                     let probe = self.run_probe(&startup);
-                    watch.probes += 1;
                     if probe.success() {
                         started_at = Some(Instant::now());
                     } else {
+                        failures += 1;
                         assert!(
-                            watch.probes < startup.failure_threshold,
-                            "the startup probe failed {} times: {probe:?}\n{}",
-                            watch.probes,
+                            failures < startup.failure_threshold,
+                            "the startup probe failed {failures} times: {probe:?}\n{}",
                             self.diagnostics()
                         );
                     }
                     next_probe += startup.period;
                 }
-                Some(_) if ready => return watch,
+                Some(_) if ready => return,
                 Some(at) => assert!(
                     at.elapsed() < NETWORK_READY_LIMIT,
                     "ipamd is healthy but the network never turned ready\n{}",
@@ -239,14 +227,22 @@ impl KubeletNode {
             })
     }
 
-    /// Runs `cmd` in ipamd's container; its standard output, or a panic with what it said.
-    pub fn exec_in_ipamd(&self, cmd: &[&str]) -> String {
+    /// The pod addresses ipamd holds, as the image's `ipamd inspect pods --json` run in its
+    /// container shows them.
+    pub fn pod_ips_ipamd_holds(&self) -> Vec<String> {
+        let cmd = ["/opt/vpc-cni/bin/ipamd", "inspect", "pods", "--json"];
         let out = self
             .kubelet
-            .exec(&self.ipamd_container, cmd, 30)
+            .exec(&self.ipamd_container, &cmd, 30)
             .unwrap_or_else(|e| panic!("ExecSync {cmd:?} in ipamd's container: {e}"));
         assert!(out.success(), "{cmd:?} in ipamd's container: {out:?}");
-        out.stdout
+        let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        report["pods"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no pods in {report}"))
+            .iter()
+            .map(|p| p["ip"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     /// The PID of ipamd's container's first process, from the runtime's verbose status.
