@@ -2,7 +2,7 @@
 //! a node can hold (ENIs, IPv4 addresses per ENI) and whether /28 prefix delegation is
 //! possible (Nitro only), for when EC2's DescribeInstanceTypes cannot be asked.
 //!
-//! The facts live in `data/instance-types.txt` (its header names the source); `build.rs`
+//! The facts live in `data/instance-types.txt` (its header names the sources); `build.rs`
 //! compiles them in. vpc-sim answers DescribeInstanceTypes from the same table.
 
 use crate::api::InstanceLimits;
@@ -83,9 +83,52 @@ mod tests {
     }
 
     #[test]
+    fn types_launched_since_2022_give_the_published_max_pods() {
+        // Max pods as the AWS VPC CNI publishes them (misc/eni-max-pods.txt), which is
+        // enis * (ipv4 - 1) + 2 on the default network card: multi-card and odd-sized
+        // types included, so a mistyped row shows here.
+        let want = [
+            ("m7i.large", 29),
+            ("m7g.medium", 8),
+            ("c7g.16xlarge", 737),
+            ("c7i-flex.large", 29),
+            ("r7iz.metal-32xl", 737),
+            ("m8g.metal-48xl", 737),
+            ("c6in.32xlarge", 394),
+            ("i4i.24xlarge", 437),
+            ("i7ie.12xlarge", 394),
+            ("g6e.12xlarge", 292),
+            ("g6e.48xlarge", 492),
+            ("p5.48xlarge", 100),
+            ("p5en.48xlarge", 198),
+            ("trn1.32xlarge", 247),
+            ("hpc6id.32xlarge", 51),
+            ("hpc7g.16xlarge", 198),
+            ("u7in-16tb.224xlarge", 394),
+            ("d3en.12xlarge", 89),
+            ("mac2-m2pro.metal", 234),
+            // Rows the 2022 user guide overstated.
+            ("g5.48xlarge", 345),
+            ("h1.16xlarge", 394),
+            ("inf1.24xlarge", 321),
+            ("u-6tb1.metal", 147),
+        ];
+        for (name, pods) in want {
+            let it = instance_type(name).unwrap_or_else(|| panic!("{name} missing"));
+            assert_eq!(it.max_enis * (it.ipv4_per_eni - 1) + 2, pods, "{name}");
+        }
+        let metal = instance_type("m7i.metal-48xl").expect("m7i.metal-48xl");
+        assert!(
+            !metal.nitro,
+            "bare metal: no hypervisor, as DescribeInstanceTypes reports it"
+        );
+        assert_eq!(metal.vcpus, 192);
+    }
+
+    #[test]
     fn the_table_is_whole() {
         // build.rs refuses duplicates and zeros; this guards against an empty include.
-        assert!(instance_types().len() > 500, "{}", instance_types().len());
+        assert!(instance_types().len() > 1000, "{}", instance_types().len());
         assert!(instance_types().iter().all(|t| t.ipv4_per_eni >= 2));
     }
 }

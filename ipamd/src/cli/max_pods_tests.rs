@@ -23,6 +23,9 @@ fn published_values_from_the_table() {
     assert_eq!(from_table(&args("m5.24xlarge")), 737);
     assert_eq!(from_table(&args("t2.micro")), 4);
     assert_eq!(from_table(&args("m5.4xlarge")), 234);
+    assert_eq!(from_table(&args("m7i.large")), 29);
+    assert_eq!(from_table(&args("c7g.16xlarge")), 737);
+    assert_eq!(from_table(&args("p5.48xlarge")), 100);
 }
 
 #[test]
