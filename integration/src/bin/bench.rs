@@ -1,13 +1,16 @@
 //! `make bench`: CNI ADD+DEL latency of vpc-cni (warm pool) against Debian's
 //! `ptp` + `host-local` in the same run, alternating one call pair of each so
 //! machine noise hits both alike; medians and the ratio are reported. Also
-//! reports ipamd's resident memory with 250 pods assigned, then TCP
+//! reports ipamd's resident memory with 250 pods in each mode (split into anonymous and
+//! file-backed) and the binaries' sizes, then TCP
 //! throughput pod-to-pod across nodes against node-to-node over the same
 //! network, in VPC mode and in overlay mode.
 //!
 //! Nothing here asserts a time: this prints figures for people to compare.
 
 // In a directory of their own: a file beside bench.rs would be a binary.
+#[path = "bench/memory.rs"]
+mod memory;
 #[path = "bench/tcp.rs"]
 mod tcp;
 #[path = "bench/throughput.rs"]
@@ -23,7 +26,6 @@ use vpc_cni_testkit::netns::Netns;
 use vpc_cni_testkit::plugin::Invocation;
 
 const ROUNDS: usize = 60;
-const MEMORY_PODS: usize = 250;
 const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
 
 fn main() -> anyhow::Result<()> {
@@ -33,13 +35,14 @@ fn main() -> anyhow::Result<()> {
     if !Path::new(REFERENCE_PLUGINS).join("ptp").exists() {
         bail!("{REFERENCE_PLUGINS}/ptp is missing: install containernetworking-plugins");
     }
-    latency_and_memory()?;
+    latency()?;
+    memory::run()?;
     throughput::run()
 }
 
-/// The CNI latency comparison and ipamd's memory, on one node of their own
-/// that is gone before the throughput clusters start.
-fn latency_and_memory() -> anyhow::Result<()> {
+/// The CNI latency comparison, on one node of its own that is gone before the memory
+/// and throughput set-ups start.
+fn latency() -> anyhow::Result<()> {
     let node = TestNode::start("bench", NodeOptions::new("10.128.0.0/16"))
         .context("starting the node and ipamd")?;
     let state = tempfile::tempdir()?;
@@ -86,24 +89,6 @@ fn latency_and_memory() -> anyhow::Result<()> {
         ms(m_ours) / ms(m_ref)
     );
 
-    let mut pods = Vec::new();
-    for i in 0..MEMORY_PODS {
-        let mut pod = node.new_pod(&format!("mem-{i}"))?;
-        let out = node.add(&mut pod)?;
-        if !out.success() {
-            bail!("ADD mem-{i} failed: {}", out.stdout);
-        }
-        pods.push(pod);
-    }
-    let pid = node.ipamd.pid().context("ipamd is not running")?;
-    let rss = resident_kib(pid)?;
-    println!(
-        "ipamd resident memory with {MEMORY_PODS} pods: {:.1} MiB (target: under 15 MiB)",
-        f64::from(rss) / 1024.0
-    );
-    for pod in &pods {
-        let _ = node.del(pod);
-    }
     Ok(())
 }
 
@@ -145,14 +130,4 @@ fn median(samples: &mut [Duration]) -> Duration {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn resident_kib(pid: u32) -> anyhow::Result<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS in /proc status")
 }

@@ -101,12 +101,7 @@ impl VpcCluster {
         nodes: &[(&str, &str)],
         ipamd_env: &[(&str, &str)],
     ) -> io::Result<Self> {
-        let (mut cluster, instances) = Self::without_ipamd(prefix, nodes)?;
-        for instance in instances {
-            let node = cluster.start_node(instance, ipamd_env)?;
-            cluster.nodes.push(node);
-        }
-        Ok(cluster)
+        Self::with_subnet(prefix, SUBNET_CIDR, nodes, ipamd_env)
     }
 
     /// The VPC, its instances and the fabric with IMDS and the EC2 API, as
@@ -117,10 +112,34 @@ impl VpcCluster {
         prefix: &str,
         nodes: &[(&str, &str)],
     ) -> io::Result<(Self, Vec<Instance>)> {
+        Self::build(prefix, SUBNET_CIDR, nodes)
+    }
+
+    /// [`VpcCluster::new`] with the nodes' subnet `subnet_cidr` (inside [`VPC_CIDR`]) instead
+    /// of [`SUBNET_CIDR`]: room for more pods than a /24 holds.
+    pub fn with_subnet(
+        prefix: &str,
+        subnet_cidr: &str,
+        nodes: &[(&str, &str)],
+        ipamd_env: &[(&str, &str)],
+    ) -> io::Result<Self> {
+        let (mut cluster, instances) = Self::build(prefix, subnet_cidr, nodes)?;
+        for instance in instances {
+            let node = cluster.start_node(instance, ipamd_env)?;
+            cluster.nodes.push(node);
+        }
+        Ok(cluster)
+    }
+
+    fn build(
+        prefix: &str,
+        subnet_cidr: &str,
+        nodes: &[(&str, &str)],
+    ) -> io::Result<(Self, Vec<Instance>)> {
         let sim = SimVpc::new();
         let vpc = sim.create_vpc(VPC_CIDR).map_err(sim_err("create_vpc"))?;
         let subnet = sim
-            .create_subnet(&vpc.id, SUBNET_CIDR, AVAILABILITY_ZONE)
+            .create_subnet(&vpc.id, subnet_cidr, AVAILABILITY_ZONE)
             .map_err(sim_err("create_subnet"))?;
         let mut instances = Vec::with_capacity(nodes.len());
         for (name, instance_type) in nodes {
