@@ -3,7 +3,7 @@
 //! and the kubelet-path test, which runs what the rendered DaemonSet says.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
@@ -30,7 +30,7 @@ pub fn venv_bin(name: &str) -> io::Result<PathBuf> {
 
 /// Runs `program` with `args` and `stdin` on its standard input; its standard output, or an
 /// error with what it said on both.
-pub fn run_tool(program: &PathBuf, args: &[&str], stdin: &[u8]) -> io::Result<String> {
+pub fn run_tool(program: &Path, args: &[&str], stdin: &[u8]) -> io::Result<String> {
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())

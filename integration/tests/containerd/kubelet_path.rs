@@ -98,6 +98,9 @@ fn root_the_daemonset_runs_from_its_image_through_the_cri_and_pods_get_vpc_addre
         })
         .collect();
 
+    // What the image holds, read once for both nodes.
+    let image_plugin = image_file_sha256(&image, "opt/vpc-cni/bin/vpc-cni");
+    let image_ipamd = image_file_sha256(&image, "opt/vpc-cni/bin/ipamd");
     for node in &mut nodes {
         // The init container installed the image's plugin, a file of its own.
         let installed = node.bin_dir().join("vpc-cni");
@@ -109,7 +112,7 @@ fn root_the_daemonset_runs_from_its_image_through_the_cri_and_pods_get_vpc_addre
         );
         assert_eq!(
             sha256(&installed),
-            image_file_sha256(&image, "opt/vpc-cni/bin/vpc-cni"),
+            image_plugin,
             "the installed plugin is not the image's"
         );
 
@@ -120,7 +123,7 @@ fn root_the_daemonset_runs_from_its_image_through_the_cri_and_pods_get_vpc_addre
             .join("exe");
         assert_eq!(
             sha256(&exe),
-            image_file_sha256(&image, "opt/vpc-cni/bin/ipamd"),
+            image_ipamd,
             "ipamd's container runs another binary than the image's"
         );
         for kind in ["readinessProbe", "livenessProbe"] {
