@@ -49,7 +49,7 @@ image: deps
 bench: deps
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make bench needs root: it creates network namespaces" >&2; exit 1; fi
 	$(CARGO) build --release --workspace --bins
-	target/release/vpc-cni-bench
+	target/release/vpc-cni-bench $(if $(ONLY),--only $(ONLY),--out docs/bench.md)
 
 # The reliability campaign (not in CI's time budget; `make test` runs a short version of
 # each scenario): the property tests at PROPTEST_CASES each, run beside every scenario at

@@ -11,6 +11,8 @@
 // In a directory of their own: a file beside bench.rs would be a binary.
 #[path = "bench/memory.rs"]
 mod memory;
+#[path = "bench/report.rs"]
+mod report;
 #[path = "bench/tcp.rs"]
 mod tcp;
 #[path = "bench/throughput.rs"]
@@ -20,6 +22,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use report::{say, section};
 use serde_json::json;
 use vpc_cni_integration::node::{NodeOptions, TestNode};
 use vpc_cni_testkit::netns::Netns;
@@ -28,16 +31,52 @@ use vpc_cni_testkit::plugin::Invocation;
 const ROUNDS: usize = 60;
 const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
 
+/// `make bench`'s arguments.
+#[derive(clap::Parser)]
+#[command(
+    name = "vpc-cni-bench",
+    about = "Benchmarks vpc-cni against baselines in the same run"
+)]
+struct Args {
+    /// Where to write the Markdown report (`make bench` gives docs/bench.md).
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    /// Run only these sections (comma-separated; all when absent).
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(SECTIONS.map(|s| s.0)))]
+    only: Vec<String>,
+}
+
+/// Every section: its name for `--only`, its title, and what runs it.
+type Section = (&'static str, &'static str, fn() -> anyhow::Result<()>);
+const SECTIONS: [Section; 3] = [
+    ("latency", "CNI ADD+DEL latency", latency),
+    ("memory", "ipamd memory", memory::run),
+    ("throughput", "TCP throughput", throughput::run),
+];
+
 fn main() -> anyhow::Result<()> {
+    let args = <Args as clap::Parser>::parse();
     if !nix::unistd::geteuid().is_root() {
         bail!("the benchmark creates network namespaces: run it as root (make bench)");
     }
     if !Path::new(REFERENCE_PLUGINS).join("ptp").exists() {
         bail!("{REFERENCE_PLUGINS}/ptp is missing: install containernetworking-plugins");
     }
-    latency()?;
-    memory::run()?;
-    throughput::run()
+    let mut failed = Vec::new();
+    for (name, title, run) in SECTIONS {
+        if (args.only.is_empty() || args.only.iter().any(|o| o == name)) && !section(title, run) {
+            failed.push(name);
+        }
+    }
+    if let Some(path) = args.out {
+        std::fs::write(&path, report::page())
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("\nwrote {}", path.display());
+    }
+    if !failed.is_empty() {
+        bail!("could not run: {} (see above)", failed.join(", "));
+    }
+    Ok(())
 }
 
 /// The CNI latency comparison, on one node of its own that is gone before the memory
@@ -81,10 +120,10 @@ fn latency() -> anyhow::Result<()> {
         }
     }
     let (m_ours, m_ref) = (median(&mut ours), median(&mut reference));
-    println!("CNI ADD+DEL, {ROUNDS} alternating rounds, median per pod:");
-    println!("  vpc-cni (warm pool)        {:>8.2} ms", ms(m_ours));
-    println!("  ptp + host-local (Debian)  {:>8.2} ms", ms(m_ref));
-    println!(
+    say!("CNI ADD+DEL, {ROUNDS} alternating rounds, median per pod:");
+    say!("  vpc-cni (warm pool)        {:>8.2} ms", ms(m_ours));
+    say!("  ptp + host-local (Debian)  {:>8.2} ms", ms(m_ref));
+    say!(
         "  ratio vpc-cni / reference  {:>8.2}  (target: at most 0.25)",
         ms(m_ours) / ms(m_ref)
     );

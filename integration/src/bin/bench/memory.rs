@@ -9,6 +9,8 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context};
+
+use crate::report::say;
 use serde_json::json;
 use vpc_cni_integration::fake_kube::{node_object, FakeKube};
 use vpc_cni_integration::node::{NodeOptions, TestNode};
@@ -72,14 +74,14 @@ fn mib(kib: u64) -> f64 {
 }
 
 pub fn run() -> anyhow::Result<()> {
-    println!("\nipamd resident memory with {PODS} pods (target: at most 15 MiB in every set-up):");
+    say!("\nipamd resident memory with {PODS} pods (target: at most 15 MiB in every set-up):");
     for (setup, cidr) in [
         ("overlay, pod CIDR /24", "10.128.0.0/24"),
         ("overlay, pod CIDR /16", "10.128.0.0/16"),
     ] {
-        println!("{}", overlay(cidr)?.line(setup));
+        say!("{}", overlay(cidr)?.line(setup));
     }
-    println!(
+    say!(
         "{}",
         vpc()?.line(&format!("VPC ({VPC_INSTANCE_TYPE}, Kubernetes client on)"))
     );
@@ -160,9 +162,9 @@ fn add_retrying(cluster: &VpcCluster, name: &str) -> anyhow::Result<VpcPod> {
 
 /// File size and text size of both binaries (the text is what file-backed pages come from).
 fn binary_sizes() -> anyhow::Result<()> {
-    println!("Binaries (this build profile):");
+    say!("Binaries (this build profile):");
     for path in [bins::ipamd(), bins::plugin()] {
-        println!(
+        say!(
             "  {:<10} {:>6.1} MiB on disk, {:>6.1} MiB of text",
             path.file_name().and_then(|n| n.to_str()).unwrap_or("?"),
             mib(std::fs::metadata(&path)?.len() / 1024),

@@ -9,6 +9,8 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+
+use crate::report::say;
 use vpc_cni_integration::node::ClusterPod;
 use vpc_cni_integration::overlay_cluster::OverlayCluster;
 use vpc_cni_integration::vpc_cluster::{reachable, VpcCluster};
@@ -72,7 +74,7 @@ fn two_pods(
 }
 
 pub fn run() -> anyhow::Result<()> {
-    println!(
+    say!(
         "\nTCP throughput across nodes, one stream, {}-KiB writes, {ROUNDS} alternating rounds \
          of {} s per path, median (min-max):",
         tcp::CHUNK / 1024,
@@ -97,7 +99,7 @@ fn vpc() -> anyhow::Result<()> {
     let pa = &pods[0];
     converge(&paths).with_context(|| cluster.all_diagnostics())?;
     let calls = settled_counts(&cluster);
-    println!(
+    say!(
         "VPC mode: two {INSTANCE_TYPE} nodes on the fabric (ENI MTU {}, pod eth0 MTU {}), \
          pods on {} and {}",
         mtu(na.netns(), "eth0"),
@@ -127,7 +129,7 @@ fn overlay() -> anyhow::Result<()> {
     )?;
     let pa = &pods[0];
     converge(&paths).with_context(|| cluster.all_diagnostics())?;
-    println!(
+    say!(
         "overlay mode (for information): two nodes on an L2 underlay (MTU {UNDERLAY_MTU}), \
          pod eth0 MTU {}, VXLAN between nodes",
         mtu(&pa.netns, "eth0")
@@ -176,12 +178,12 @@ fn measure(
         }
     }
     let (pm, nm) = (median(&mut pod), median(&mut node));
-    println!("  {pod_label:<22} {}", summary(pm, &pod));
-    println!("  {node_label:<22} {}", summary(nm, &node));
+    say!("  {pod_label:<22} {}", summary(pm, &pod));
+    say!("  {node_label:<22} {}", summary(nm, &node));
     let ratio = if nm > 0.0 { pm / nm } else { f64::NAN };
     match target {
-        Some(t) => println!("  ratio pod / node       {ratio:>6.3}  (target: at least {t:.2})"),
-        None => println!("  ratio pod / node       {ratio:>6.3}"),
+        Some(t) => say!("  ratio pod / node       {ratio:>6.3}  (target: at least {t:.2})"),
+        None => say!("  ratio pod / node       {ratio:>6.3}"),
     }
     Ok(())
 }
@@ -220,7 +222,7 @@ fn settled_counts(cluster: &VpcCluster) -> BTreeMap<String, u64> {
 fn print_calls(calls: &BTreeMap<String, u64>) {
     let total: u64 = calls.values().sum();
     let each: Vec<String> = calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    println!(
+    say!(
         "  EC2 calls for the setup (two ipamd starts, warm pools, two ADDs): {total} ({})",
         each.join(", ")
     );
