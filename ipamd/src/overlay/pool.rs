@@ -39,17 +39,15 @@ pub fn pool_name(cidr: Ipv4Cidr) -> String {
 
 /// The usable host addresses of the pod CIDR: the network address is kept back (the overlay
 /// device holds it) and so is the broadcast address.
-#[must_use]
-pub fn pod_cidr_pool(cidr: Ipv4Cidr) -> Vec<PoolAddress> {
+pub fn pod_cidr_pool(cidr: Ipv4Cidr) -> impl Iterator<Item = PoolAddress> {
     let last = cidr.last();
     cidr.addresses()
-        .filter(|ip| *ip != cidr.network && *ip != last)
+        .filter(move |ip| *ip != cidr.network && *ip != last)
         .map(|ip| PoolAddress {
             ip,
             route_table: 0,
             device_number: 0,
         })
-        .collect()
 }
 
 #[cfg(test)]
@@ -61,7 +59,6 @@ mod tests {
     fn pod_cidr_skips_network_and_broadcast() {
         let cidr = "10.5.0.0/29".parse().unwrap();
         let ips: Vec<String> = pod_cidr_pool(cidr)
-            .iter()
             .map(|a| a.ip.to_string())
             .collect();
         assert_eq!(

@@ -191,7 +191,7 @@ impl Store {
     /// it; they stay held (see [`Datastore::set_pool`]). The error is the checkpoint write's.
     pub async fn set_pool(
         &self,
-        addrs: Vec<PoolAddress>,
+        addrs: impl IntoIterator<Item = PoolAddress>,
     ) -> (Vec<Assignment>, Result<(), IpamdError>) {
         let (left, gained, generation) = {
             let mut s = self.inner.lock();
@@ -203,10 +203,7 @@ impl Store {
             if s.ds.snapshot_cooling_len() != cooling_before {
                 s.generation += 1;
             }
-            let gained =
-                s.ds.free_addresses()
-                    .iter()
-                    .any(|ip| !free_before.contains(ip));
+            let gained = !s.ds.free_addresses().is_subset_of(&free_before);
             (left, gained, s.generation)
         };
         // Only news wakes waiting ADDs: a pass that frees nothing must not send them back

@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 use vpc_cni_proto::Mode;
 
+use super::ranges::{AddressRanges, RangeMap};
 use super::types::{
     Assignment, AttachmentKey, CheckpointData, CoolingAddress, PodIdentity, PoolAddress,
     CHECKPOINT_VERSION,
@@ -66,13 +67,16 @@ pub struct RestoreReport {
 ///
 /// Every pool address is in exactly one of `free`, `assigned` (through its key) or `cooling`,
 /// so handing out an address is a pop from an ordered set rather than a scan of the pool.
+/// The pool and the free set are kept as runs of consecutive addresses: what they cost grows
+/// with the runs (ENIs, prefixes, holes left by pods), not with the addresses, so a /16 pod
+/// CIDR costs what a /24 does.
 #[derive(Debug, Clone)]
 pub struct Datastore {
     pool_name: String,
     mode: Mode,
     cooldown_ms: u64,
-    pool: HashMap<Ipv4Addr, PoolAddress>,
-    free: BTreeSet<Ipv4Addr>,
+    pool: RangeMap<Placement>,
+    free: AddressRanges,
     assigned: BTreeMap<AttachmentKey, Assignment>,
     /// Who holds each assigned address, in the pool or not (kept beside `assigned`).
     holders: HashMap<Ipv4Addr, AttachmentKey>,
@@ -91,8 +95,8 @@ impl Datastore {
             pool_name,
             mode,
             cooldown_ms,
-            pool: HashMap::new(),
-            free: BTreeSet::new(),
+            pool: RangeMap::new(),
+            free: AddressRanges::new(),
             assigned: BTreeMap::new(),
             holders: HashMap::new(),
             cooling: HashMap::new(),
@@ -131,54 +135,63 @@ impl Datastore {
     /// pool stays held until DEL or the veth sweep releases it; while it is held its address
     /// is never free, whichever pool shows it. Cooldowns of departed addresses are
     /// forgotten.
-    pub fn set_pool(&mut self, addrs: Vec<PoolAddress>) -> Vec<Assignment> {
+    pub fn set_pool(&mut self, addrs: impl IntoIterator<Item = PoolAddress>) -> Vec<Assignment> {
         let previous = std::mem::replace(
             &mut self.pool,
-            addrs.into_iter().map(|a| (a.ip, a)).collect(),
+            addrs
+                .into_iter()
+                .map(|a| (a.ip, Placement::of(&a)))
+                .collect(),
         );
         let left: Vec<Assignment> = self
             .assigned
             .values()
-            .filter(|a| previous.contains_key(&a.ip) && !self.pool.contains_key(&a.ip))
+            .filter(|a| previous.contains(a.ip) && !self.pool.contains(a.ip))
             .cloned()
             .collect();
 
         let pool = &self.pool;
-        self.cooling.retain(|ip, _| pool.contains_key(ip));
-        self.cooling_queue.retain(|(_, ip)| pool.contains_key(ip));
+        self.cooling.retain(|ip, _| pool.contains(*ip));
+        self.cooling_queue.retain(|(_, ip)| pool.contains(*ip));
 
-        self.free = self
-            .pool
-            .keys()
-            .filter(|ip| !self.holders.contains_key(ip) && !self.cooling.contains_key(ip))
-            .copied()
-            .collect();
+        self.free = self.pool.keys();
+        for ip in self.holders.keys().chain(self.cooling.keys()) {
+            self.free.remove(*ip);
+        }
         left
     }
 
     /// Addresses a new assignment could get now (cooldowns that have run out aside).
-    pub(super) fn free_addresses(&self) -> &BTreeSet<Ipv4Addr> {
+    pub(super) fn free_addresses(&self) -> &AddressRanges {
         &self.free
+    }
+
+    /// How many runs of consecutive addresses hold the pool (its memory cost).
+    #[cfg(test)]
+    pub(super) fn pool_runs(&self) -> usize {
+        self.pool.runs()
     }
 
     /// Assignments whose address the current pool does not show.
     pub fn outside_pool(&self) -> impl Iterator<Item = &Assignment> {
         self.assigned
             .values()
-            .filter(|a| !self.pool.contains_key(&a.ip))
+            .filter(|a| !self.pool.contains(a.ip))
     }
 
     /// Every assignment with where the current pool places its address; `None` for one
     /// outside the pool.
-    pub fn placed_assignments(&self) -> impl Iterator<Item = (&Assignment, Option<&PoolAddress>)> {
-        self.assigned.values().map(|a| (a, self.pool.get(&a.ip)))
+    pub fn placed_assignments(&self) -> impl Iterator<Item = (&Assignment, Option<PoolAddress>)> {
+        self.assigned
+            .values()
+            .map(|a| (a, self.pool.get(a.ip).map(|p| p.at(a.ip))))
     }
 
     /// The table and device a pod on `ip` is wired with; main and the primary device for an
     /// address outside the pool.
     fn placement(&self, ip: Ipv4Addr) -> (u32, u32) {
         self.pool
-            .get(&ip)
+            .get(ip)
             .map_or((0, 0), |p| (p.route_table, p.device_number))
     }
 
@@ -207,8 +220,8 @@ impl Datastore {
             return false;
         }
         for ip in ips {
-            if self.pool.remove(ip).is_some() {
-                self.free.remove(ip);
+            if self.pool.remove(*ip) {
+                self.free.remove(*ip);
                 if let Some(until) = self.cooling.remove(ip) {
                     self.cooling_queue.remove(&(until, *ip));
                 }
@@ -273,8 +286,8 @@ impl Datastore {
     pub fn release_without_cooldown(&mut self, key: &AttachmentKey) -> Option<Assignment> {
         let assignment = self.unhold(key)?;
         self.last_add_ms.remove(key);
-        if self.pool.contains_key(&assignment.ip) {
-            self.free.insert(assignment.ip);
+        if self.pool.contains(assignment.ip) {
+            self.free.insert(assignment.ip, ());
         }
         Some(assignment)
     }
@@ -294,13 +307,13 @@ impl Datastore {
         if self.holders.contains_key(&ip) {
             return Some(AddressState::Assigned);
         }
-        if !self.pool.contains_key(&ip) {
+        if !self.pool.contains(ip) {
             return None;
         }
         match self.cooling.get(&ip) {
             Some(&until_ms) if until_ms > now_ms => Some(AddressState::Cooling { until_ms }),
             Some(_) => Some(AddressState::Free),
-            None if self.free.contains(&ip) => Some(AddressState::Free),
+            None if self.free.contains(ip) => Some(AddressState::Free),
             None => Some(AddressState::Assigned),
         }
     }
@@ -360,7 +373,7 @@ impl Datastore {
             ..RestoreReport::default()
         };
         for assignment in data.assignments {
-            let in_pool = self.pool.contains_key(&assignment.ip);
+            let in_pool = self.pool.contains(assignment.ip);
             let clash = self.assigned.contains_key(&assignment.key)
                 || self.holders.contains_key(&assignment.ip)
                 || (in_pool && !self.take_for_restore(assignment.ip));
@@ -378,7 +391,7 @@ impl Datastore {
         // one cooldown from now.
         let latest = now_ms.saturating_add(self.cooldown_ms);
         for c in data.cooling {
-            if c.until_ms > now_ms && self.free.contains(&c.ip) {
+            if c.until_ms > now_ms && self.free.contains(c.ip) {
                 self.start_cooling(c.ip, c.until_ms.min(latest), now_ms);
                 report.cooling_restored += 1;
             } else {
@@ -405,8 +418,8 @@ impl Datastore {
         if self.assigned.contains_key(&key) {
             return None;
         }
-        if self.pool.contains_key(&ip) {
-            self.free.remove(&ip);
+        if self.pool.contains(ip) {
+            self.free.remove(ip);
             if let Some(until_ms) = self.cooling.remove(&ip) {
                 self.cooling_queue.remove(&(until_ms, ip));
             }
@@ -451,7 +464,7 @@ impl Datastore {
 
     /// Moves `ip` out of the free set or an expired cooldown; false if it is taken.
     fn take_for_restore(&mut self, ip: Ipv4Addr) -> bool {
-        if self.free.remove(&ip) {
+        if self.free.remove(ip) {
             return true;
         }
         match self.cooling.get(&ip).copied() {
@@ -465,12 +478,12 @@ impl Datastore {
     }
 
     fn start_cooling(&mut self, ip: Ipv4Addr, until_ms: u64, now_ms: u64) {
-        if !self.pool.contains_key(&ip) {
+        if !self.pool.contains(ip) {
             return;
         }
-        self.free.remove(&ip);
+        self.free.remove(ip);
         if until_ms <= now_ms {
-            self.free.insert(ip);
+            self.free.insert(ip, ());
             return;
         }
         if let Some(old) = self.cooling.insert(ip, until_ms) {
@@ -486,7 +499,7 @@ impl Datastore {
             }
             self.cooling_queue.pop_first();
             self.cooling.remove(&ip);
-            self.free.insert(ip);
+            self.free.insert(ip, ());
         }
     }
 }
@@ -494,4 +507,29 @@ impl Datastore {
 /// The first queue position still cooling at `now_ms` (cooldowns end at `until_ms` inclusive).
 fn after(now_ms: u64) -> (u64, Ipv4Addr) {
     (now_ms.saturating_add(1), Ipv4Addr::UNSPECIFIED)
+}
+
+/// Where a pool address lives: the route table pods on it leave through and the device
+/// index of its interface (the pool's per-run value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Placement {
+    route_table: u32,
+    device_number: u32,
+}
+
+impl Placement {
+    fn of(address: &PoolAddress) -> Self {
+        Self {
+            route_table: address.route_table,
+            device_number: address.device_number,
+        }
+    }
+
+    fn at(self, ip: Ipv4Addr) -> PoolAddress {
+        PoolAddress {
+            ip,
+            route_table: self.route_table,
+            device_number: self.device_number,
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //!
 //! - `types`: the records both hold: assignments and the checkpoint's layout.
 //! - `datastore`: the pool and its assignments, pure and synchronous.
+//! - `ranges`: address sets kept as runs of consecutive addresses (the pool, the free set).
 //! - `checkpoint`: where the checkpoint is kept (a file; memory in unit tests).
 //! - `commit`: `Store`, the shared async front end that makes every change durable before
 //!   it is acknowledged, with concurrent changes sharing one write.
@@ -11,6 +12,7 @@ mod commit;
 mod datastore;
 #[cfg(test)]
 mod memory;
+mod ranges;
 mod types;
 
 #[cfg(test)]

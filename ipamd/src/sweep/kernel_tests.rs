@@ -66,7 +66,7 @@ fn store(addresses: &[Ipv4Addr]) -> Arc<Store> {
                 route_table: 0,
                 device_number: 0,
             })
-            .collect(),
+            .collect::<Vec<_>>(),
     );
     Arc::new(Store::new(ds, Arc::new(MemoryCheckpoint::new())))
 }

@@ -89,7 +89,7 @@ fn store() -> Arc<Store> {
                 route_table: 0,
                 device_number: 0,
             })
-            .collect(),
+            .collect::<Vec<_>>(),
     );
     Arc::new(Store::new(ds, Arc::new(MemoryCheckpoint::new())))
 }

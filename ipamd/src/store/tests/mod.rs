@@ -4,6 +4,7 @@ mod checkpoint;
 mod checkpoint_prop_tests;
 mod commit;
 mod datastore;
+mod ranges;
 
 use std::net::Ipv4Addr;
 
