@@ -1,8 +1,8 @@
 //! ipamd's resident memory with 250 pods, split as the kernel accounts it (anonymous: heap
 //! and stacks; file-backed: the binary's pages that were touched), in each set-up a user
 //! runs: overlay mode with a /24 and with a /16 pod CIDR (the pool's size must not show),
-//! and VPC mode on vpc-sim with the Kubernetes client on. Metrics and introspection are on
-//! in all of them (ipamd's defaults). Also the binaries' sizes. Nothing is asserted.
+//! and VPC mode on vpc-sim; the Kubernetes client, metrics and introspection are on in all
+//! of them. Also the binaries' sizes. Nothing is asserted.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use crate::report::say;
 use serde_json::json;
 use vpc_cni_integration::fake_kube::{node_object, FakeKube};
-use vpc_cni_integration::node::{NodeOptions, TestNode};
+use vpc_cni_integration::node::{NodeOptions, TestNode, NODE_IP};
 use vpc_cni_integration::vpc_cluster::{VpcCluster, VpcPod};
 use vpc_cni_testkit::bins;
 
@@ -76,8 +76,8 @@ fn mib(kib: u64) -> f64 {
 pub fn run() -> anyhow::Result<()> {
     say!("\nipamd resident memory with {PODS} pods (target: at most 15 MiB in every set-up):");
     for (setup, cidr) in [
-        ("overlay, pod CIDR /24", "10.128.0.0/24"),
-        ("overlay, pod CIDR /16", "10.128.0.0/16"),
+        ("overlay, pod CIDR /24, Kubernetes client on", "10.128.0.0/24"),
+        ("overlay, pod CIDR /16, Kubernetes client on", "10.128.0.0/16"),
     ] {
         say!("{}", overlay(cidr)?.line(setup));
     }
@@ -88,9 +88,31 @@ pub fn run() -> anyhow::Result<()> {
     binary_sizes()
 }
 
-/// An overlay node with `cidr` and [`PODS`] pods.
+/// An overlay node with `cidr` and [`PODS`] pods, whose ipamd reads its Node and watches
+/// the others (its peers) through the Kubernetes client.
 fn overlay(cidr: &str) -> anyhow::Result<Resident> {
-    let node = TestNode::start("bmem", NodeOptions::new(cidr)).context("starting the node")?;
+    let mut node = TestNode::start("bmem", NodeOptions::new(cidr)).context("starting the node")?;
+    // A node watching peers needs the underlay its VXLAN device rides on: an uplink with the
+    // default route (a veth whose peer stays in the node: no peer is ever sent to, and this
+    // kernel has no dummy links).
+    for args in [
+        &["link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p"][..],
+        &["link", "set", "uplink0p", "up"],
+        &["addr", "add", "198.51.100.1/24", "dev", "uplink0"],
+        &["link", "set", "uplink0", "up"],
+        &["route", "add", "default", "via", "198.51.100.254"],
+    ] {
+        node.netns.try_ip(args)?;
+    }
+    let kube = FakeKube::start(&node.netns, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
+    kube.api()
+        .create_node(node_object("mem", NODE_IP, Some(cidr)))?;
+    let kubeconfig = node.dir().join("kubeconfig");
+    kube.write_kubeconfig(&kubeconfig)?;
+    node.ipamd
+        .set_env("KUBECONFIG", &kubeconfig.display().to_string());
+    node.ipamd.set_env("MY_NODE_NAME", "mem");
+    node.ipamd.restart(&node.netns)?;
     let mut pods = Vec::with_capacity(PODS);
     for i in 0..PODS {
         let mut pod = node.new_pod(&format!("mem-{i}"))?;
