@@ -10,6 +10,7 @@ pub use error::CniError;
 pub mod client;
 pub mod commands;
 pub mod dataplane;
+mod link_dump;
 pub mod log;
 pub mod netlink;
 pub mod spec;

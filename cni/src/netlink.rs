@@ -17,6 +17,7 @@ use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{IpVersion, LinkUnspec, RouteMessageBuilder};
 use vpc_cni_proto::net::MacAddr;
 
+pub use crate::link_dump::{link_summaries, LinkSummary};
 pub use rtnetlink::{Error, Handle};
 
 /// A connection in the calling thread's network namespace (a netlink socket keeps the
@@ -107,6 +108,15 @@ attribute!(
 /// Every link of the namespace.
 pub async fn links(handle: &Handle) -> Result<Vec<LinkMessage>, Error> {
     handle.link().get().execute().try_collect().await
+}
+
+/// The link with index `index`, or `None` when there is none.
+pub async fn link_by_index(handle: &Handle, index: u32) -> Result<Option<LinkMessage>, Error> {
+    let mut found = handle.link().get().match_index(index).execute();
+    match found.try_next().await {
+        Err(err) if is_not_found(&err) => Ok(None),
+        other => other,
+    }
 }
 
 /// The link called `name`, or `None` when there is none.

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
-use vpc_cni::netlink::{self, Handle};
+use vpc_cni::netlink;
 use vpc_cni_proto::HOST_VETH_PREFIX;
 
 use crate::error::IpamdError;
@@ -24,7 +24,7 @@ pub async fn pods_in_kernel() -> Result<BTreeMap<Ipv4Addr, String>, IpamdError> 
     let handle = kernel::connect()?;
     let mut pods = BTreeMap::new();
     for _ in 0..2 {
-        let veths = host_veths(&handle).await?;
+        let veths = host_veths().await?;
         let routes = netlink::ipv4_routes(&handle)
             .await
             .map_err(IpamdError::netlink("listing routes to find pods"))?;
@@ -47,17 +47,14 @@ pub async fn pods_in_kernel() -> Result<BTreeMap<Ipv4Addr, String>, IpamdError> 
 }
 
 /// Our host veths by interface index.
-async fn host_veths(handle: &Handle) -> Result<HashMap<u32, String>, IpamdError> {
-    let links = netlink::links(handle)
+async fn host_veths() -> Result<HashMap<u32, String>, IpamdError> {
+    let links = netlink::link_summaries()
         .await
         .map_err(IpamdError::netlink("listing links to find host veths"))?;
     Ok(links
-        .iter()
-        .filter_map(|l| {
-            let name = netlink::link_name(l)?;
-            name.starts_with(HOST_VETH_PREFIX)
-                .then(|| (l.header.index, name.to_owned()))
-        })
+        .into_iter()
+        .filter(|l| l.name.starts_with(HOST_VETH_PREFIX))
+        .map(|l| (l.index, l.name))
         .collect())
 }
 

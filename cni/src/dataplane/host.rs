@@ -190,15 +190,13 @@ pub(super) async fn unwire_with(
 
 /// Names of the links in the calling thread's netns that start with `prefix`.
 pub async fn host_links_with_prefix(prefix: &str) -> Result<Vec<String>, CniError> {
-    let handle = connect_here()?;
-    let links = nl::links(&handle)
+    let links = nl::link_summaries()
         .await
         .map_err(|e| CniError::netlink(format!("listing links named {prefix}*"), e))?;
     Ok(links
-        .iter()
-        .filter_map(nl::link_name)
+        .into_iter()
+        .map(|link| link.name)
         .filter(|name| name.starts_with(prefix))
-        .map(str::to_owned)
         .collect())
 }
 

@@ -58,9 +58,7 @@ mod tests {
     #[test]
     fn pod_cidr_skips_network_and_broadcast() {
         let cidr = "10.5.0.0/29".parse().unwrap();
-        let ips: Vec<String> = pod_cidr_pool(cidr)
-            .map(|a| a.ip.to_string())
-            .collect();
+        let ips: Vec<String> = pod_cidr_pool(cidr).map(|a| a.ip.to_string()).collect();
         assert_eq!(
             ips,
             ["10.5.0.1", "10.5.0.2", "10.5.0.3", "10.5.0.4", "10.5.0.5", "10.5.0.6"]

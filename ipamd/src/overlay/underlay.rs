@@ -32,13 +32,10 @@ pub async fn discover(named: Option<&str>) -> Result<Underlay, IpamdError> {
 }
 
 async fn discover_with(handle: &Handle, named: Option<&str>) -> Result<Underlay, IpamdError> {
-    let links: Vec<LinkMessage> = nl::links(handle)
-        .await
-        .map_err(IpamdError::netlink("listing links"))?;
-    let link = match named {
-        Some(name) => links
-            .iter()
-            .find(|l| nl::link_name(l) == Some(name))
+    let link: LinkMessage = match named {
+        Some(name) => nl::link_by_name(handle, name)
+            .await
+            .map_err(IpamdError::netlink(format!("looking up link {name}")))?
             .ok_or_else(|| IpamdError::Config {
                 variable: VARIABLE,
                 reason: format!("no interface named {name:?}"),
@@ -48,17 +45,17 @@ async fn discover_with(handle: &Handle, named: Option<&str>) -> Result<Underlay,
                 variable: VARIABLE,
                 reason: "unset, and this node has no IPv4 default route to take it from".into(),
             })?;
-            links
-                .iter()
-                .find(|l| l.header.index == index)
+            nl::link_by_index(handle, index)
+                .await
+                .map_err(IpamdError::netlink(format!("looking up link {index}")))?
                 .ok_or_else(|| IpamdError::Config {
                     variable: VARIABLE,
                     reason: format!("the default route's interface (index {index}) is gone"),
                 })?
         }
     };
-    let iface = nl::link_name(link).unwrap_or_default().to_owned();
-    let mtu = nl::link_mtu(link)
+    let iface = nl::link_name(&link).unwrap_or_default().to_owned();
+    let mtu = nl::link_mtu(&link)
         .ok_or_else(|| IpamdError::Internal(format!("interface {iface} reports no MTU")))?;
     let addresses = nl::ipv4_addresses(handle, link.header.index)
         .await

@@ -174,9 +174,7 @@ impl Datastore {
 
     /// Assignments whose address the current pool does not show.
     pub fn outside_pool(&self) -> impl Iterator<Item = &Assignment> {
-        self.assigned
-            .values()
-            .filter(|a| !self.pool.contains(a.ip))
+        self.assigned.values().filter(|a| !self.pool.contains(a.ip))
     }
 
     /// Every assignment with where the current pool places its address; `None` for one

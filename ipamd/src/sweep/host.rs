@@ -27,16 +27,15 @@ impl NodeHost {
 impl HostView for NodeHost {
     fn listed_veths(&self) -> BoxFuture<'_, Result<HashSet<String>, IpamdError>> {
         Box::pin(async move {
-            let links = nl::links(&self.handle)
+            let links = nl::link_summaries()
                 .await
                 .map_err(IpamdError::netlink(format!(
                     "listing links {HOST_VETH_PREFIX}*"
                 )))?;
             Ok(links
-                .iter()
-                .filter_map(nl::link_name)
+                .into_iter()
+                .map(|link| link.name)
                 .filter(|name| name.starts_with(HOST_VETH_PREFIX))
-                .map(str::to_owned)
                 .collect())
         })
     }

@@ -36,7 +36,7 @@ use crate::store::Store;
 pub async fn apply_node_wiring(spec: &VpcNodeSpec) -> Result<NodeWiring, IpamdError> {
     let handle = kernel::connect()?;
     let rule_changes = kernel::subscribe_rule_changes()?;
-    let links = netlink::observe_links(&handle).await?;
+    let links = netlink::observe_links().await?;
     let wiring = NodeWiring::plan(spec, &links)?;
     // Forwarding first and the table last: until the table is in place, pods just cannot
     // reach the internet yet, which is what they see before ipamd is up anyway.
@@ -73,13 +73,12 @@ impl VpcDatapath {
     /// link has not appeared yet is left out, so no pod gets an address its node cannot route
     /// yet. On a failed apply the new set is kept, so the next apply retries it.
     pub async fn enis_changed(&self, enis: &[ImdsEni]) -> Result<BTreeSet<u32>, IpamdError> {
-        let handle = kernel::connect()?;
         let expected: Vec<_> = enis
             .iter()
             .filter(|e| e.device_number > 0)
             .map(|e| e.mac)
             .collect();
-        let present: BTreeSet<_> = netlink::observe_links_confirmed(&handle, &expected)
+        let present: BTreeSet<_> = netlink::observe_links_confirmed(&expected)
             .await?
             .into_iter()
             .map(|l| l.mac)

@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::net::Ipv4Addr;
 
-use rtnetlink::packet_route::link::LinkMessage;
 use rtnetlink::packet_route::route::{RouteMessage, RouteProtocol, RouteScope, RouteType};
 use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use rtnetlink::{Handle, RouteMessageBuilder};
@@ -15,22 +14,17 @@ use vpc_cni_proto::net::MacAddr;
 use super::wiring::{LinkPlan, NodeWiring, ObservedLink, RoutePlan, RulePlan};
 use crate::error::IpamdError;
 
-async fn dump_links(handle: &Handle) -> Result<Vec<LinkMessage>, IpamdError> {
-    nl::links(handle)
+/// Every link of the calling thread's namespace that has a name and an Ethernet address.
+pub(super) async fn observe_links() -> Result<Vec<ObservedLink>, IpamdError> {
+    Ok(nl::link_summaries()
         .await
-        .map_err(IpamdError::netlink("listing links"))
-}
-
-/// Every link that has a name and an Ethernet address.
-pub(super) async fn observe_links(handle: &Handle) -> Result<Vec<ObservedLink>, IpamdError> {
-    Ok(dump_links(handle)
-        .await?
-        .iter()
+        .map_err(IpamdError::netlink("listing links"))?
+        .into_iter()
         .filter_map(|link| {
             Some(ObservedLink {
-                name: nl::link_name(link)?.to_owned(),
-                index: link.header.index,
-                mac: nl::link_mac(link)?,
+                mac: link.mac?,
+                name: link.name,
+                index: link.index,
             })
         })
         .collect())
@@ -38,10 +32,9 @@ pub(super) async fn observe_links(handle: &Handle) -> Result<Vec<ObservedLink>, 
 
 /// [`observe_links`], merged with a second listing when the first lacks one of `expected`.
 pub(super) async fn observe_links_confirmed(
-    handle: &Handle,
     expected: &[MacAddr],
 ) -> Result<Vec<ObservedLink>, IpamdError> {
-    confirm_links(expected, || observe_links(handle)).await
+    confirm_links(expected, observe_links).await
 }
 
 /// Takes one listing from `list`, and a second one merged into it when the first lacks one
@@ -74,10 +67,11 @@ where
 
 /// Brings each link up with its MTU, touching only links that differ.
 pub(super) async fn sync_links(handle: &Handle, plans: &[LinkPlan]) -> Result<(), IpamdError> {
-    let current = dump_links(handle).await?;
     for plan in plans {
-        let link = current.iter().find(|l| l.header.index == plan.index);
-        nl::ensure_link_up(handle, plan.index, link, plan.mtu, None)
+        let link = nl::link_by_index(handle, plan.index)
+            .await
+            .map_err(IpamdError::netlink(format!("looking up {}", plan.name)))?;
+        nl::ensure_link_up(handle, plan.index, link.as_ref(), plan.mtu, None)
             .await
             .map_err(IpamdError::netlink(format!(
                 "setting {} up with MTU {}",

@@ -76,8 +76,14 @@ fn mib(kib: u64) -> f64 {
 pub fn run() -> anyhow::Result<()> {
     say!("\nipamd resident memory with {PODS} pods (target: at most 15 MiB in every set-up):");
     for (setup, cidr) in [
-        ("overlay, pod CIDR /24, Kubernetes client on", "10.128.0.0/24"),
-        ("overlay, pod CIDR /16, Kubernetes client on", "10.128.0.0/16"),
+        (
+            "overlay, pod CIDR /24, Kubernetes client on",
+            "10.128.0.0/24",
+        ),
+        (
+            "overlay, pod CIDR /16, Kubernetes client on",
+            "10.128.0.0/16",
+        ),
     ] {
         say!("{}", overlay(cidr)?.line(setup));
     }
@@ -96,7 +102,9 @@ fn overlay(cidr: &str) -> anyhow::Result<Resident> {
     // default route (a veth whose peer stays in the node: no peer is ever sent to, and this
     // kernel has no dummy links).
     for args in [
-        &["link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p"][..],
+        &[
+            "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p",
+        ][..],
         &["link", "set", "uplink0p", "up"],
         &["addr", "add", "198.51.100.1/24", "dev", "uplink0"],
         &["link", "set", "uplink0", "up"],

@@ -66,10 +66,10 @@ fn is_compatible(info: &[InfoVxlan], spec: &OverlaySpec, underlay_index: u32) ->
         && !info.iter().any(|i| matches!(i, InfoVxlan::CollectMetadata(true)))
 }
 
-async fn links(handle: &Handle) -> Result<Vec<LinkMessage>, IpamdError> {
-    nl::links(handle)
+async fn link_named(handle: &Handle, name: &str) -> Result<Option<LinkMessage>, IpamdError> {
+    nl::link_by_name(handle, name)
         .await
-        .map_err(IpamdError::netlink("listing links"))
+        .map_err(IpamdError::netlink(format!("looking up link {name}")))
 }
 
 async fn create(handle: &Handle, spec: &OverlaySpec, underlay: u32) -> Result<(), IpamdError> {
@@ -97,19 +97,17 @@ async fn create(handle: &Handle, spec: &OverlaySpec, underlay: u32) -> Result<()
 /// the own pod CIDR's network address as its only IPv4 address.
 pub async fn ensure_device(handle: &Handle, spec: &OverlaySpec) -> Result<Device, IpamdError> {
     spec.validate()?;
-    let all = links(handle).await?;
-    let underlay = all
-        .iter()
-        .find(|l| nl::link_name(l) == Some(spec.underlay_iface.as_str()))
+    let underlay = link_named(handle, &spec.underlay_iface)
+        .await?
         .map(|l| l.header.index)
         .ok_or_else(|| IpamdError::Config {
             variable: "VXLAN_UNDERLAY_IFACE",
             reason: format!("no interface named {:?}", spec.underlay_iface),
         })?;
 
-    let existing = all.iter().find(|l| nl::link_name(l) == Some(DEVICE_NAME));
+    let existing = link_named(handle, DEVICE_NAME).await?;
     let mut change = match existing {
-        Some(link) if vxlan_info(link).is_some_and(|i| is_compatible(i, spec, underlay)) => {
+        Some(ref link) if vxlan_info(link).is_some_and(|i| is_compatible(i, spec, underlay)) => {
             DeviceChange::Unchanged
         }
         Some(link) => {
@@ -128,13 +126,9 @@ pub async fn ensure_device(handle: &Handle, spec: &OverlaySpec) -> Result<Device
         }
     };
 
-    let link = links(handle)
-        .await?
-        .into_iter()
-        .find(|l| nl::link_name(l) == Some(DEVICE_NAME))
-        .ok_or_else(|| {
-            IpamdError::Internal(format!("{DEVICE_NAME} vanished right after being set up"))
-        })?;
+    let link = link_named(handle, DEVICE_NAME).await?.ok_or_else(|| {
+        IpamdError::Internal(format!("{DEVICE_NAME} vanished right after being set up"))
+    })?;
     let index = link.header.index;
     let mac = spec.own_vtep_mac();
     let set = nl::ensure_link_up(handle, index, Some(&link), spec.device_mtu(), Some(mac))

@@ -244,7 +244,12 @@ fn an_address_missing_from_one_pool_is_not_handed_out_when_it_returns() {
 fn a_held_address_outside_the_pool_is_not_withdrawn() {
     let mut ds = datastore(4, 0);
     let (a, _) = ds.assign(key(1), pod(1), 0).unwrap();
-    ds.set_pool(pool(4).into_iter().filter(|p| p.ip != a.ip).collect::<Vec<_>>());
+    ds.set_pool(
+        pool(4)
+            .into_iter()
+            .filter(|p| p.ip != a.ip)
+            .collect::<Vec<_>>(),
+    );
     assert!(!ds.withdraw_if_free(&[a.ip], 0));
     assert!(ds.withdraw_if_free(&[ip(4)], 0));
 }
@@ -323,7 +328,12 @@ fn restore_keeps_what_left_the_pool_and_drops_clashes() {
 
     // The new pool no longer holds ip(2).
     let mut ds = Datastore::new(POOL.to_owned(), Mode::Overlay, 1_000);
-    ds.set_pool(pool(8).into_iter().filter(|a| a.ip != ip(2)).collect::<Vec<_>>());
+    ds.set_pool(
+        pool(8)
+            .into_iter()
+            .filter(|a| a.ip != ip(2))
+            .collect::<Vec<_>>(),
+    );
     let report = ds.restore(snap, 1_200);
 
     // key(2)'s address is not in the pool: it is kept, held outside it. The duplicate of
