@@ -1,0 +1,482 @@
+//! The CNI call rows of `make bench`, each vpc-cni (warm pool) against Debian's `ptp` +
+//! `host-local` on the same node in the same run, alternating so machine noise hits both
+//! alike:
+//! - `latency`: one pod's ADD, DEL and ADD+DEL, every call exec'd through
+//!   `nsenter --net=<node>` as containerd and podman (which live outside the node's
+//!   namespace) exec it, and again with the namespace joined in the child before exec;
+//! - `burst`: 100 ADDs at once on one node, per-call latency, failures and duplicates;
+//! - `start`: the plugin's own start, a `VERSION` exec.
+//!
+//! The node is a one-node overlay cluster: its namespace has an uplink (`eth0` on a
+//! bridged underlay) and a default route through it, as a real node has.
+//!
+//! Nothing here asserts a time: this prints figures for people to compare.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use vpc_cni_integration::node::plugin_conf;
+use vpc_cni_integration::overlay_cluster::{OverlayCluster, OverlayNode};
+use vpc_cni_testkit::bins;
+use vpc_cni_testkit::netns::{feed, Netns};
+use vpc_cni_testkit::plugin::PluginOutput;
+use vpc_cni_testkit::pod::TestPod;
+use vpc_cni_testkit::process::{all_at_once, wait_for};
+
+use crate::report::say;
+use crate::REFERENCE_PLUGINS;
+
+/// Pods ADDed and DELed one at a time per plugin and way of exec.
+const ROUNDS: usize = 60;
+/// Pods in one burst, and bursts per plugin.
+const BURST: usize = 100;
+const BURST_ROUNDS: usize = 4;
+/// `VERSION` execs per plugin.
+const START_ROUNDS: usize = 200;
+/// The newest CNI version Debian's plugins speak.
+const CNI_VERSION: &str = "1.0.0";
+/// The underlay's MTU, a plain Ethernet's.
+const MTU: u32 = 1500;
+/// How long the warm pool may take to get its addresses back after a burst (a harness bound).
+const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+
+/// The two plugins compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plugin {
+    Ours,
+    Ptp,
+}
+
+impl Plugin {
+    /// Both, in an order that alternates with `round`, so neither always runs first (on a
+    /// warmer or a colder cache).
+    fn in_turn(round: usize) -> [Self; 2] {
+        if round.is_multiple_of(2) {
+            [Self::Ours, Self::Ptp]
+        } else {
+            [Self::Ptp, Self::Ours]
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Ours => "vpc-cni (warm pool)",
+            Self::Ptp => "ptp + host-local (Debian)",
+        }
+    }
+
+    /// The binary alone, for rows with no IPAM involved.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Ours => "vpc-cni",
+            Self::Ptp => "ptp (Debian)",
+        }
+    }
+
+    fn program(self) -> PathBuf {
+        match self {
+            Self::Ours => bins::plugin(),
+            Self::Ptp => Path::new(REFERENCE_PLUGINS).join("ptp"),
+        }
+    }
+}
+
+/// How the plugin is put into the node's namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exec {
+    /// `nsenter --net=<node> <plugin>`: a runtime outside the node's namespace.
+    Nsenter,
+    /// setns in the forked child before exec: one exec less.
+    Setns,
+}
+
+/// One node with an uplink and a default route, its ipamd, and the configuration each
+/// plugin gets on it.
+struct Bench {
+    // Field order is drop order: the cluster (ipamd, then namespaces) before host-local's
+    // directory.
+    cluster: OverlayCluster,
+    ours: Value,
+    ptp: Value,
+    _host_local: tempfile::TempDir,
+}
+
+impl Bench {
+    fn new() -> anyhow::Result<Self> {
+        let cluster = OverlayCluster::new("bnc", 1, MTU).context("starting the node and ipamd")?;
+        let host_local = tempfile::tempdir()?;
+        let node = cluster.nodes().first().context("the node is missing")?;
+        let ours = plugin_conf(CNI_VERSION, "vpc-bench", &node.ipamd);
+        let ptp = json!({
+            "cniVersion": CNI_VERSION,
+            "name": "ptp-bench",
+            "type": "ptp",
+            "ipam": {
+                "type": "host-local",
+                "subnet": "10.200.0.0/16",
+                "dataDir": host_local.path().join("host-local"),
+            }
+        });
+        Ok(Self {
+            cluster,
+            ours,
+            ptp,
+            _host_local: host_local,
+        })
+    }
+
+    fn node(&self) -> anyhow::Result<&OverlayNode> {
+        self.cluster.nodes().first().context("the node is missing")
+    }
+
+    /// A fresh pod namespace (not ADDed).
+    fn pod(name: &str) -> anyhow::Result<TestPod> {
+        TestPod::create(name, "bcp").with_context(|| format!("creating pod {name}"))
+    }
+
+    /// One call of `plugin` for `pod`, timed from exec to exit; DEL carries the ADD's
+    /// result as prevResult, as containerd sends it.
+    fn call(
+        &self,
+        exec: Exec,
+        plugin: Plugin,
+        command: &str,
+        pod: &TestPod,
+        prev: Option<&Value>,
+    ) -> anyhow::Result<(Duration, PluginOutput)> {
+        let mut conf = match plugin {
+            Plugin::Ours => self.ours.clone(),
+            Plugin::Ptp => self.ptp.clone(),
+        };
+        if let Some(prev) = prev {
+            conf["prevResult"] = prev.clone();
+        }
+        let call = pod.invocation(command, &conf);
+        let (node, program) = (self.node()?.netns(), plugin.program());
+        let started = Instant::now();
+        let out = match exec {
+            Exec::Nsenter => call.run_nsenter(node, &program),
+            Exec::Setns => call.run_program(node, &program),
+        }
+        .with_context(|| format!("running {command} via {}", plugin.label()))?;
+        Ok((started.elapsed(), out))
+    }
+
+    /// [`Bench::call`] that must succeed.
+    fn call_ok(
+        &self,
+        exec: Exec,
+        plugin: Plugin,
+        command: &str,
+        pod: &TestPod,
+        prev: Option<&Value>,
+    ) -> anyhow::Result<(Duration, PluginOutput)> {
+        let (elapsed, out) = self.call(exec, plugin, command, pod, prev)?;
+        if !out.success() {
+            bail!(
+                "{command} via {} failed: {}{}",
+                plugin.label(),
+                out.stdout,
+                out.stderr
+            );
+        }
+        Ok((elapsed, out))
+    }
+
+    /// Waits until ipamd has every address back in its warm pool (none assigned or cooling).
+    fn settle(&self) -> anyhow::Result<()> {
+        let ipamd = &self.node()?.ipamd;
+        wait_for(SETTLE_LIMIT, || {
+            ipamd
+                .status()
+                .ok()
+                .filter(|s| s.assigned_addresses == 0 && s.cooling_addresses == 0)
+        })
+        .map(drop)
+        .with_context(|| format!("ipamd's pool did not settle within {SETTLE_LIMIT:?}"))
+    }
+}
+
+/// The 10th, 50th and 90th percentiles of some samples.
+struct Spread {
+    p10: Duration,
+    p50: Duration,
+    p90: Duration,
+}
+
+impl Spread {
+    fn of(samples: &[Duration]) -> Self {
+        Self {
+            p10: percentile(samples, 10),
+            p50: percentile(samples, 50),
+            p90: percentile(samples, 90),
+        }
+    }
+}
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so a width in the caller's format string applies to the whole figure.
+        f.pad(&format!(
+            "{:.2} ({:.2}-{:.2})",
+            ms(self.p50),
+            ms(self.p10),
+            ms(self.p90)
+        ))
+    }
+}
+
+/// The nearest-rank percentile `p` of `samples` (zero when there are none).
+fn percentile(samples: &[Duration], p: usize) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// One plugin's samples of one way of exec.
+#[derive(Default)]
+struct Calls {
+    add: Vec<Duration>,
+    del: Vec<Duration>,
+    both: Vec<Duration>,
+}
+
+/// `latency`: ADD, DEL and ADD+DEL of one pod at a time, alternating plugins and ways of
+/// exec; nsenter is the headline, the in-child setns figure says what nsenter adds.
+pub fn latency() -> anyhow::Result<()> {
+    let bench = Bench::new()?;
+    let ways = [Exec::Nsenter, Exec::Setns];
+    let mut calls: [[Calls; 2]; 2] = Default::default();
+    for round in 0..ROUNDS {
+        let order = if round.is_multiple_of(2) { [0, 1] } else { [1, 0] };
+        for w in order {
+            let exec = ways[w];
+            for plugin in Plugin::in_turn(round / 2 + w) {
+                let pod = Bench::pod(&format!("lat-{round}"))?;
+                let (add, out) = bench.call_ok(exec, plugin, "ADD", &pod, None)?;
+                let (del, _) = bench.call_ok(exec, plugin, "DEL", &pod, Some(&out.json()))?;
+                let samples = &mut calls[w][usize::from(plugin == Plugin::Ptp)];
+                samples.add.push(add);
+                samples.del.push(del);
+                samples.both.push(add + del);
+            }
+        }
+    }
+
+    say!(
+        "CNI calls of one pod at a time, {ROUNDS} alternating rounds; node with an uplink and a \
+         default route; ms, p50 (p10-p90):"
+    );
+    for (w, title) in [
+        "exec'd through nsenter --net=<node> (as containerd and podman call):",
+        "exec'd with the node's namespace joined in the child (setns before exec):",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        say!("  {title}");
+        say!("    {:<27} {:<23} {:<23} ADD+DEL", "", "ADD", "DEL");
+        for plugin in [Plugin::Ours, Plugin::Ptp] {
+            let c = &calls[w][usize::from(plugin == Plugin::Ptp)];
+            say!(
+                "    {:<27} {:<23} {:<23} {}",
+                plugin.label(),
+                Spread::of(&c.add),
+                Spread::of(&c.del),
+                Spread::of(&c.both)
+            );
+        }
+        let (ours, theirs) = (
+            percentile(&calls[w][0].both, 50),
+            percentile(&calls[w][1].both, 50),
+        );
+        say!(
+            "    ratio of ADD+DEL p50s, vpc-cni / reference: {:.2}  (target: at most 0.25)",
+            ms(ours) / ms(theirs)
+        );
+    }
+    let node = bench.node()?.netns();
+    let nsenter = exec_cost(node, START_ROUNDS)?;
+    say!(
+        "  nsenter --net=<node> true, exec to exit: {nsenter} ms: what each call pays on top \
+         of the plugin when a runtime goes through nsenter"
+    );
+    Ok(())
+}
+
+/// `nsenter --net=<node> true`, exec to exit, `rounds` times.
+fn exec_cost(node: &Netns, rounds: usize) -> anyhow::Result<Spread> {
+    let mut samples = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let out = node.nsenter_command("true").output()?;
+        samples.push(started.elapsed());
+        if !out.status.success() {
+            bail!(
+                "nsenter into {} failed: {}",
+                node.name(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    Ok(Spread::of(&samples))
+}
+
+/// What one burst gave.
+#[derive(Default)]
+struct BurstOutcome {
+    latencies: Vec<Duration>,
+    failures: usize,
+    duplicates: usize,
+}
+
+impl BurstOutcome {
+    fn p(&self, p: usize) -> f64 {
+        ms(percentile(&self.latencies, p))
+    }
+}
+
+/// `burst`: [`BURST`] ADDs at once on one node, each exec'd through nsenter, then as many
+/// DELs; per-call ADD latency, failures and duplicate addresses, alternating which plugin's
+/// burst goes first.
+pub fn burst() -> anyhow::Result<()> {
+    let bench = Bench::new()?;
+    let mut total = [BurstOutcome::default(), BurstOutcome::default()];
+    say!(
+        "{BURST} CNI ADDs at once on one node, each exec'd through nsenter; {BURST_ROUNDS} \
+         rounds alternating which burst goes first; per-call ADD latency, ms:"
+    );
+    for round in 0..BURST_ROUNDS {
+        for plugin in Plugin::in_turn(round) {
+            let outcome = one_burst(&bench, plugin, round)?;
+            say!(
+                "  round {}  {:<27} p50 {:>8.2}  p99 {:>8.2}  failures {}  duplicates {}",
+                round + 1,
+                plugin.label(),
+                outcome.p(50),
+                outcome.p(99),
+                outcome.failures,
+                outcome.duplicates
+            );
+            let sum = &mut total[usize::from(plugin == Plugin::Ptp)];
+            sum.latencies.extend(outcome.latencies);
+            sum.failures += outcome.failures;
+            sum.duplicates += outcome.duplicates;
+        }
+    }
+    say!("  all rounds:");
+    for plugin in [Plugin::Ours, Plugin::Ptp] {
+        let sum = &total[usize::from(plugin == Plugin::Ptp)];
+        say!(
+            "    {:<27} p50 {:>8.2}  p99 {:>8.2}  failures {}  duplicates {}",
+            plugin.label(),
+            sum.p(50),
+            sum.p(99),
+            sum.failures,
+            sum.duplicates
+        );
+    }
+    say!(
+        "    ratio of p99s, vpc-cni / reference: {:.2}  (target: at most 0.5)",
+        total[0].p(99) / total[1].p(99)
+    );
+    Ok(())
+}
+
+/// One burst of `plugin`: ADDs at once, then DELs at once; the pool settled after ours.
+fn one_burst(bench: &Bench, plugin: Plugin, round: usize) -> anyhow::Result<BurstOutcome> {
+    let pods = (0..BURST)
+        .map(|i| Bench::pod(&format!("burst-{round}-{i}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let adds = all_at_once(pods.iter(), |pod| {
+        bench.call(Exec::Nsenter, plugin, "ADD", pod, None)
+    });
+    let mut outcome = BurstOutcome::default();
+    let mut addresses = BTreeSet::<Ipv4Addr>::new();
+    let mut results = Vec::with_capacity(BURST);
+    for add in adds {
+        let (elapsed, out) = add?;
+        outcome.latencies.push(elapsed);
+        match out.ip().and_then(|ip| ip.parse().ok()) {
+            Some(ip) if out.success() => {
+                if !addresses.insert(ip) {
+                    outcome.duplicates += 1;
+                }
+                results.push(Some(out.json()));
+            }
+            _ => {
+                outcome.failures += 1;
+                results.push(None);
+            }
+        }
+    }
+    // Every pod is DELed, also those whose ADD failed, as a runtime does.
+    let dels = all_at_once(pods.iter().zip(&results), |(pod, prev)| {
+        bench.call(Exec::Nsenter, plugin, "DEL", pod, prev.as_ref())
+    });
+    for del in dels {
+        let (_, out) = del?;
+        if !out.success() {
+            bail!(
+                "DEL via {} after the burst failed: {}{}",
+                plugin.label(),
+                out.stdout,
+                out.stderr
+            );
+        }
+    }
+    if plugin == Plugin::Ours {
+        bench.settle()?;
+    }
+    Ok(outcome)
+}
+
+/// `start`: the plugin's own start and exit, a `VERSION` exec with no namespace involved,
+/// alternating.
+pub fn start() -> anyhow::Result<()> {
+    let mut samples = [Vec::new(), Vec::new()];
+    for round in 0..START_ROUNDS {
+        for plugin in Plugin::in_turn(round) {
+            let started = Instant::now();
+            let out = feed(
+                Command::new(plugin.program())
+                    .env_clear()
+                    .env("CNI_COMMAND", "VERSION"),
+                br#"{"cniVersion":"1.0.0"}"#,
+            )?;
+            samples[usize::from(plugin == Plugin::Ptp)].push(started.elapsed());
+            if !out.status.success() {
+                bail!(
+                    "VERSION via {} failed: {}",
+                    plugin.label(),
+                    String::from_utf8_lossy(&out.stdout)
+                );
+            }
+        }
+    }
+    say!(
+        "Plugin start, VERSION exec to exit, {START_ROUNDS} alternating rounds, ms, p50 (p10-p90):"
+    );
+    for plugin in [Plugin::Ours, Plugin::Ptp] {
+        say!(
+            "  {:<27} {}",
+            plugin.name(),
+            Spread::of(&samples[usize::from(plugin == Plugin::Ptp)])
+        );
+    }
+    say!(
+        "  ratio of p50s, vpc-cni / ptp: {:.2}",
+        ms(percentile(&samples[0], 50)) / ms(percentile(&samples[1], 50))
+    );
+    Ok(())
+}
