@@ -13,8 +13,8 @@
 //!
 //! Nothing here asserts a time: this prints figures for people to compare.
 
-use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -23,6 +23,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use vpc_cni_integration::node::plugin_conf;
 use vpc_cni_integration::overlay_cluster::{OverlayCluster, OverlayNode};
+use vpc_cni_integration::prometheus::scrape;
 use vpc_cni_testkit::bins;
 use vpc_cni_testkit::netns::{feed, Netns};
 use vpc_cni_testkit::plugin::PluginOutput;
@@ -286,6 +287,7 @@ struct Calls {
 /// exec; nsenter is the headline, the in-child setns figure says what nsenter adds.
 pub fn latency() -> anyhow::Result<()> {
     let bench = Bench::new()?;
+    let before = IpamdTimes::scrape(&bench)?;
     let ways = [Exec::Nsenter, Exec::Setns];
     let mut calls: [[Calls; 2]; 2] = Default::default();
     for round in 0..ROUNDS {
@@ -340,6 +342,16 @@ pub fn latency() -> anyhow::Result<()> {
             ms(ours) / ms(theirs)
         );
     }
+    let inside = IpamdTimes::scrape(&bench)?.since(&before);
+    say!(
+        "  inside ipamd (its metrics, mean over vpc-cni's calls above): AddNetwork {:.2} ms, \
+         DelNetwork {:.2} ms; a checkpoint write {:.2} ms ({} writes for {} calls)",
+        inside.mean("ADD"),
+        inside.mean("DEL"),
+        inside.mean_write(),
+        inside.get(WRITES_COUNT),
+        inside.get(&requests("ADD", "count")) + inside.get(&requests("DEL", "count")),
+    );
     let node = bench.node()?.netns();
     let nsenter = exec_cost(node, START_ROUNDS)?;
     say!(
@@ -347,6 +359,67 @@ pub fn latency() -> anyhow::Result<()> {
          of the plugin when a runtime goes through nsenter"
     );
     Ok(())
+}
+
+/// ipamd's default metrics address, reached from inside the node.
+const METRICS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 61678);
+const WRITES_SUM: &str = "vpc_cni_checkpoint_write_seconds_sum";
+const WRITES_COUNT: &str = "vpc_cni_checkpoint_write_seconds_count";
+
+/// `vpc_cni_request_duration_seconds_<part>` of one command.
+fn requests(command: &str, part: &str) -> String {
+    format!("vpc_cni_request_duration_seconds_{part}{{command=\"{command}\"}}")
+}
+
+/// The sums and counts of ipamd's request and checkpoint-write histograms.
+struct IpamdTimes(BTreeMap<String, f64>);
+
+impl IpamdTimes {
+    fn scrape(bench: &Bench) -> anyhow::Result<Self> {
+        let all = scrape(bench.node()?.netns(), METRICS).context("scraping ipamd's metrics")?;
+        Ok(Self(
+            all.into_iter()
+                .filter(|(series, _)| {
+                    series.starts_with("vpc_cni_request_duration_seconds_")
+                        || series.starts_with("vpc_cni_checkpoint_write_seconds_")
+                })
+                .collect(),
+        ))
+    }
+
+    /// What happened between `earlier` and this scrape.
+    fn since(mut self, earlier: &Self) -> Self {
+        for (series, value) in &mut self.0 {
+            *value -= earlier.get(series);
+        }
+        self
+    }
+
+    fn get(&self, series: &str) -> f64 {
+        self.0.get(series).copied().unwrap_or_default()
+    }
+
+    /// Mean time of one `command` request, ms.
+    fn mean(&self, command: &str) -> f64 {
+        per_call(
+            self.get(&requests(command, "sum")),
+            self.get(&requests(command, "count")),
+        )
+    }
+
+    /// Mean time of one checkpoint write, ms.
+    fn mean_write(&self) -> f64 {
+        per_call(self.get(WRITES_SUM), self.get(WRITES_COUNT))
+    }
+}
+
+/// Seconds over calls, in ms per call (zero without calls).
+fn per_call(seconds: f64, calls: f64) -> f64 {
+    if calls > 0.0 {
+        seconds * 1000.0 / calls
+    } else {
+        0.0
+    }
 }
 
 /// `nsenter --net=<node> true`, exec to exit, `rounds` times.
