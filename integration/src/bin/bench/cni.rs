@@ -446,11 +446,56 @@ struct BurstOutcome {
     latencies: Vec<Duration>,
     failures: usize,
     duplicates: usize,
+    /// CPU time of the burst's ADDs and DELs per pod: the exec'd processes (nsenter, the
+    /// plugin and what it execs), and ipamd's for ours.
+    cpu_calls: Duration,
+    cpu_ipamd: Duration,
 }
 
 impl BurstOutcome {
     fn p(&self, p: usize) -> f64 {
         ms(percentile(&self.latencies, p))
+    }
+}
+
+/// CPU time (user and system) as `/proc/<pid>/stat` counts it, in clock ticks.
+#[derive(Clone, Copy)]
+struct Cpu(u64);
+
+/// `/proc`'s clock ticks per second (USER_HZ, 100 on every Linux architecture we run on).
+const TICKS_PER_SECOND: u64 = 100;
+
+impl Cpu {
+    /// A process's own CPU time.
+    fn of(pid: u32) -> anyhow::Result<Self> {
+        Self::read(&pid.to_string(), 11)
+    }
+
+    /// The CPU time of this process's children that it has waited for: every exec'd call.
+    fn children() -> anyhow::Result<Self> {
+        Self::read("self", 13)
+    }
+
+    /// Two fields (user, system) from `first` on, counted after the command name, which may
+    /// hold spaces and parentheses itself.
+    fn read(pid: &str, first: usize) -> anyhow::Result<Self> {
+        let path = format!("/proc/{pid}/stat");
+        let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let tick = |i: usize| -> anyhow::Result<u64> {
+            fields
+                .get(i)
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("no field {i} after the name in {path}"))
+        };
+        Ok(Self(tick(first)? + tick(first + 1)?))
+    }
+
+    fn since(self, earlier: Self) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0) * 1000 / TICKS_PER_SECOND)
     }
 }
 
@@ -510,6 +555,22 @@ pub fn burst() -> anyhow::Result<()> {
         "    ratio of the median p99s, vpc-cni / reference: {:.2}  (target: at most 0.5)",
         p99s[0] / p99s[1]
     );
+    say!(
+        "  CPU time per pod (ADD and DEL; user + system, median of the rounds), which bounds a \
+         burst on a busy node:"
+    );
+    for plugin in [Plugin::Ours, Plugin::Ptp] {
+        let mine = &rounds[usize::from(plugin == Plugin::Ptp)];
+        let calls = Rounds::of(mine.iter().map(|o| ms(o.cpu_calls)));
+        let ipamd = Rounds::of(mine.iter().map(|o| ms(o.cpu_ipamd)));
+        let total = Rounds::of(mine.iter().map(|o| ms(o.cpu_calls + o.cpu_ipamd)));
+        say!(
+            "    {:<27} {total:<28} nsenter + plugin + its children {:.2}, ipamd {:.2}",
+            plugin.label(),
+            calls.median,
+            ipamd.median
+        );
+    }
     let inside = IpamdTimes::scrape(&bench)?.since(&before);
     say!(
         "  inside ipamd (its metrics, mean over vpc-cni's calls): AddNetwork {:.2} ms, \
@@ -556,6 +617,8 @@ fn one_burst(bench: &Bench, plugin: Plugin, round: usize) -> anyhow::Result<Burs
     let pods = (0..BURST)
         .map(|i| Bench::pod(&format!("burst-{round}-{i}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let ipamd = bench.node()?.ipamd.pid().context("ipamd is not running")?;
+    let cpu_before = (Cpu::children()?, Cpu::of(ipamd)?);
     let adds = all_at_once(pods.iter(), |pod| {
         bench.call(Exec::Nsenter, plugin, "ADD", pod, None)
     });
@@ -582,6 +645,12 @@ fn one_burst(bench: &Bench, plugin: Plugin, round: usize) -> anyhow::Result<Burs
     let dels = all_at_once(pods.iter().zip(&results), |(pod, prev)| {
         bench.call(Exec::Nsenter, plugin, "DEL", pod, prev.as_ref())
     });
+    let cpu_after = (Cpu::children()?, Cpu::of(ipamd)?);
+    let count = u32::try_from(pods.len())?;
+    outcome.cpu_calls = cpu_after.0.since(cpu_before.0) / count;
+    if plugin == Plugin::Ours {
+        outcome.cpu_ipamd = cpu_after.1.since(cpu_before.1) / count;
+    }
     for del in dels {
         let (_, out) = del?;
         if !out.success() {
