@@ -46,9 +46,9 @@ struct Args {
 /// Every section: its name for `--only`, its title, and what runs it.
 type Section = (&'static str, &'static str, fn() -> anyhow::Result<()>);
 const SECTIONS: [Section; 5] = [
-    ("latency", "CNI ADD and DEL latency", cni::latency),
-    ("burst", "100 parallel CNI ADDs", cni::burst),
-    ("start", "CNI plugin start", cni::start),
+    ("latency", "CNI ADD and DEL latency", cni::latency::run),
+    ("burst", "100 parallel CNI ADDs", cni::burst::run),
+    ("start", "CNI plugin start", cni::start::run),
     ("memory", "ipamd memory", memory::run),
     ("throughput", "TCP throughput", throughput::run),
 ];
