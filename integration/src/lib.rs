@@ -16,5 +16,6 @@ pub mod ipamd_proc;
 pub mod node;
 pub mod overlay_cluster;
 pub mod ping;
+pub mod prometheus;
 pub mod vpc_cluster;
 pub mod vpcsim;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use ipamd::introspect::{PeerRow, PeersReport, PodsReport, PoolReport};
 use vpc_cni_integration::overlay_cluster::OverlayCluster;
+use vpc_cni_integration::prometheus::samples;
 use vpc_cni_integration::vpc_cluster::{VpcCluster, VpcNode, VpcPod};
 use vpc_cni_integration::vpcsim::client::{request, HttpReply};
 use vpc_cni_testkit::bins;
@@ -37,17 +38,6 @@ fn http(ns: &Netns, addr: SocketAddr, method: &'static str, path: &'static str) 
         request(addr, method, path, &[], b"").map_err(|e| std::io::Error::other(e.to_string()))
     })
     .unwrap_or_else(|e| panic!("{method} http://{addr}{path}: {e}"))
-}
-
-/// Every sample of a Prometheus text exposition, `name{labels}` -> value.
-fn samples(text: &str) -> BTreeMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            Some((series.to_owned(), value.parse().ok()?))
-        })
-        .collect()
 }
 
 /// `awscni_ec2api_req_count` per action.

@@ -7,19 +7,8 @@ use std::time::Duration;
 
 use vpc_cni_integration::node::{NodeOptions, TestNode};
 use vpc_cni_testkit::pod::TestPod;
-use vpc_cni_testkit::process::wait_for;
+use vpc_cni_testkit::process::{all_at_once, wait_for};
 use vpc_cni_testkit::require_root;
-
-/// Runs `call` on every item, each on its own thread, all started together.
-fn all_at_once<T: Send, R: Send>(
-    items: impl Iterator<Item = T>,
-    call: impl Fn(T) -> R + Sync,
-) -> Vec<R> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items.map(|item| scope.spawn(|| call(item))).collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    })
-}
 
 #[test]
 fn netlink_100_parallel_adds_then_dels() {

@@ -1,7 +1,7 @@
-//! `make bench`: CNI ADD+DEL latency of vpc-cni (warm pool) against Debian's
-//! `ptp` + `host-local` in the same run, alternating one call pair of each so
-//! machine noise hits both alike; medians and the ratio are reported. Also
-//! reports ipamd's resident memory with 250 pods in each mode (split into anonymous and
+//! `make bench`: CNI calls of vpc-cni (warm pool) against Debian's `ptp` +
+//! `host-local` in the same run, alternating so machine noise hits both alike: one pod's
+//! ADD and DEL exec'd as a runtime execs them, a burst of 100 ADDs at once, and the
+//! plugin's start. Also reports ipamd's resident memory with 250 pods in each mode (split into anonymous and
 //! file-backed) and the binaries' sizes, then TCP
 //! throughput pod-to-pod across nodes against node-to-node over the same
 //! network, in VPC mode and in overlay mode.
@@ -9,6 +9,8 @@
 //! Nothing here asserts a time: this prints figures for people to compare.
 
 // In a directory of their own: a file beside bench.rs would be a binary.
+#[path = "bench/cni.rs"]
+mod cni;
 #[path = "bench/memory.rs"]
 mod memory;
 #[path = "bench/report.rs"]
@@ -19,16 +21,11 @@ mod tcp;
 mod throughput;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use report::{say, section};
-use serde_json::json;
-use vpc_cni_integration::node::{NodeOptions, TestNode};
-use vpc_cni_testkit::netns::Netns;
-use vpc_cni_testkit::plugin::Invocation;
+use report::section;
 
-const ROUNDS: usize = 60;
+/// Where Debian's containernetworking-plugins, the baselines, live.
 const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
 
 /// `make bench`'s arguments.
@@ -48,8 +45,10 @@ struct Args {
 
 /// Every section: its name for `--only`, its title, and what runs it.
 type Section = (&'static str, &'static str, fn() -> anyhow::Result<()>);
-const SECTIONS: [Section; 3] = [
-    ("latency", "CNI ADD+DEL latency", latency),
+const SECTIONS: [Section; 5] = [
+    ("latency", "CNI ADD and DEL latency", cni::latency::run),
+    ("burst", "100 parallel CNI ADDs", cni::burst::run),
+    ("start", "CNI plugin start", cni::start::run),
     ("memory", "ipamd memory", memory::run),
     ("throughput", "TCP throughput", throughput::run),
 ];
@@ -77,96 +76,4 @@ fn main() -> anyhow::Result<()> {
         bail!("could not run: {} (see above)", failed.join(", "));
     }
     Ok(())
-}
-
-/// The CNI latency comparison, on one node of its own that is gone before the memory
-/// and throughput set-ups start.
-fn latency() -> anyhow::Result<()> {
-    let node = TestNode::start("bench", NodeOptions::new("10.128.0.0/16"))
-        .context("starting the node and ipamd")?;
-    let state = tempfile::tempdir()?;
-    let ours_conf = node.conf("1.0.0");
-    let ptp_conf = json!({
-        "cniVersion": "1.0.0",
-        "name": "ptp-bench",
-        "type": "ptp",
-        "ipam": {
-            "type": "host-local",
-            "subnet": "10.200.0.0/16",
-            "dataDir": state.path().join("host-local"),
-        }
-    });
-
-    let (mut ours, mut reference) = (Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
-        // Alternate which goes first so neither always runs on a warmer cache.
-        let order = if round % 2 == 0 {
-            [true, false]
-        } else {
-            [false, true]
-        };
-        for use_ours in order {
-            let pod = node.new_pod(&format!("bench-{round}"))?;
-            let elapsed = if use_ours {
-                add_del(&node, &pod.netns, &pod.container_id, &ours_conf, None)?
-            } else {
-                add_del(&node, &pod.netns, &pod.container_id, &ptp_conf, Some("ptp"))?
-            };
-            if use_ours {
-                ours.push(elapsed)
-            } else {
-                reference.push(elapsed)
-            }
-        }
-    }
-    let (m_ours, m_ref) = (median(&mut ours), median(&mut reference));
-    say!("CNI ADD+DEL, {ROUNDS} alternating rounds, median per pod:");
-    say!("  vpc-cni (warm pool)        {:>8.2} ms", ms(m_ours));
-    say!("  ptp + host-local (Debian)  {:>8.2} ms", ms(m_ref));
-    say!(
-        "  ratio vpc-cni / reference  {:>8.2}  (target: at most 0.25)",
-        ms(m_ours) / ms(m_ref)
-    );
-
-    Ok(())
-}
-
-/// One ADD then one DEL of a pod through `plugin` (ours when None), timed
-/// from exec to exit; both must succeed.
-fn add_del(
-    node: &TestNode,
-    pod: &Netns,
-    container_id: &str,
-    conf: &serde_json::Value,
-    reference: Option<&str>,
-) -> anyhow::Result<Duration> {
-    let netns = pod.path().display().to_string();
-    let started = Instant::now();
-    for command in ["ADD", "DEL"] {
-        let call = Invocation::for_pod(command, container_id, Some(&netns), pod.name(), conf);
-        let out = match reference {
-            None => call.run(&node.netns)?,
-            Some(name) => {
-                call.run_program(&node.netns, &Path::new(REFERENCE_PLUGINS).join(name))?
-            }
-        };
-        if !out.success() {
-            bail!(
-                "{command} via {} failed: {}{}",
-                reference.unwrap_or("vpc-cni"),
-                out.stdout,
-                out.stderr
-            );
-        }
-    }
-    Ok(started.elapsed())
-}
-
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    samples.get(samples.len() / 2).copied().unwrap_or_default()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

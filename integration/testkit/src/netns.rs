@@ -109,6 +109,16 @@ impl Netns {
         cmd
     }
 
+    /// `nsenter --net=<namespace> <program>`: how a runtime that lives outside the namespace
+    /// (containerd, podman) execs a plugin into it, one more exec than [`Netns::command`].
+    #[must_use]
+    pub fn nsenter_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.path().display()))
+            .arg(program);
+        cmd
+    }
+
     /// `args` run inside the namespace, whatever its outcome.
     #[must_use]
     pub fn exec(&self, args: &[&str]) -> Output {

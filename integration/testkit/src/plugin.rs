@@ -1,6 +1,7 @@
 //! Invoking the real `vpc-cni` binary the way a container runtime does.
 
 use std::path::Path;
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -87,7 +88,17 @@ impl Invocation {
     /// Runs any CNI plugin binary inside `node`'s network namespace, with
     /// `CNI_PATH` set to its directory (so a reference plugin finds its IPAM).
     pub fn run_program(&self, node: &Netns, program: &Path) -> std::io::Result<PluginOutput> {
-        let mut cmd = node.command(program);
+        self.run_command(node.command(program), program)
+    }
+
+    /// [`Invocation::run_program`] exec'd through `nsenter --net`, as a runtime outside the
+    /// node's namespace calls it.
+    pub fn run_nsenter(&self, node: &Netns, program: &Path) -> std::io::Result<PluginOutput> {
+        self.run_command(node.nsenter_command(program), program)
+    }
+
+    /// Runs `cmd`, which execs `program`, with this invocation's environment and stdin.
+    fn run_command(&self, mut cmd: Command, program: &Path) -> std::io::Result<PluginOutput> {
         let cni_path = program.parent().unwrap_or(Path::new("/"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -40,3 +40,21 @@ pub fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Opt
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Runs `call` on every item, each on its own thread, all started together; the results in
+/// the items' order. A panic in one call is the caller's panic.
+pub fn all_at_once<T: Send, R: Send>(
+    items: impl Iterator<Item = T>,
+    call: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items.map(|item| scope.spawn(|| call(item))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
