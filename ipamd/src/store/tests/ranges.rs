@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 
 use proptest::prelude::*;
 use vpc_cni_proto::Mode;
+use vpc_cni_testkit::prop::config;
 
 use super::super::ranges::{AddressRanges, RangeMap};
 use super::{key, pod};
@@ -43,8 +44,10 @@ fn runs_are_maximal(map: &RangeMap<u8>, model: &BTreeMap<u32, u8>) -> bool {
 }
 
 proptest! {
+    #![proptest_config(config())]
+
     #[test]
-    fn a_range_map_answers_like_a_map_of_single_addresses(ops in prop::collection::vec(op(), 0..200)) {
+    fn prop_a_range_map_answers_like_a_map_of_single_addresses(ops in prop::collection::vec(op(), 0..200)) {
         let mut map = RangeMap::<u8>::new();
         let mut model = BTreeMap::<u32, u8>::new();
         for op in ops {
@@ -63,24 +66,33 @@ proptest! {
                 }
             }
             prop_assert_eq!(map.len(), model.len());
-            let listed: Vec<(u32, u8)> = map.iter().map(|(ip, v)| (u32::from(ip), v)).collect();
-            let expected: Vec<(u32, u8)> = model.iter().map(|(ip, v)| (*ip, *v)).collect();
-            prop_assert_eq!(listed, expected);
             prop_assert!(runs_are_maximal(&map, &model));
-            for ip in (0u32..40).chain((u32::MAX - 40)..=u32::MAX) {
-                prop_assert_eq!(map.get(Ipv4Addr::from(ip)), model.get(&ip).copied());
-            }
-            let keys = map.keys();
-            prop_assert_eq!(keys.len(), model.len());
-            prop_assert!(keys.addresses_equal(model.keys().copied()));
         }
+        let listed: Vec<(u32, u8)> = map.iter().map(|(ip, v)| (u32::from(ip), v)).collect();
+        let expected: Vec<(u32, u8)> = model.iter().map(|(ip, v)| (*ip, *v)).collect();
+        prop_assert_eq!(listed, expected);
+        for ip in (0u32..40).chain((u32::MAX - 40)..=u32::MAX) {
+            prop_assert_eq!(map.get(Ipv4Addr::from(ip)), model.get(&ip).copied());
+        }
+        let keys = map.keys();
+        prop_assert_eq!(keys.len(), model.len());
+        prop_assert!(keys.addresses_equal(model.keys().copied()));
     }
 
     #[test]
-    fn subset_is_answered_across_runs_of_different_values(
-        small in prop::collection::btree_set(address(), 0..30),
+    fn prop_subset_is_answered_across_runs_of_different_values(
         big in prop::collection::btree_map(address(), 0u8..3, 0..60),
+        keep in prop::collection::vec(any::<bool>(), 60),
+        extra in prop::option::of(address()),
     ) {
+        // Mostly subsets (some of big's addresses), sometimes with one more address.
+        let small: Vec<u32> = big
+            .keys()
+            .zip(&keep)
+            .filter(|(_, keep)| **keep)
+            .map(|(ip, _)| *ip)
+            .chain(extra)
+            .collect();
         let small_set: AddressRanges = small.iter().map(|ip| Ipv4Addr::from(*ip)).collect();
         let big_map: RangeMap<u8> = big.iter().map(|(ip, v)| (Ipv4Addr::from(*ip), *v)).collect();
         prop_assert_eq!(
