@@ -4,13 +4,23 @@
 //! reports ipamd's resident memory with 250 pods in each mode (split into anonymous and
 //! file-backed) and the binaries' sizes, then TCP
 //! throughput pod-to-pod across nodes against node-to-node over the same
-//! network, in VPC mode and in overlay mode.
+//! network, in VPC mode and in overlay mode. Then a cold VPC node against a slow EC2, EC2
+//! calls per pod churn for each warm-pool setting, an overlay node programming 1,000 peers,
+//! and AddNetwork RPCs per second with and without group commit.
 //!
 //! Nothing here asserts a time: this prints figures for people to compare.
 
 // In a directory of their own: a file beside bench.rs would be a binary.
+#[path = "bench/churn.rs"]
+mod churn;
+#[path = "bench/cold.rs"]
+mod cold;
+#[path = "bench/commit.rs"]
+mod commit;
 #[path = "bench/memory.rs"]
 mod memory;
+#[path = "bench/peers.rs"]
+mod peers;
 #[path = "bench/report.rs"]
 mod report;
 #[path = "bench/tcp.rs"]
@@ -48,10 +58,14 @@ struct Args {
 
 /// Every section: its name for `--only`, its title, and what runs it.
 type Section = (&'static str, &'static str, fn() -> anyhow::Result<()>);
-const SECTIONS: [Section; 3] = [
+const SECTIONS: [Section; 7] = [
     ("latency", "CNI ADD+DEL latency", latency),
     ("memory", "ipamd memory", memory::run),
     ("throughput", "TCP throughput", throughput::run),
+    ("cold", "Cold VPC node", cold::run),
+    ("churn", "EC2 calls per pod churn", churn::run),
+    ("peers", "Overlay peers", peers::run),
+    ("commit", "Group commit", commit::run),
 ];
 
 fn main() -> anyhow::Result<()> {
@@ -165,6 +179,13 @@ fn add_del(
 fn median(samples: &mut [Duration]) -> Duration {
     samples.sort();
     samples.get(samples.len() / 2).copied().unwrap_or_default()
+}
+
+/// The fastest and slowest sample, ms.
+fn spread_ms(samples: &[Duration]) -> (f64, f64) {
+    let lo = samples.iter().min().copied().unwrap_or_default();
+    let hi = samples.iter().max().copied().unwrap_or_default();
+    (ms(lo), ms(hi))
 }
 
 fn ms(d: Duration) -> f64 {
