@@ -18,19 +18,19 @@ use crate::median;
 use crate::report::say;
 
 const CHURNS: usize = 1_000;
-/// Churns before counting, so the pool has grown to what the churn needs.
-const WARM_UP: usize = 100;
-/// Counted in blocks, for the spread.
+/// Counted in blocks, for the spread; the warm-up goes in blocks too.
 const BLOCK: usize = 100;
+/// The warm-up ends after a block of churns that made at most this many calls (the pool
+/// has grown to what the churn holds), or after [`WARM_UP_BLOCKS`] blocks. The churn goes
+/// on throughout: a pause would let the pool shrink back to its idle size.
+const SETTLED_CALLS: u64 = 5;
+const WARM_UP_BLOCKS: usize = 5;
 /// One pod starts this often (unless the previous churn took longer).
 const PERIOD: Duration = Duration::from_millis(50);
 /// m5.xlarge: 4 ENIs of 15 addresses; prefix delegation needs a Nitro type.
 const INSTANCE_TYPE: &str = "m5.xlarge";
 const TARGET_PER_1000: u64 = 50;
-/// No EC2 call for this long: the pool has settled.
-const QUIET: Duration = Duration::from_secs(3);
-/// Harness bounds (not measurements).
-const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+/// Harness bound (not a measurement).
 const ADD_LIMIT: Duration = Duration::from_secs(30);
 /// CNI's "try again later".
 const TRY_AGAIN_LATER: u64 = 11;
@@ -54,7 +54,8 @@ const SETTINGS: [(&str, &[(&str, &str)]); 4] = [
 pub fn run() -> anyhow::Result<()> {
     say!(
         "\nEC2 calls per {CHURNS} pod churns (ADD then DEL) in steady state on one \
-         {INSTANCE_TYPE}, after {WARM_UP} churns and the pool settling; time scaled down 30-fold \
+         {INSTANCE_TYPE}, counted once a block of {BLOCK} churns made at most {SETTLED_CALLS} \
+         calls (or after {WARM_UP_BLOCKS} blocks); time scaled down 30-fold \
          (IP_COOLDOWN_PERIOD=1s, POOL_SHRINK_INTERVAL=1s, MIN_ENI_AGE=2s, a pod every {} ms); \
          target: at most {TARGET_PER_1000}:",
         PERIOD.as_millis()
@@ -94,9 +95,10 @@ pub fn run() -> anyhow::Result<()> {
             }
         );
         say!(
-            "  {:<40} pool of {} addresses before, {} after; {} ADDs told to try again; \
-             churn median {:.1} ms",
+            "  {:<40} {} warm-up churns; pool of {} addresses before, {} after; {} ADDs told \
+             to try again; churn median {:.1} ms",
             "",
+            counted.warm_up,
             counted.pool_before,
             counted.pool_after,
             counted.retried,
@@ -111,6 +113,7 @@ struct Counted {
     total: u64,
     by_action: BTreeMap<String, u64>,
     blocks: Vec<u64>,
+    warm_up: usize,
     pool_before: u32,
     pool_after: u32,
     retried: usize,
@@ -126,24 +129,17 @@ fn churn(env: &[(&str, &str)]) -> anyhow::Result<Counted> {
     let total = |c: &BTreeMap<String, u64>| c.values().sum::<u64>();
     let mut times = Vec::with_capacity(CHURNS);
     let mut retried = 0;
-    for i in 0..WARM_UP {
-        retried += one_churn(&cluster, &format!("w{i}"))?.1;
-    }
-    // Settled: no call for QUIET.
-    let started = Instant::now();
-    let mut last = total(&calls());
-    let mut quiet_since = Instant::now();
-    while quiet_since.elapsed() < QUIET {
-        if started.elapsed() > SETTLE_LIMIT {
-            bail!(
-                "the pool kept calling EC2 after the warm-up\n{}",
-                cluster.diagnostics("churn")
-            );
+    let mut warm_up = 0;
+    for _ in 0..WARM_UP_BLOCKS {
+        let start = total(&calls());
+        for _ in 0..BLOCK {
+            let (took, retries) = one_churn(&cluster, &format!("w{warm_up}"))?;
+            retried += retries;
+            warm_up += 1;
+            std::thread::sleep(PERIOD.saturating_sub(took));
         }
-        std::thread::sleep(Duration::from_millis(100));
-        let now = total(&calls());
-        if now != last {
-            (last, quiet_since) = (now, Instant::now());
+        if total(&calls()) - start <= SETTLED_CALLS {
+            break;
         }
     }
     let pool_before = pool(&cluster)?;
@@ -171,6 +167,7 @@ fn churn(env: &[(&str, &str)]) -> anyhow::Result<Counted> {
         total: by_action.values().sum(),
         by_action,
         blocks,
+        warm_up,
         pool_before,
         pool_after: pool(&cluster)?,
         retried,
