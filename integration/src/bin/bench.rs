@@ -4,17 +4,29 @@
 //! plugin's start. Also reports ipamd's resident memory with 250 pods in each mode (split into anonymous and
 //! file-backed) and the binaries' sizes, then TCP
 //! throughput pod-to-pod across nodes against node-to-node over the same
-//! network, in VPC mode and in overlay mode.
+//! network, in VPC mode and in overlay mode. Then a cold VPC node against a slow EC2, EC2
+//! calls per pod churn for each warm-pool setting, an overlay node programming 1,000 peers,
+//! and AddNetwork RPCs per second with and without group commit.
 //!
 //! Nothing here asserts a time: this prints figures for people to compare.
 
 // In a directory of their own: a file beside bench.rs would be a binary.
+#[path = "bench/churn.rs"]
+mod churn;
 #[path = "bench/cni.rs"]
 mod cni;
+#[path = "bench/cold.rs"]
+mod cold;
+#[path = "bench/commit.rs"]
+mod commit;
 #[path = "bench/memory.rs"]
 mod memory;
+#[path = "bench/peers.rs"]
+mod peers;
 #[path = "bench/report.rs"]
 mod report;
+#[path = "bench/stats.rs"]
+mod stats;
 #[path = "bench/tcp.rs"]
 mod tcp;
 #[path = "bench/throughput.rs"]
@@ -45,12 +57,16 @@ struct Args {
 
 /// Every section: its name for `--only`, its title, and what runs it.
 type Section = (&'static str, &'static str, fn() -> anyhow::Result<()>);
-const SECTIONS: [Section; 5] = [
+const SECTIONS: [Section; 9] = [
     ("latency", "CNI ADD and DEL latency", cni::latency::run),
     ("burst", "100 parallel CNI ADDs", cni::burst::run),
     ("start", "CNI plugin start", cni::start::run),
     ("memory", "ipamd memory", memory::run),
     ("throughput", "TCP throughput", throughput::run),
+    ("cold", "Cold VPC node", cold::run),
+    ("churn", "EC2 calls per pod churn", churn::run),
+    ("peers", "Overlay peers", peers::run),
+    ("commit", "Group commit", commit::run),
 ];
 
 fn main() -> anyhow::Result<()> {

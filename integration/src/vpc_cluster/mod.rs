@@ -162,6 +162,21 @@ impl VpcCluster {
         Ok((cluster, instances))
     }
 
+    /// Starts ipamd (as [`VpcCluster::new`] does, with `ipamd_env` on top) on an instance
+    /// that [`VpcCluster::without_ipamd`] left without one, and adds it to the nodes: a node
+    /// joining when the caller chooses (a cold start timed from here).
+    pub fn start_ipamd(
+        &mut self,
+        instance: Instance,
+        ipamd_env: &[(&str, &str)],
+    ) -> io::Result<&VpcNode> {
+        let node = self.start_node(instance, ipamd_env)?;
+        self.nodes.push(node);
+        self.nodes
+            .last()
+            .ok_or_else(|| io::Error::other("the node just added is gone"))
+    }
+
     fn start_node(&self, instance: Instance, extra: &[(&str, &str)]) -> io::Result<VpcNode> {
         let netns = self.fabric.node(&instance.name).ok_or_else(|| {
             io::Error::other(format!(

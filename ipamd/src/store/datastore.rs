@@ -85,6 +85,10 @@ pub struct Datastore {
     cooling_queue: BTreeSet<(u64, Ipv4Addr)>,
     /// Time of the latest repeated ADD per attachment (not checkpointed).
     last_add_ms: HashMap<AttachmentKey, u64>,
+    /// When each address a pod gave back was free again (its cooldown's end), until a pod
+    /// takes it: the pool controller gives back only addresses that stayed unused for a while.
+    /// Not checkpointed: after a restart only the addresses still cooling are known.
+    freed_at: HashMap<Ipv4Addr, u64>,
 }
 
 impl Datastore {
@@ -102,6 +106,7 @@ impl Datastore {
             cooling: HashMap::new(),
             cooling_queue: BTreeSet::new(),
             last_add_ms: HashMap::new(),
+            freed_at: HashMap::new(),
         }
     }
 
@@ -153,12 +158,19 @@ impl Datastore {
         let pool = &self.pool;
         self.cooling.retain(|ip, _| pool.contains(*ip));
         self.cooling_queue.retain(|(_, ip)| pool.contains(*ip));
+        self.freed_at.retain(|ip, _| pool.contains(*ip));
 
         self.free = self.pool.keys();
         for ip in self.holders.keys().chain(self.cooling.keys()) {
             self.free.remove(*ip);
         }
         left
+    }
+
+    /// When a free address came back from its last pod (the end of that pod's cooldown);
+    /// `None` for one no pod has held since it joined the pool (or since ipamd started).
+    pub fn free_since(&self, ip: Ipv4Addr) -> Option<u64> {
+        self.freed_at.get(&ip).copied()
     }
 
     /// Addresses a new assignment could get now (cooldowns that have run out aside).
@@ -194,6 +206,7 @@ impl Datastore {
     }
 
     fn hold(&mut self, assignment: Assignment) {
+        self.freed_at.remove(&assignment.ip);
         self.holders.insert(assignment.ip, assignment.key.clone());
         self.assigned.insert(assignment.key.clone(), assignment);
     }
@@ -220,6 +233,7 @@ impl Datastore {
         for ip in ips {
             if self.pool.remove(*ip) {
                 self.free.remove(*ip);
+                self.freed_at.remove(ip);
                 if let Some(until) = self.cooling.remove(ip) {
                     self.cooling_queue.remove(&(until, *ip));
                 }
@@ -480,6 +494,7 @@ impl Datastore {
             return;
         }
         self.free.remove(ip);
+        self.freed_at.insert(ip, until_ms.max(now_ms));
         if until_ms <= now_ms {
             self.free.insert(ip, ());
             return;

@@ -111,6 +111,9 @@ pub struct ReconcileReport {
     /// When to look again because an attached ENI's link was not there to wire yet (unix
     /// ms): its addresses join the pool only once it is, and a waiting ADD needs them.
     pub look_again: Option<u64>,
+    /// When the first address that rests after its pod becomes idle (unix ms): a shrink the
+    /// resting held back may run then.
+    pub resting_until: Option<u64>,
 }
 
 /// How soon a pass looks again for the link of an attached ENI it could not wire.
@@ -333,7 +336,8 @@ impl PoolController {
                 mac: self.node.primary_mac,
             });
         }
-        let mut snap = snapshot::build(imds, &meta, &ips, &enis, &self.store, now);
+        let rest_ms = self.config.pacing.shrink_interval_ms;
+        let mut snap = snapshot::build(imds, &meta, &ips, &enis, &self.store, (now, rest_ms));
         self.report_unusable_prefixes(&snap.unusable_prefixes);
         if let Some(datapath) = &self.datapath {
             let wired = datapath.enis_changed(&snap.imds).await?;
@@ -455,6 +459,7 @@ impl PoolController {
             let snap = self.snapshot().await?;
             report.look_again =
                 (!snap.unwired.is_empty()).then(|| self.now().saturating_add(UNWIRED_RETRY_MS));
+            report.resting_until = snap.resting_until;
             let decision = math::decide(&snap.views, &self.config.pool, &self.limits);
             if decision == PoolDecision::Idle {
                 return Ok(report);
@@ -544,6 +549,7 @@ impl PoolController {
                         self.store.next_cooldown_expiry(now),
                         report.held.as_ref().map(|(_, until)| *until),
                         report.look_again,
+                        report.resting_until,
                     ]
                     .into_iter()
                     .flatten()

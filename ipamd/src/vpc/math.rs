@@ -22,6 +22,17 @@ pub enum SlotState {
     Assigned,
     /// Released, within IP_COOLDOWN_PERIOD: neither available nor releasable.
     Cooling,
+    /// Out of cooldown less than POOL_SHRINK_INTERVAL ago: free for pods, but not given back
+    /// yet. Under churn the pool's need rises and falls between passes; giving back what is
+    /// spare at one moment only makes the next ADDs ask EC2 for it again.
+    Resting,
+}
+
+impl SlotState {
+    /// A pod may get it.
+    fn available(self) -> bool {
+        matches!(self, SlotState::Free | SlotState::Resting)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +53,11 @@ impl PrefixView {
     fn used(&self) -> usize {
         used(&self.slots)
     }
+
+    /// Every address unused for a whole shrink interval: the prefix may go back.
+    fn idle(&self) -> bool {
+        self.slots.iter().all(|s| s.state == SlotState::Free)
+    }
 }
 
 /// One attached ENI as the pool math needs it.
@@ -60,7 +76,7 @@ pub struct EniView {
 }
 
 fn used(slots: &[Slot]) -> usize {
-    slots.iter().filter(|s| s.state != SlotState::Free).count()
+    slots.iter().filter(|s| !s.state.available()).count()
 }
 
 /// Targets and caps (AWS VPC CNI names; 0 means unset, as there).
@@ -176,9 +192,13 @@ pub struct Tally {
     pub assigned: u32,
     pub cooling: u32,
     pub available: u32,
+    /// Available and unused for a whole shrink interval: what may go back to EC2.
+    pub idle: u32,
     /// Prefixes held and prefixes with no assigned or cooling address.
     pub prefixes: u32,
     pub free_prefixes: u32,
+    /// Prefixes whose every address is idle.
+    pub idle_prefixes: u32,
 }
 
 fn slots_of<'a>(e: &'a EniView, prefix_mode: bool) -> Box<dyn Iterator<Item = &'a Slot> + 'a> {
@@ -200,7 +220,8 @@ pub fn tally(enis: &[EniView], prefix_mode: bool) -> Tally {
         for s in slots_of(e, prefix_mode) {
             t.total += 1;
             match s.state {
-                SlotState::Free => {}
+                SlotState::Free => t.idle += 1,
+                SlotState::Resting => {}
                 SlotState::Assigned => t.assigned += 1,
                 SlotState::Cooling => t.cooling += 1,
             }
@@ -208,6 +229,7 @@ pub fn tally(enis: &[EniView], prefix_mode: bool) -> Tally {
         if prefix_mode {
             t.prefixes += count(e.prefixes.len());
             t.free_prefixes += count(e.prefixes.iter().filter(|p| p.used() == 0).count());
+            t.idle_prefixes += count(e.prefixes.iter().filter(|p| p.idle()).count());
         }
     }
     t.available = t.total.saturating_sub(t.assigned + t.cooling);
@@ -340,15 +362,18 @@ impl Ctx<'_> {
                 return d;
             }
         }
+        // Only idle addresses count as spare (a subset of the available ones): what a moment
+        // shows spare is not spare when pods come and go (see `SlotState::Resting`).
+        let idle = i64::from(t.idle);
         // Freeing a whole ENI first saves the unassign call, when the
         // targets hold without its addresses.
         for e in self.idle_enis() {
             let n = i64::from(count(slots_of(e, self.prefix_mode).count()));
-            if available - n >= warm && total - n >= min {
+            if idle - n >= warm && total - n >= min {
                 return PoolDecision::FreeEni { eni: e.id.clone() };
             }
         }
-        let over = (available - warm).min(total - min).max(0);
+        let over = (idle - warm).min(total - min).max(0);
         let over = u32::try_from(over).unwrap_or(0);
         if self.prefix_mode {
             // Only whole prefixes go back; rounding down keeps the targets.
@@ -368,8 +393,10 @@ impl Ctx<'_> {
                 return d;
             }
         }
+        // Idle addresses are the available ones no pod used within the shrink interval.
+        let idle = i64::from(self.tally.idle);
         for e in self.idle_enis() {
-            if i64::from(available) - i64::from(per) >= i64::from(target) {
+            if idle - i64::from(per) >= i64::from(target) {
                 return PoolDecision::FreeEni { eni: e.id.clone() };
             }
         }
@@ -384,12 +411,14 @@ impl Ctx<'_> {
                 return d;
             }
         }
+        // Idle prefixes are the free ones no pod used within the shrink interval.
+        let idle = self.tally.idle_prefixes;
         for e in self.idle_enis() {
-            if free.saturating_sub(self.held(e)) >= warm {
+            if idle.saturating_sub(self.held(e)) >= warm {
                 return PoolDecision::FreeEni { eni: e.id.clone() };
             }
         }
-        self.release_prefixes(free.saturating_sub(warm))
+        self.release_prefixes(idle.saturating_sub(warm))
     }
 
     fn release_addresses(&self, n: u32) -> PoolDecision {
@@ -423,7 +452,7 @@ impl Ctx<'_> {
             let prefixes: Vec<Ipv4Cidr> = e
                 .prefixes
                 .iter()
-                .filter(|p| p.used() == 0)
+                .filter(|p| p.idle())
                 .map(|p| p.prefix)
                 .take(n as usize)
                 .collect();
@@ -459,7 +488,7 @@ pub fn choose_address(enis: &[EniView], prefix_mode: bool) -> Option<Ipv4Addr> {
         .filter_map(|(used, dev, slots)| {
             let ip = slots
                 .iter()
-                .filter(|s| s.state == SlotState::Free)
+                .filter(|s| s.state.available())
                 .map(|s| s.ip)
                 .min()?;
             Some((std::cmp::Reverse(used), dev, ip))

@@ -36,6 +36,8 @@ pub struct NodeSnapshot {
     /// Device numbers of attached ENIs the node datapath could not wire yet (no link with
     /// their MAC): their addresses are left out of the pool until it can.
     pub unwired: Vec<u32>,
+    /// When the first resting address becomes idle (unix ms): the pool may shrink then.
+    pub resting_until: Option<u64>,
 }
 
 impl NodeSnapshot {
@@ -65,14 +67,15 @@ pub(crate) fn route_table(device_number: u32) -> u32 {
 
 /// Builds the snapshot. `meta` must cover every ENI that is to be managed;
 /// `quarantined` addresses (just released, IMDS may still list them) and
-/// ENIs (just detached) are left out of the pool.
+/// ENIs (just detached) are left out of the pool. A free address that came back from a pod
+/// less than `rest_ms` ago is [`SlotState::Resting`].
 pub(crate) fn build(
     imds: Vec<ImdsEni>,
     meta: &HashMap<EniId, EniMeta>,
     quarantined_ips: &HashSet<Ipv4Addr>,
     quarantined_enis: &HashSet<EniId>,
     store: &Store,
-    now_ms: u64,
+    (now_ms, rest_ms): (u64, u64),
 ) -> NodeSnapshot {
     let mut imds: Vec<ImdsEni> = imds
         .into_iter()
@@ -123,13 +126,23 @@ pub(crate) fn build(
         skeleton.push((e, no_manage, secondary, prefixes));
     }
 
+    let resting_until = std::cell::Cell::new(None::<u64>);
     let views = store.read(|ds| {
         let slot = |ip: Ipv4Addr| Slot {
             ip,
             state: match ds.address_state(ip, now_ms) {
                 Some(AddressState::Assigned) => SlotState::Assigned,
                 Some(AddressState::Cooling { .. }) => SlotState::Cooling,
-                Some(AddressState::Free) | None => SlotState::Free,
+                Some(AddressState::Free) | None => {
+                    match ds.free_since(ip).map(|t| t.saturating_add(rest_ms)) {
+                        Some(until) if until > now_ms => {
+                            let first = resting_until.get().map_or(until, |u| u.min(until));
+                            resting_until.set(Some(first));
+                            SlotState::Resting
+                        }
+                        _ => SlotState::Free,
+                    }
+                }
             },
         };
         skeleton
@@ -156,6 +169,7 @@ pub(crate) fn build(
         pool,
         unusable_prefixes,
         unwired: Vec::new(),
+        resting_until: resting_until.get(),
     }
 }
 

@@ -35,6 +35,7 @@ use vpc_cni_testkit::plugin::PluginOutput;
 use vpc_cni_testkit::pod::TestPod;
 use vpc_cni_testkit::process::wait_for;
 
+use crate::stats::{ms, percentile};
 use crate::REFERENCE_PLUGINS;
 /// `VERSION` execs per plugin.
 const START_ROUNDS: usize = 200;
@@ -263,16 +264,4 @@ impl std::fmt::Display for Spread {
             ms(self.p90)
         ))
     }
-}
-
-/// The nearest-rank percentile `p` of `samples` (zero when there are none).
-fn percentile(samples: &[Duration], p: usize) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    let rank = (sorted.len() * p).div_ceil(100).max(1);
-    sorted.get(rank - 1).copied().unwrap_or_default()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use vpc_cni_cloud::sim::Faults;
 
-use super::harness::{config, world, Node, COOLDOWN_MS, SETTLE_MS};
+use super::harness::{config, world, Node, IDLE_MS, SETTLE_MS};
 use crate::vpc::math::{PoolConfig, PoolDecision};
 use crate::vpc::{CLUSTER_TAG, CREATED_AT_TAG, INSTANCE_ID_TAG, NO_MANAGE_TAG};
 
@@ -33,7 +33,7 @@ async fn surplus_leaves_non_primary_enis_first() {
     // Free 10 addresses on the primary: ENI 2's free ones go back first.
     let on_primary: Vec<_> = node.pods()[..10].to_vec();
     node.remove_pods(&on_primary).await;
-    node.advance(COOLDOWN_MS + 1);
+    node.advance(IDLE_MS);
     let report = node.idle().await;
     let releases: Vec<&str> = report
         .actions

@@ -17,6 +17,9 @@ use crate::vpc::{ControllerConfig, PoolController, ReconcileReport};
 
 pub const COOLDOWN_MS: u64 = 30_000;
 pub const START_MS: u64 = 1_700_000_000_000;
+/// From a pod's DEL until its address may go back to EC2: its cooldown, then a shrink
+/// interval unused.
+pub const IDLE_MS: u64 = COOLDOWN_MS + crate::vpc::pacing::SHRINK_INTERVAL_MS + 1;
 /// Long enough for released addresses to leave cooldown and for new ENIs to reach the
 /// minimum age at which they may be freed.
 pub const SETTLE_MS: u64 = if COOLDOWN_MS > crate::vpc::pacing::MIN_ENI_AGE_MS {

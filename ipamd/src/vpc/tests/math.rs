@@ -316,3 +316,43 @@ fn new_pods_pack_onto_the_fullest_eni_or_prefix() {
     assert_eq!(choose_address(&enis, true), Some(ip(41)));
     assert_eq!(choose_address(&[eni(0, 1, 0, 29, 0)], false), None);
 }
+
+/// Resting addresses (a pod gave them back within the shrink interval) serve pods and count
+/// toward the warm target, but only idle ones go back, and an ENI with a resting address stays.
+#[test]
+fn resting_addresses_are_available_but_not_spare() {
+    let rest = |mut e: EniView, n: usize| {
+        for slot in e.secondary.iter_mut().rev().take(n) {
+            slot.state = SlotState::Resting;
+        }
+        e
+    };
+    // 12 free on the primary, 8 of them resting: WARM_IP_TARGET=2 keeps the 4 idle ones but
+    // 2, and nothing grows.
+    let enis = [rest(eni(0, 0, 12, 3, 0), 8)];
+    let t = tally(&enis, false);
+    assert_eq!((t.available, t.idle), (12, 4));
+    match decide(&enis, &warm_ip(2, 0), &M5_4XL) {
+        PoolDecision::Release { addresses, .. } => assert_eq!(addresses.len(), 2),
+        other => panic!("{other:?}"),
+    }
+    // All resting: nothing is spare yet, and nothing is short.
+    let enis = [rest(eni(0, 0, 12, 3, 0), 12)];
+    assert_eq!(decide(&enis, &warm_ip(2, 0), &M5_4XL), PoolDecision::Idle);
+    // A pod may get a resting address.
+    assert!(choose_address(&enis, false).is_some());
+    // A secondary ENI with one resting address is not freed, whatever the surplus.
+    let enis = [eni(0, 0, 29, 0, 0), rest(eni(1, 100, 29, 0, 0), 1)];
+    assert_eq!(
+        decide(&enis, &PoolConfig::default(), &M5_4XL),
+        PoolDecision::Idle
+    );
+    assert!(matches!(
+        decide(
+            &[eni(0, 0, 29, 0, 0), eni(1, 100, 29, 0, 0)],
+            &PoolConfig::default(),
+            &M5_4XL
+        ),
+        PoolDecision::FreeEni { .. }
+    ));
+}

@@ -2,7 +2,7 @@
 //! once, not hidden for the released-address quarantine (vpc-sim always
 //! allocates the lowest free address, as EC2 often does).
 
-use super::harness::{config, Node, COOLDOWN_MS};
+use super::harness::{config, Node, IDLE_MS};
 use crate::vpc::math::PoolConfig;
 
 #[tokio::test]
@@ -18,7 +18,7 @@ async fn addresses_handed_back_after_a_release_join_the_pool() {
     assert_eq!(node.shape().addresses, 25);
 
     node.remove_all_pods().await;
-    node.advance(COOLDOWN_MS + 1);
+    node.advance(IDLE_MS);
     node.idle().await;
     assert_eq!(node.shape().addresses, 5);
 

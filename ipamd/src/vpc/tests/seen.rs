@@ -1,7 +1,7 @@
 //! What the controller keeps of each pass for introspection and metrics: the latest picture
 //! of the node, and the changes passes found, added up.
 
-use super::harness::{config, Node, COOLDOWN_MS};
+use super::harness::{config, Node, IDLE_MS};
 use crate::vpc::math::PoolConfig;
 
 #[tokio::test]
@@ -25,7 +25,7 @@ async fn the_latest_pass_is_kept_and_reconcile_counts_add_up_to_it() {
     node.idle().await;
     let pods = node.pods()[..30].to_vec();
     node.remove_pods(&pods).await;
-    node.advance(COOLDOWN_MS + 1);
+    node.advance(IDLE_MS);
     node.idle().await;
 
     let seen = node.ctl.seen().unwrap();

@@ -9,8 +9,9 @@ use anyhow::{bail, Context};
 use vpc_cni_testkit::process::all_at_once;
 
 use super::inside::IpamdTimes;
-use super::{ms, percentile, Bench, Exec, Plugin};
+use super::{Bench, Exec, Plugin};
 use crate::report::say;
+use crate::stats::{ms, percentile};
 
 /// Pods in one burst, and bursts per plugin.
 const BURST: usize = 100;

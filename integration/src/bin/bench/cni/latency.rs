@@ -7,8 +7,9 @@ use anyhow::bail;
 use vpc_cni_testkit::netns::Netns;
 
 use super::inside::IpamdTimes;
-use super::{ms, percentile, Bench, Exec, Plugin, Spread, START_ROUNDS};
+use super::{Bench, Exec, Plugin, Spread, START_ROUNDS};
 use crate::report::say;
+use crate::stats::{ms, percentile};
 
 /// Pods ADDed and DELed one at a time per plugin and way of exec.
 const ROUNDS: usize = 60;

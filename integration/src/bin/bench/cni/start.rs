@@ -6,8 +6,9 @@ use std::time::Instant;
 use anyhow::bail;
 use vpc_cni_testkit::netns::feed;
 
-use super::{ms, percentile, Plugin, Spread, START_ROUNDS};
+use super::{Plugin, Spread, START_ROUNDS};
 use crate::report::say;
+use crate::stats::{ms, percentile};
 
 /// `start`: the plugin's own start and exit, a `VERSION` exec with no namespace involved,
 /// alternating.
