@@ -231,6 +231,14 @@ pub enum IpamdError {
         waited_ms: u64,
     },
 
+    /// `ENABLE_POD_FAST_PATH` is on but the node cannot run it: the kernel lacks netdev
+    /// egress hooks (before 5.16) or `nft` refused the tables; `detail` says which.
+    #[error(
+        "ENABLE_POD_FAST_PATH=true, but the fast path cannot be set up (it needs Linux 5.16 \
+         or later with nftables netdev ingress and egress hooks and fwd): {detail}"
+    )]
+    FastPathUnavailable { detail: String },
+
     /// IMDS lists no interface at device 0 with the primary MAC.
     #[error("IMDS shows no primary ENI (MAC {mac})")]
     NoPrimaryEni { mac: MacAddr },

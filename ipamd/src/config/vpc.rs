@@ -48,6 +48,12 @@ pub struct VpcSettings {
           value_parser = parse_mtu)]
     pub eni_mtu: u32,
 
+    /// Established TCP flows between pods and other VPC addresses skip the node's IP layer
+    /// once it has let them through (docs/configuration.md says what this changes).
+    #[arg(long, env = "ENABLE_POD_FAST_PATH", value_name = "ENABLE_POD_FAST_PATH",
+          default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
+    pub enable_pod_fast_path: bool,
+
     /// Leave SNAT of pod traffic leaving the VPC to an external NAT.
     #[arg(long, env = "AWS_VPC_K8S_CNI_EXTERNALSNAT", value_name = "AWS_VPC_K8S_CNI_EXTERNALSNAT",
           default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]

@@ -36,6 +36,8 @@ pub mod task {
     pub const POOL_CONTROLLER: &str = "pool controller";
     /// VPC mode: deletes our ENIs left `available`.
     pub const LEAKED_ENI_CLEANUP: &str = "leaked-ENI cleanup";
+    /// VPC mode with `ENABLE_POD_FAST_PATH`: keeps the fast path's tables in line.
+    pub const FAST_PATH: &str = "fast path";
     /// Overlay mode: follows the peer source and programs the peers.
     pub const PEER_LOOP: &str = "peer loop";
     /// Overlay mode with Kubernetes: puts the underlay address on the own Node (one shot).

@@ -1,5 +1,5 @@
 //! VPC mode start-up: the node from IMDS, its limits from EC2, the node
-//! datapath, the pool controller and the leaked-ENI cleanup.
+//! datapath, the pool controller, the leaked-ENI cleanup and the fast path.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,7 @@ use crate::overlay::peers::client_from_environment;
 use crate::rpc::NodeFacts;
 use crate::store::{Datastore, Store};
 use crate::vpc::{ControllerConfig, PoolController};
+use crate::vpc_datapath::fast_path::FastPath;
 use crate::vpc_datapath::{PrimaryEni, VpcDatapath, VpcNodeSpec};
 
 async fn until_stopped(mut stop: watch::Receiver<bool>) {
@@ -83,6 +84,7 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
     info!(instance = %node.instance_id, r#type = %node.instance_type, ?limits, "VPC node");
 
     let vpc_cidrs = primary.vpc_cidrs.clone();
+    let primary_gateway = vpc_cni_cloud::subnet_router(&primary.subnet_cidr);
     let primary_address = *primary
         .addresses
         .first()
@@ -153,6 +155,26 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
     adopt_kernel_pods(&store).await?;
     store.persist().await?;
     controller.own_pod_rules();
+    if vpc.enable_pod_fast_path {
+        let fast_path = Arc::new(FastPath::new(
+            Arc::clone(&datapath),
+            (*store).clone(),
+            primary_gateway,
+            vpc_cidrs.clone(),
+        ));
+        let report = fast_path.enable().await?;
+        info!(pods = report.pods, "fast path on (ENABLE_POD_FAST_PATH)");
+        let stop = start.supervisor.stop_signal();
+        start
+            .supervisor
+            .spawn(task::FAST_PATH, Lifetime::UntilStop, async move {
+                fast_path.run(stop).await;
+                Ok(())
+            });
+    } else if let Err(error) = FastPath::remove().await {
+        // A kernel without netdev tables cannot have ours either.
+        warn!(%error, "could not make sure no fast path tables are left");
+    }
     let pod_cap = PodCap {
         limit: controller.max_pods(),
         source: cap_source,

@@ -86,6 +86,26 @@ pub async fn table_exists() -> Result<bool, IpamdError> {
     }
 }
 
+/// Whether chain `<family> <table> <chain>` exists in the calling thread's namespace (its
+/// listing alone, without the table's sets).
+pub async fn chain_exists(family: &str, table: &str, chain: &str) -> Result<bool, IpamdError> {
+    let listed = nftables::helper::get_current_ruleset_raw_async(
+        DEFAULT_NFT,
+        ["list", "chain", family, table, chain],
+    )
+    .await;
+    match listed {
+        Ok(_) => Ok(true),
+        Err(NftablesError::NftFailed { stderr, .. }) if stderr.contains("No such file") => {
+            Ok(false)
+        }
+        Err(err) => Err(IpamdError::Nft {
+            action: format!("listing nftables chain {family} {table} {chain}"),
+            detail: err.to_string(),
+        }),
+    }
+}
+
 /// How many rules table `<family> <name>` holds in the calling thread's namespace; `None`
 /// when there is no such table.
 pub async fn rule_count(family: &str, name: &str) -> Result<Option<usize>, IpamdError> {

@@ -7,6 +7,7 @@
 //! ENI set for ipamd and re-applies it at start, when the pool controller changes the ENIs,
 //! and to repair.
 
+pub mod fast_path;
 mod netlink;
 pub mod pod_rules;
 pub mod ruleset;
