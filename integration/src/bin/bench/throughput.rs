@@ -1,8 +1,9 @@
-//! Pod-to-pod TCP throughput across two nodes against node-to-node over the
-//! same network, in VPC mode (the simulated VPC fabric) and in overlay mode
-//! (VXLAN over a plain L2 underlay). Pod and node transfers alternate round
-//! by round, so machine noise hits both alike; medians and the ratio are
-//! printed. Nothing is asserted.
+//! Pod-to-pod TCP throughput and ping RTT across two nodes against node-to-node over the
+//! same network: in VPC mode (the simulated VPC fabric) from a pod on the primary ENI and
+//! one on a secondary ENI, with the default datapath and with the fast path
+//! (`ENABLE_POD_FAST_PATH`); and in overlay mode (VXLAN over a plain L2 underlay). The
+//! paths alternate round by round, so machine noise hits them alike; medians and ratios
+//! are printed. Nothing is asserted.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -22,6 +23,10 @@ use crate::tcp;
 const ROUNDS: usize = 5;
 const ROUND_LENGTH: Duration = Duration::from_secs(2);
 const INSTANCE_TYPE: &str = "t3.medium";
+/// Echoes per ping round.
+const PINGS: u32 = 50;
+/// Pods made on node a at most while looking for one on a secondary ENI.
+const SECONDARY_SEARCH: usize = 8;
 /// A typical on-prem underlay: pods then get 1450 under VXLAN.
 const UNDERLAY_MTU: u32 = 1500;
 /// Bounds on harness convergence (fabric routes, overlay peers), not
@@ -31,37 +36,22 @@ const CONVERGE_LIMIT: Duration = Duration::from_secs(30);
 /// EC2 calls are counted once they have stopped for this long.
 const EC2_QUIET: Duration = Duration::from_secs(2);
 
-/// One side of a transfer: the namespace it runs in and the address the
-/// receiver listens on.
-struct End<'a> {
-    ns: &'a Netns,
-    ip: Ipv4Addr,
+/// One measured path: who sends, who receives at which address.
+struct Path<'a> {
+    label: String,
+    from: &'a Netns,
+    to: &'a Netns,
+    to_ip: Ipv4Addr,
 }
 
-/// A pod-to-pod and a node-to-node path between the same two nodes.
-struct Paths<'a> {
-    pods: (End<'a>, End<'a>),
-    nodes: (End<'a>, End<'a>),
-}
-
-impl<'a> Paths<'a> {
-    /// Between the two pods (ADDed) and the two node addresses.
-    fn new(pods: &'a [ClusterPod; 2], nodes: [(&'a Netns, Ipv4Addr); 2]) -> anyhow::Result<Self> {
-        let [pa, pb] = pods;
-        let [na, nb] = nodes;
-        Ok(Self {
-            pods: (
-                End {
-                    ns: &pa.netns,
-                    ip: pa.ip()?,
-                },
-                End {
-                    ns: &pb.netns,
-                    ip: pb.ip()?,
-                },
-            ),
-            nodes: (End { ns: na.0, ip: na.1 }, End { ns: nb.0, ip: nb.1 }),
-        })
+impl<'a> Path<'a> {
+    fn new(label: impl Into<String>, from: &'a Netns, to: &'a Netns, to_ip: Ipv4Addr) -> Self {
+        Self {
+            label: label.into(),
+            from,
+            to,
+            to_ip,
+        }
     }
 }
 
@@ -76,42 +66,105 @@ fn two_pods(
 pub fn run() -> anyhow::Result<()> {
     say!(
         "\nTCP throughput across nodes, one stream, {}-KiB writes, {ROUNDS} alternating rounds \
-         of {} s per path, median (min-max):",
+         of {} s per path, median (min-max); ping RTT, {PINGS} echoes per round, median of the \
+         rounds' means:",
         tcp::CHUNK / 1024,
         ROUND_LENGTH.as_secs()
     );
-    vpc()?;
+    vpc(false)?;
+    vpc(true)?;
     overlay()?;
     Ok(())
 }
 
-fn vpc() -> anyhow::Result<()> {
-    let cluster = VpcCluster::new("bvpc", &[("a", INSTANCE_TYPE), ("b", INSTANCE_TYPE)], &[])
+/// Pods on node a until one lands on a secondary ENI (t3.medium: the primary ENI holds 5
+/// pod addresses); returns the first pod (primary ENI) and that one, and DELs the rest.
+fn primary_and_secondary_pods(cluster: &VpcCluster) -> anyhow::Result<(ClusterPod, ClusterPod)> {
+    let mut pods = Vec::new();
+    for i in 0..SECONDARY_SEARCH {
+        let pod = cluster.try_pod("a", &format!("tput-a{i}"))?;
+        let on_secondary = cluster.device_index_of(pod.ip()?).unwrap_or(0) > 0;
+        pods.push(pod);
+        if on_secondary && pods.len() > 1 {
+            let secondary = pods.pop().context("just pushed")?;
+            let mut rest = pods.into_iter();
+            let primary = rest.next().context("more than one pod")?;
+            for pod in rest {
+                let _ = cluster.del(&pod);
+            }
+            return Ok((primary, secondary));
+        }
+    }
+    bail!("none of {SECONDARY_SEARCH} pods on node a got a secondary ENI's address")
+}
+
+fn vpc(fast_path: bool) -> anyhow::Result<()> {
+    let env: &[(&str, &str)] = if fast_path {
+        &[("ENABLE_POD_FAST_PATH", "true")]
+    } else {
+        &[]
+    };
+    let cluster = VpcCluster::new("bvpc", &[("a", INSTANCE_TYPE), ("b", INSTANCE_TYPE)], env)
         .context("starting vpc-sim, the fabric and ipamd on nodes a and b")?;
-    let pods = two_pods(["a", "b"], |node| {
-        Ok(cluster.try_pod(node, &format!("tput-{node}"))?)
-    })?;
+    let (primary, secondary) = primary_and_secondary_pods(&cluster)?;
+    let receiver = cluster.try_pod("b", "tput-b")?;
     let (na, nb) = (cluster.node("a")?, cluster.node("b")?);
-    let paths = Paths::new(
-        &pods,
-        [(na.netns(), na.primary_ip()), (nb.netns(), nb.primary_ip())],
-    )?;
-    let pa = &pods[0];
+    let rx = receiver.ip()?;
+    let paths = [
+        Path::new("pod a -> pod b", &primary.netns, &receiver.netns, rx),
+        Path::new(
+            "pod a (2nd ENI) -> pod b",
+            &secondary.netns,
+            &receiver.netns,
+            rx,
+        ),
+        Path::new("node a -> node b", na.netns(), nb.netns(), nb.primary_ip()),
+    ];
     converge(&paths).with_context(|| cluster.all_diagnostics())?;
+    if fast_path {
+        wait_for_fast_path(&cluster, &[&primary, &secondary, &receiver])?;
+    }
     let calls = settled_counts(&cluster);
     say!(
-        "VPC mode: two {INSTANCE_TYPE} nodes on the fabric (ENI MTU {}, pod eth0 MTU {}), \
-         pods on {} and {}",
+        "VPC mode{}: two {INSTANCE_TYPE} nodes on the fabric (ENI MTU {}, pod eth0 MTU {}), \
+         pods on {} (primary ENI) and {} (secondary ENI) to {rx}",
+        if fast_path {
+            ", fast path (ENABLE_POD_FAST_PATH=true)"
+        } else {
+            ", default datapath"
+        },
         mtu(na.netns(), "eth0"),
-        mtu(&pa.netns, "eth0"),
-        paths.pods.0.ip,
-        paths.pods.1.ip
+        mtu(&primary.netns, "eth0"),
+        primary.ip()?,
+        secondary.ip()?,
     );
-    measure(&paths, "pod a -> pod b", "node a -> node b", Some(0.95))?;
+    measure(&paths, Some(0.95))?;
+    ping_rtt(&paths)?;
     print_calls(&calls);
-    for pod in &pods {
+    for pod in [&primary, &secondary, &receiver] {
         // A failed DEL leaves nothing behind: the namespaces go on drop.
         let _ = cluster.del(pod);
+    }
+    Ok(())
+}
+
+/// Waits until ipamd on both nodes has each pod's veth in the fast path's tables.
+fn wait_for_fast_path(cluster: &VpcCluster, pods: &[&ClusterPod]) -> anyhow::Result<()> {
+    for pod in pods {
+        let node = cluster.node(&pod.node)?.netns();
+        let ready = wait_for(CONVERGE_LIMIT, || {
+            let listed = node
+                .nft(&["list", "table", "netdev", "vpc-cni-fast"])
+                .ok()?;
+            listed.contains(&pod.ip().ok()?.to_string()).then_some(())
+        });
+        if ready.is_none() {
+            bail!(
+                "the fast path on {} does not know pod {} after {CONVERGE_LIMIT:?}",
+                pod.node,
+                pod.name
+            );
+        }
     }
     Ok(())
 }
@@ -123,69 +176,132 @@ fn overlay() -> anyhow::Result<()> {
         Ok(cluster.try_pod(node, &format!("tput-{node}"))?)
     })?;
     let (na, nb) = (cluster.node("node-1")?, cluster.node("node-2")?);
-    let paths = Paths::new(
-        &pods,
-        [(na.netns(), na.underlay_ip), (nb.netns(), nb.underlay_ip)],
-    )?;
-    let pa = &pods[0];
+    let [pa, pb] = &pods;
+    let paths = [
+        Path::new("pod 1 -> pod 2", &pa.netns, &pb.netns, pb.ip()?),
+        Path::new("node 1 -> node 2", na.netns(), nb.netns(), nb.underlay_ip),
+    ];
     converge(&paths).with_context(|| cluster.all_diagnostics())?;
     say!(
         "overlay mode (for information): two nodes on an L2 underlay (MTU {UNDERLAY_MTU}), \
          pod eth0 MTU {}, VXLAN between nodes",
         mtu(&pa.netns, "eth0")
     );
-    measure(&paths, "pod 1 -> pod 2", "node 1 -> node 2", None)?;
+    measure(&paths, None)?;
     for pod in &pods {
         let _ = cluster.del(pod);
     }
     Ok(())
 }
 
-/// Waits until both paths carry pings: pod addresses are routed by the
-/// fabric's follower, overlay peers are programmed asynchronously.
-fn converge(paths: &Paths) -> anyhow::Result<()> {
-    for (from, to) in [&paths.pods, &paths.nodes] {
-        if wait_for(CONVERGE_LIMIT, || reachable(from.ns, to.ip).then_some(())).is_none() {
+/// Waits until every path carries pings: pod addresses are routed by the fabric's
+/// follower, overlay peers are programmed asynchronously.
+fn converge(paths: &[Path]) -> anyhow::Result<()> {
+    for path in paths {
+        if wait_for(CONVERGE_LIMIT, || {
+            reachable(path.from, path.to_ip).then_some(())
+        })
+        .is_none()
+        {
             bail!(
                 "{} cannot reach {} after {CONVERGE_LIMIT:?}",
-                from.ns.name(),
-                to.ip
+                path.from.name(),
+                path.to_ip
             );
         }
     }
     Ok(())
 }
 
-/// Alternates pod and node transfers, swapping which goes first each round,
-/// and prints medians and the ratio pod / node.
-fn measure(
-    paths: &Paths,
-    pod_label: &str,
-    node_label: &str,
-    target: Option<f64>,
-) -> anyhow::Result<()> {
-    let (mut pod, mut node) = (Vec::new(), Vec::new());
+/// Runs every path once per round, starting each round one path further on, so machine
+/// noise hits them alike; prints medians and each path's ratio to the last one (the
+/// node-to-node baseline).
+fn measure(paths: &[Path], target: Option<f64>) -> anyhow::Result<()> {
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
     for round in 0..ROUNDS {
-        let pod_first = round % 2 == 0;
-        for is_pod in [pod_first, !pod_first] {
-            let (from, to) = if is_pod { &paths.pods } else { &paths.nodes };
-            let rate = tcp::transfer(from.ns, to.ns, to.ip, ROUND_LENGTH)?;
-            if is_pod {
-                pod.push(rate);
-            } else {
-                node.push(rate);
-            }
+        for k in 0..paths.len() {
+            let i = (round + k) % paths.len();
+            let p = &paths[i];
+            rates[i].push(tcp::transfer(p.from, p.to, p.to_ip, ROUND_LENGTH)?);
         }
     }
-    let (pm, nm) = (median(&mut pod), median(&mut node));
-    say!("  {pod_label:<22} {}", summary(pm, &pod));
-    say!("  {node_label:<22} {}", summary(nm, &node));
-    let ratio = if nm > 0.0 { pm / nm } else { f64::NAN };
-    match target {
-        Some(t) => say!("  ratio pod / node       {ratio:>6.3}  (target: at least {t:.2})"),
-        None => say!("  ratio pod / node       {ratio:>6.3}"),
+    let medians: Vec<f64> = rates.iter_mut().map(|r| median(r)).collect();
+    for (path, (m, r)) in paths.iter().zip(medians.iter().zip(&rates)) {
+        say!("  {:<26} {}", path.label, summary(*m, r));
+    }
+    let baseline = medians.last().copied().unwrap_or_default();
+    for (path, m) in paths
+        .iter()
+        .zip(&medians)
+        .take(paths.len().saturating_sub(1))
+    {
+        let ratio = if baseline > 0.0 {
+            m / baseline
+        } else {
+            f64::NAN
+        };
+        match target {
+            Some(t) => say!(
+                "  ratio {:<20} {ratio:>6.3}  (target: at least {t:.2})",
+                path.label.split(" ->").next().unwrap_or_default()
+            ),
+            None => say!(
+                "  ratio {:<20} {ratio:>6.3}",
+                path.label.split(" ->").next().unwrap_or_default()
+            ),
+        }
     }
     Ok(())
+}
+
+/// Mean ping RTT per path, rounds alternating as in [`measure`]; prints the median of the
+/// rounds' means and each path's overhead over the last one.
+fn ping_rtt(paths: &[Path]) -> anyhow::Result<()> {
+    let mut means: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    for round in 0..ROUNDS {
+        for k in 0..paths.len() {
+            let i = (round + k) % paths.len();
+            means[i].push(mean_rtt_us(paths[i].from, paths[i].to_ip)?);
+        }
+    }
+    let medians: Vec<f64> = means.iter_mut().map(|m| median(m)).collect();
+    let baseline = medians.last().copied().unwrap_or_default();
+    for (i, (path, m)) in paths.iter().zip(&medians).enumerate() {
+        let extra = if i + 1 < paths.len() {
+            format!("  (+{:.0} us over node to node)", m - baseline)
+        } else {
+            String::new()
+        };
+        say!("  ping {:<26} {m:>6.0} us{extra}", path.label);
+    }
+    Ok(())
+}
+
+/// The mean RTT `ping` reports for [`PINGS`] echoes from `from` to `to`, in microseconds.
+fn mean_rtt_us(from: &Netns, to: Ipv4Addr) -> anyhow::Result<f64> {
+    let count = PINGS.to_string();
+    let out = from.exec(&[
+        "ping",
+        "-q",
+        "-n",
+        "-c",
+        &count,
+        "-i",
+        "0.01",
+        &to.to_string(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "rtt min/avg/max/mdev = 0.041/0.052/0.101/0.010 ms"
+    let avg = text
+        .lines()
+        .find(|l| l.contains("min/avg/max"))
+        .and_then(|l| l.split('=').nth(1))
+        .and_then(|v| v.trim().split('/').nth(1))
+        .and_then(|v| v.parse::<f64>().ok());
+    match avg {
+        Some(ms) if out.status.success() => Ok(ms * 1000.0),
+        _ => bail!("ping from {} to {to} failed: {text}", from.name()),
+    }
 }
 
 fn summary(median: f64, sorted: &[f64]) -> String {
@@ -223,7 +339,7 @@ fn print_calls(calls: &BTreeMap<String, u64>) {
     let total: u64 = calls.values().sum();
     let each: Vec<String> = calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
     say!(
-        "  EC2 calls for the setup (two ipamd starts, warm pools, two ADDs): {total} ({})",
+        "  EC2 calls for the setup (two ipamd starts, warm pools, the pods' ADDs): {total} ({})",
         each.join(", ")
     );
 }
