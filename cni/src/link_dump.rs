@@ -139,14 +139,12 @@ fn kernel_error(payload: &[u8]) -> Result<Error, Error> {
 /// A socket error as a NACK carrying its errno: to callers both are the kernel refusing.
 fn io_error(e: std::io::Error) -> Error {
     let mut message = ErrorMessage::default();
-    message.code = NonZeroI32::new(-e.raw_os_error().unwrap_or(libc_eio()));
+    message.code = NonZeroI32::new(-e.raw_os_error().unwrap_or(EIO));
     Error::NetlinkError(message)
 }
 
 /// EIO, for an I/O error that carries no errno.
-const fn libc_eio() -> i32 {
-    5
-}
+const EIO: i32 = 5;
 
 fn decode_error(e: impl std::fmt::Display) -> Error {
     Error::InvalidNla(format!("undecodable link dump: {e}"))

@@ -69,38 +69,26 @@ pub async fn run_on(batch: &Nftables<'_>, what: &str, tables: &str) -> Result<()
 
 /// Whether our table exists in the calling thread's namespace.
 pub async fn table_exists() -> Result<bool, IpamdError> {
-    let listed = nftables::helper::get_current_ruleset_raw_async(
-        DEFAULT_NFT,
-        ["list", "table", "ip", NFT_TABLE],
-    )
-    .await;
-    match listed {
-        Ok(_) => Ok(true),
-        Err(NftablesError::NftFailed { stderr, .. }) if stderr.contains("No such file") => {
-            Ok(false)
-        }
-        Err(err) => Err(IpamdError::Nft {
-            action: format!("listing nftables table ip {NFT_TABLE}"),
-            detail: err.to_string(),
-        }),
-    }
+    listed(&["table", "ip", NFT_TABLE]).await
 }
 
 /// Whether chain `<family> <table> <chain>` exists in the calling thread's namespace (its
 /// listing alone, without the table's sets).
 pub async fn chain_exists(family: &str, table: &str, chain: &str) -> Result<bool, IpamdError> {
-    let listed = nftables::helper::get_current_ruleset_raw_async(
-        DEFAULT_NFT,
-        ["list", "chain", family, table, chain],
-    )
-    .await;
-    match listed {
+    listed(&["chain", family, table, chain]).await
+}
+
+/// Whether `nft list <object...>` finds the object.
+async fn listed(object: &[&str]) -> Result<bool, IpamdError> {
+    let mut args = vec!["list".to_owned()];
+    args.extend(object.iter().map(|word| (*word).to_owned()));
+    match nftables::helper::get_current_ruleset_raw_async(DEFAULT_NFT, &args).await {
         Ok(_) => Ok(true),
         Err(NftablesError::NftFailed { stderr, .. }) if stderr.contains("No such file") => {
             Ok(false)
         }
         Err(err) => Err(IpamdError::Nft {
-            action: format!("listing nftables chain {family} {table} {chain}"),
+            action: format!("listing nftables {}", object.join(" ")),
             detail: err.to_string(),
         }),
     }

@@ -194,15 +194,15 @@ impl Bench {
         prev: Option<&Value>,
     ) -> anyhow::Result<(Duration, PluginOutput)> {
         let (elapsed, out) = self.call(exec, plugin, command, pod, prev)?;
-        if !out.success() {
-            bail!(
-                "{command} via {} failed: {}{}",
-                plugin.label(),
-                out.stdout,
-                out.stderr
-            );
+        if out.success() {
+            return Ok((elapsed, out));
         }
-        Ok((elapsed, out))
+        bail!(
+            "{command} via {} failed: {}{}",
+            plugin.label(),
+            out.stdout,
+            out.stderr
+        )
     }
 
     /// Waits until ipamd has every address back in its warm pool (none assigned or cooling).
