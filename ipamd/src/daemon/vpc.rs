@@ -156,12 +156,12 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
     store.persist().await?;
     controller.own_pod_rules();
     if vpc.enable_pod_fast_path {
-        let fast_path = Arc::new(FastPath::new(
+        let fast_path = FastPath::new(
             Arc::clone(&datapath),
             (*store).clone(),
             primary_gateway,
             vpc_cidrs.clone(),
-        ));
+        );
         let report = fast_path.enable().await?;
         info!(pods = report.pods, "fast path on (ENABLE_POD_FAST_PATH)");
         let stop = start.supervisor.stop_signal();

@@ -14,7 +14,8 @@
 //! [`FastPath`] keeps the tables in line with the node's ENIs and the pods whose veths
 //! exist: it looks at the store every [`POLL`], lists links when the pods changed (or a
 //! pod's veth was not there yet, or [`RESYNC`] passed) and replaces both tables in one
-//! transaction when the plan differs from the applied one.
+//! transaction when the plan differs from the applied one or, at a resync, when the tables
+//! went missing.
 
 pub mod plan;
 
@@ -123,16 +124,23 @@ impl FastPath {
         nft::run_on(&batch.to_nftables(), "removing", TABLES).await
     }
 
-    /// Lists the links, computes the plan and replaces the tables when it changed (or when
-    /// they went missing).
+    /// Lists the links, computes the plan and replaces the tables when it changed or when
+    /// they went missing.
     pub async fn sync(&self) -> Result<SyncReport, IpamdError> {
+        self.sync_checking(true).await
+    }
+
+    /// [`FastPath::sync`]; with `check_tables` false an unchanged plan is trusted to be in
+    /// place, without asking `nft`.
+    async fn sync_checking(&self, check_tables: bool) -> Result<SyncReport, IpamdError> {
         let wanted = self.wanted();
         let links = observe_links().await?;
         let (plan, waiting) = self.plan(&wanted, &links).await;
         let mut applied = self.applied.lock().await;
         // Every plan has the primary ENI's egress chain: without it the tables are gone.
         let intact = applied.as_ref() == Some(&plan)
-            && nft::chain_exists("netdev", FAST_PATH_TABLE, PRIMARY_EGRESS).await?;
+            && (!check_tables
+                || nft::chain_exists("netdev", FAST_PATH_TABLE, PRIMARY_EGRESS).await?);
         let report = SyncReport {
             pods: plan.pods().len(),
             waiting,
@@ -157,9 +165,12 @@ impl FastPath {
         loop {
             let wanted = self.wanted();
             let changed = last_wanted.as_ref() != Some(&wanted);
-            if changed || waiting > 0 || last_sync.elapsed() >= RESYNC {
-                last_sync = Instant::now();
-                match self.sync().await {
+            let resync = last_sync.elapsed() >= RESYNC;
+            if changed || waiting > 0 || resync {
+                if resync {
+                    last_sync = Instant::now();
+                }
+                match self.sync_checking(resync).await {
                     Ok(report) => {
                         waiting = report.waiting;
                         last_wanted = Some(wanted);
