@@ -1,5 +1,5 @@
-//! The pod fast path of VPC mode (`ENABLE_POD_FAST_PATH`, off by default; DESIGN.md and
-//! docs/configuration.md say when to turn it on). Established TCP flows between a pod and
+//! The pod fast path of VPC mode (`ENABLE_POD_FAST_PATH`, off by default;
+//! docs/configuration.md says what it changes). Established TCP flows between a pod and
 //! another VPC address, once the node's IP layer (conntrack, NAT, filters, our guard) has
 //! let them through, skip that layer on the node: a netdev ingress hook hands their packets
 //! from the pod's veth straight to its ENI, and from the ENI straight to the veth. See
