@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use nftables::batch::Batch;
 use nftables::expr::{
-    Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, CT,
+    BinaryOperation, Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, CT,
 };
 use nftables::helper::{apply_ruleset_raw_async, NftablesError, DEFAULT_ARGS, DEFAULT_NFT};
 use nftables::schema::{
@@ -238,6 +238,24 @@ pub fn ct(key: &'static str) -> Expression<'static> {
         family: None,
         dir: None,
     }))
+}
+
+/// `<left> & <value>`.
+#[must_use]
+pub fn and(left: Expression<'static>, value: u32) -> Expression<'static> {
+    Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+        left,
+        Expression::Number(value),
+    )))
+}
+
+/// `<left> | <value>`.
+#[must_use]
+pub fn or(left: Expression<'static>, value: u32) -> Expression<'static> {
+    Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![
+        left,
+        Expression::Number(value),
+    ])))
 }
 
 #[must_use]

@@ -4,15 +4,15 @@
 use std::net::Ipv4Addr;
 
 use nftables::batch::Batch;
-use nftables::expr::{BinaryOperation, Expression, MetaKey};
+use nftables::expr::{Expression, MetaKey};
 use nftables::schema::{NfListObject, Nftables};
 use nftables::stmt::{Mangle, Match, Operator, Statement};
 use nftables::types::{NfChainType, NfHook};
 use vpc_cni_proto::net::{normalize, Ipv4Cidr};
 
 use crate::kernel::nft::{
-    add_pod_snat, base_chain, cidr_set, ct, daddr_not_in, from_pod, matches, meta, replace_table,
-    rule, PodSnat, PREROUTING, PRIO_MANGLE,
+    add_pod_snat, and, base_chain, cidr_set, ct, daddr_not_in, from_pod, matches, meta, or,
+    replace_table, rule, PodSnat, PREROUTING, PRIO_MANGLE,
 };
 
 /// Connection and packet mark of traffic that must leave through the primary ENI.
@@ -122,20 +122,6 @@ impl SnatRuleset {
 
 fn ct_mark() -> Expression<'static> {
     ct("mark")
-}
-
-fn and(left: Expression<'static>, value: u32) -> Expression<'static> {
-    Expression::BinaryOperation(Box::new(BinaryOperation::AND(
-        left,
-        Expression::Number(value),
-    )))
-}
-
-fn or(left: Expression<'static>, value: u32) -> Expression<'static> {
-    Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![
-        left,
-        Expression::Number(value),
-    ])))
 }
 
 fn ct_state_new() -> Statement<'static> {

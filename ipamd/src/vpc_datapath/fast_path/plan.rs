@@ -24,7 +24,7 @@ use std::net::Ipv4Addr;
 
 use nftables::batch::Batch;
 use nftables::expr::{
-    BinaryOperation, Expression, MetaKey, NamedExpression, Payload, PayloadField, SetItem, Verdict,
+    Expression, MetaKey, NamedExpression, Payload, PayloadField, SetItem, Verdict,
 };
 use nftables::schema::{Chain, NfListObject, Nftables, Rule, Set, SetFlag, SetType, SetTypeValue};
 use nftables::stmt::{
@@ -34,7 +34,7 @@ use nftables::stmt::{
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use vpc_cni_proto::net::{normalize, Ipv4Cidr};
 
-use crate::kernel::nft::{ct, meta, prefix};
+use crate::kernel::nft::{and, cidr_set, ct, meta, or};
 
 /// Both tables' name (one per family).
 pub const FAST_PATH_TABLE: &str = "vpc-cni-fast";
@@ -129,15 +129,9 @@ impl FastPathPlan {
 
     fn fill_admission(&self, batch: &mut Batch<'static>) {
         let family = NfFamily::IP;
-        let elem: Vec<Expression<'static>> = self.vpc_cidrs.iter().map(prefix).collect();
         batch.add(NfListObject::Set(Box::new(Set {
-            family,
             table: FAST_PATH_TABLE.into(),
-            name: VPC_SET.into(),
-            set_type: SetTypeValue::Single(SetType::Ipv4Addr),
-            flags: Some(HashSet::from([SetFlag::Interval])),
-            elem: (!elem.is_empty()).then(|| elem.into()),
-            ..Set::default()
+            ..cidr_set(VPC_SET, &self.vpc_cidrs)
         })));
         batch.add(NfListObject::Chain(base_chain(
             family,
@@ -165,10 +159,7 @@ impl FastPathPlan {
                 in_set(ip_field("daddr"), VPC_SET),
                 Statement::Mangle(Mangle {
                     key: meta(MetaKey::Mark),
-                    value: Expression::BinaryOperation(Box::new(BinaryOperation::OR(vec![
-                        meta(MetaKey::Mark),
-                        Expression::Number(FAST_MARK),
-                    ]))),
+                    value: or(meta(MetaKey::Mark), FAST_MARK),
                 }),
             ],
         ));
@@ -351,13 +342,6 @@ fn fwd(next_hop: Ipv4Addr, link: &str) -> Statement<'static> {
 /// The counters show an operator how much traffic took the fast path.
 fn counter() -> Statement<'static> {
     Statement::Counter(Counter::Anonymous(Some(AnonymousCounter::default())))
-}
-
-fn and(left: Expression<'static>, value: u32) -> Expression<'static> {
-    Expression::BinaryOperation(Box::new(BinaryOperation::AND(
-        left,
-        Expression::Number(value),
-    )))
 }
 
 fn ip_field(field: &'static str) -> Expression<'static> {
