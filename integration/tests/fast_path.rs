@@ -2,7 +2,8 @@
 //! pod on each. A TCP stream between the pods takes the fast path (its counters move) and
 //! arrives whole both ways; a stream through a Service address, DNATed on the client's
 //! node as kube-proxy does, keeps the slow path there, so its replies are translated back
-//! and it works (a fast path that delivered them untranslated resets it). Needs root.
+//! and it works (a fast path that delivered them untranslated resets it). Each node's
+//! metrics count its pod on the fast path and no failed update. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
@@ -10,7 +11,9 @@ use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use vpc_cni_integration::fabric::in_namespace;
-use vpc_cni_integration::vpc_cluster::{reachable, VpcCluster, VpcPod};
+use vpc_cni_integration::prometheus::samples;
+use vpc_cni_integration::vpc_cluster::{reachable, VpcCluster, VpcNode, VpcPod};
+use vpc_cni_integration::vpcsim::client::request;
 use vpc_cni_testkit::netns::Netns;
 use vpc_cni_testkit::process::wait_for;
 use vpc_cni_testkit::require_root;
@@ -22,6 +25,8 @@ const SERVICE_PORT: u16 = 80;
 const STREAM_BYTES: usize = 32 << 20;
 const CONVERGE: Duration = Duration::from_secs(30);
 const STALL: Duration = Duration::from_secs(20);
+/// `METRICS_ADDR`'s default port.
+const METRICS_PORT: u16 = 61678;
 
 /// The host veth of the node's only pod.
 fn pod_veth(node: &Netns) -> String {
@@ -44,6 +49,22 @@ fn fast_packets(node: &Netns, chain: &str) -> u64 {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
+}
+
+/// The node's `vpc_cni_fast_path_*` samples, scraped in its namespace.
+fn fast_path_metrics(node: &VpcNode) -> Vec<(String, f64)> {
+    let target = SocketAddr::from((node.primary_ip(), METRICS_PORT));
+    let reply = node
+        .netns()
+        .in_thread(move || {
+            request(target, "GET", "/metrics", &[], b"")
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        })
+        .unwrap();
+    samples(&reply.body)
+        .into_iter()
+        .filter(|(series, _)| series.starts_with("vpc_cni_fast_path_"))
+        .collect()
 }
 
 /// The server in `server_ns` listening on `listen`; the client in `client_ns` connects to
@@ -132,6 +153,30 @@ fn fast_path_carries_pod_streams_and_leaves_nat_to_the_slow_path() {
             node.sysctl("net.netfilter.nf_conntrack_tcp_be_liberal"),
             "1",
             "conntrack must not judge fast-pathed flows by window"
+        );
+    }
+    for node in [a, b] {
+        let figures = fast_path_metrics(node);
+        let value = |name: &str| {
+            figures
+                .iter()
+                .find(|(series, _)| series == name)
+                .map(|(_, v)| *v)
+        };
+        assert_eq!(value("vpc_cni_fast_path_pods"), Some(1.0), "{figures:?}");
+        assert_eq!(
+            value("vpc_cni_fast_path_waiting_pods"),
+            Some(0.0),
+            "{figures:?}"
+        );
+        assert_eq!(
+            value("vpc_cni_fast_path_errors_total"),
+            Some(0.0),
+            "{figures:?}"
+        );
+        assert!(
+            value("vpc_cni_fast_path_updates_total").unwrap_or(0.0) >= 1.0,
+            "{figures:?}"
         );
     }
 

@@ -155,26 +155,33 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
     adopt_kernel_pods(&store).await?;
     store.persist().await?;
     controller.own_pod_rules();
-    if vpc.enable_pod_fast_path {
-        let fast_path = FastPath::new(
+    let fast_path = if vpc.enable_pod_fast_path {
+        let fast_path = Arc::new(FastPath::new(
             Arc::clone(&datapath),
             (*store).clone(),
             primary_gateway,
             vpc_cidrs.clone(),
-        );
+        ));
         let report = fast_path.enable().await?;
         info!(pods = report.pods, "fast path on (ENABLE_POD_FAST_PATH)");
         let stop = start.supervisor.stop_signal();
         start
             .supervisor
-            .spawn(task::FAST_PATH, Lifetime::UntilStop, async move {
-                fast_path.run(stop).await;
-                Ok(())
+            .spawn(task::FAST_PATH, Lifetime::UntilStop, {
+                let fast_path = Arc::clone(&fast_path);
+                async move {
+                    fast_path.run(stop).await;
+                    Ok(())
+                }
             });
-    } else if let Err(error) = FastPath::remove().await {
-        // A kernel without netdev tables cannot have ours either.
-        warn!(%error, "could not make sure no fast path tables are left");
-    }
+        Some(fast_path)
+    } else {
+        if let Err(error) = FastPath::remove().await {
+            // A kernel without netdev tables cannot have ours either.
+            warn!(%error, "could not make sure no fast path tables are left");
+        }
+        None
+    };
     let pod_cap = PodCap {
         limit: controller.max_pods(),
         source: cap_source,
@@ -222,7 +229,10 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
         },
         datapath: Arc::new(GuardedDatapath::new(datapath, guard)),
         pool_name: format!("ENIs of {}", node.instance_id),
-        source: ModeSource::Vpc(controller),
+        source: ModeSource::Vpc {
+            controller,
+            fast_path,
+        },
     })
 }
 

@@ -33,12 +33,16 @@ use crate::overlay::vxlan::vtep_mac;
 use crate::overlay::OverlayDatapath;
 use crate::store::Store;
 use crate::vpc::{PoolController, ReconcileCounts};
+use crate::vpc_datapath::fast_path::{FastPath, FastPathFigures};
 
 /// What fills the mode-specific parts of the reports.
 #[derive(Clone)]
 pub enum ModeSource {
-    /// The pool controller, which knows the ENIs.
-    Vpc(Arc<PoolController>),
+    /// The pool controller, which knows the ENIs, and the fast path when it is on.
+    Vpc {
+        controller: Arc<PoolController>,
+        fast_path: Option<Arc<FastPath>>,
+    },
     /// The overlay datapath, which knows the peers (none on a standalone node).
     Overlay(Option<Arc<OverlayDatapath>>),
 }
@@ -61,6 +65,8 @@ pub struct Figures {
     /// Overlay mode: peers programmed, and applies that failed.
     pub peers: Option<u64>,
     pub overlay_failures: Option<u64>,
+    /// VPC mode with `ENABLE_POD_FAST_PATH`.
+    pub fast_path: Option<FastPathFigures>,
 }
 
 impl NodeView {
@@ -91,7 +97,7 @@ impl NodeView {
     pub fn pool(&self) -> PoolReport {
         let now = now_ms();
         let seen = match &self.source {
-            ModeSource::Vpc(controller) => controller.seen().map(|seen| (controller, seen)),
+            ModeSource::Vpc { controller, .. } => controller.seen().map(|seen| (controller, seen)),
             ModeSource::Overlay(_) => None,
         };
         self.store.read(|ds| {
@@ -124,7 +130,7 @@ impl NodeView {
     pub fn enis(&self) -> EnisReport {
         let now = now_ms();
         let seen = match &self.source {
-            ModeSource::Vpc(controller) => controller.seen(),
+            ModeSource::Vpc { controller, .. } => controller.seen(),
             ModeSource::Overlay(_) => None,
         };
         let enis = seen.map_or_else(Vec::new, |seen| {
@@ -153,7 +159,7 @@ impl NodeView {
     pub async fn peers(&self) -> PeersReport {
         let applied = match &self.source {
             ModeSource::Overlay(Some(datapath)) => datapath.peers().await,
-            ModeSource::Overlay(None) | ModeSource::Vpc(_) => None,
+            ModeSource::Overlay(None) | ModeSource::Vpc { .. } => None,
         };
         PeersReport {
             mode: self.mode.name().to_owned(),
@@ -190,8 +196,15 @@ impl NodeView {
     /// The figures metrics expose, read now.
     pub async fn figures(&self) -> Figures {
         let pool = self.pool();
+        let fast_path = match &self.source {
+            ModeSource::Vpc {
+                fast_path: Some(fast_path),
+                ..
+            } => Some(fast_path.figures()),
+            ModeSource::Vpc { .. } | ModeSource::Overlay(_) => None,
+        };
         let (reconciled, peers, overlay_failures) = match &self.source {
-            ModeSource::Vpc(controller) => (Some(controller.reconcile_counts()), None, None),
+            ModeSource::Vpc { controller, .. } => (Some(controller.reconcile_counts()), None, None),
             ModeSource::Overlay(Some(datapath)) => {
                 let peers = datapath.peers().await.map_or(0, |p| p.len());
                 let peers = u64::try_from(peers).unwrap_or(u64::MAX);
@@ -204,6 +217,7 @@ impl NodeView {
             reconciled,
             peers,
             overlay_failures,
+            fast_path,
         }
     }
 }

@@ -5,17 +5,21 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
+use std::process::Stdio;
 
 use nftables::batch::Batch;
 use nftables::expr::{
     BinaryOperation, Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, CT,
 };
-use nftables::helper::{apply_ruleset_raw_async, NftablesError, DEFAULT_ARGS, DEFAULT_NFT};
+use nftables::helper::{NftablesError, DEFAULT_NFT};
 use nftables::schema::{
     Chain, NfListObject, NfObject, Nftables, Rule, Set, SetFlag, SetType, SetTypeValue, Table,
 };
 use nftables::stmt::{Match, NATFlag, Operator, Statement, NAT};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::process::{ChildStdin, Command};
 use vpc_cni_proto::net::Ipv4Cidr;
 use vpc_cni_proto::HOST_VETH_PREFIX;
 
@@ -31,6 +35,8 @@ pub const PRIO_RAW: i32 = -300;
 /// Before conntrack's NAT (-100), so a mark set there steers the first packet's routing too.
 pub const PRIO_MANGLE: i32 = -150;
 pub const PRIO_SRCNAT: i32 = 100;
+/// Found on `PATH`, as the nftables crate's own calls find it.
+const NFT_PROGRAM: &str = "nft";
 
 /// A batch that makes our table exactly what `fill` adds to it: add (a no-op when it exists),
 /// delete, then create it afresh.
@@ -52,19 +58,78 @@ pub async fn run(batch: &Nftables<'_>, what: &str) -> Result<(), IpamdError> {
 /// Runs one `nft -j -f -` transaction in the calling thread's namespace; errors name it as
 /// `<what> nftables table <tables>`.
 pub async fn run_on(batch: &Nftables<'_>, what: &str, tables: &str) -> Result<(), IpamdError> {
-    let action = format!("{what} nftables table {tables}");
-    let payload =
-        serde_json::to_string(batch).map_err(|source| IpamdError::NftEncode { source })?;
-    apply_ruleset_raw_async(&payload, DEFAULT_NFT, DEFAULT_ARGS)
+    run_streamed(batch.objects.iter(), what, tables).await
+}
+
+/// Runs the transaction of `objects` through `nft -j -f -`, writing them one at a time as
+/// they come, so a large ruleset is never held whole in our memory (as objects or as text);
+/// `nft` reads all of it before it commits anything.
+pub async fn run_streamed<T: Serialize>(
+    objects: impl IntoIterator<Item = T>,
+    what: &str,
+    tables: &str,
+) -> Result<(), IpamdError> {
+    let fail = |detail: String| IpamdError::Nft {
+        action: format!("{what} nftables table {tables}"),
+        detail,
+    };
+    let mut nft = Command::new(NFT_PROGRAM)
+        .args(["-j", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|err| fail(format!("cannot run {NFT_PROGRAM}: {err}")))?;
+    let written = match nft.stdin.take() {
+        Some(stdin) => write_batch(stdin, objects).await,
+        None => Ok(()),
+    };
+    let output = nft
+        .wait_with_output()
         .await
-        .map(drop)
-        .map_err(|err| {
-            let detail = match &err {
-                NftablesError::NftFailed { stderr, .. } => format!("{err}: {}", stderr.trim()),
-                _ => err.to_string(),
-            };
-            IpamdError::Nft { action, detail }
-        })
+        .map_err(|err| fail(format!("waiting for {NFT_PROGRAM}: {err}")))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        return Err(fail(format!(
+            "{NFT_PROGRAM} {}: {}",
+            output.status,
+            stderr.trim()
+        )));
+    }
+    // nft succeeded on what it read, so a failed write means it committed less than asked.
+    written.map_err(|err| match err {
+        WriteError::Encode(source) => IpamdError::NftEncode { source },
+        WriteError::Pipe(err) => fail(format!("writing to {NFT_PROGRAM}: {err}")),
+    })
+}
+
+enum WriteError {
+    Encode(serde_json::Error),
+    Pipe(std::io::Error),
+}
+
+/// Writes `{"nftables":[<object>,...]}` to `nft`'s stdin and closes it; one object's text
+/// at a time, in one reused buffer.
+async fn write_batch<T: Serialize>(
+    mut stdin: ChildStdin,
+    objects: impl IntoIterator<Item = T>,
+) -> Result<(), WriteError> {
+    let mut text = Vec::with_capacity(4096);
+    stdin
+        .write_all(br#"{"nftables":["#)
+        .await
+        .map_err(WriteError::Pipe)?;
+    for (n, object) in objects.into_iter().enumerate() {
+        text.clear();
+        if n > 0 {
+            text.push(b',');
+        }
+        serde_json::to_writer(&mut text, &object).map_err(WriteError::Encode)?;
+        stdin.write_all(&text).await.map_err(WriteError::Pipe)?;
+    }
+    stdin.write_all(b"]}").await.map_err(WriteError::Pipe)?;
+    stdin.shutdown().await.map_err(WriteError::Pipe)
 }
 
 /// Whether our table exists in the calling thread's namespace.

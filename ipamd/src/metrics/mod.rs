@@ -75,6 +75,10 @@ struct EniGauges {
     unmanaged: Gauge,
     reconciled: Family<FnLabels, PlainCounter>,
     leaked_deleted: PlainCounter,
+    fast_path_pods: Gauge,
+    fast_path_waiting: Gauge,
+    fast_path_updates: PlainCounter,
+    fast_path_errors: PlainCounter,
 }
 
 #[derive(Debug, Default)]
@@ -260,6 +264,28 @@ impl Metrics {
             "ENIs of ours found left available (leaked) and deleted",
             g.leaked_deleted.clone(),
         );
+        registry.register(
+            "vpc_cni_fast_path_pods",
+            "Pods whose established TCP flows take the fast path (ENABLE_POD_FAST_PATH; 0 when \
+             it is off)",
+            g.fast_path_pods.clone(),
+        );
+        registry.register(
+            "vpc_cni_fast_path_waiting_pods",
+            "Pods the fast path does not carry yet because their veth was missing at its \
+             latest look",
+            g.fast_path_waiting.clone(),
+        );
+        registry.register(
+            "vpc_cni_fast_path_updates_total",
+            "Times the fast path's nftables tables were replaced",
+            g.fast_path_updates.clone(),
+        );
+        registry.register(
+            "vpc_cni_fast_path_errors_total",
+            "Fast path updates that failed (each is retried)",
+            g.fast_path_errors.clone(),
+        );
         g
     }
 
@@ -327,6 +353,13 @@ impl Metrics {
             g.free_prefixes.set(gauge_value(vpc.free_prefixes));
             g.max_pods.set(gauge_value(vpc.max_pods));
             g.unmanaged.set(gauge_value(vpc.unmanaged_enis));
+        }
+        if let Some(g) = &self.enis {
+            let fast = figures.fast_path.unwrap_or_default();
+            g.fast_path_pods.set(gauge_value(fast.pods));
+            g.fast_path_waiting.set(gauge_value(fast.waiting));
+            g.fast_path_updates.set_total(fast.updates);
+            g.fast_path_errors.set_total(fast.errors);
         }
         if let (Some(g), Some(counts)) = (&self.enis, &figures.reconciled) {
             for (name, total) in [

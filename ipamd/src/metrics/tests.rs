@@ -9,6 +9,7 @@ use vpc_cni_proto::Mode;
 use super::*;
 use crate::introspect::{PoolReport, VpcPool};
 use crate::vpc::ReconcileCounts;
+use crate::vpc_datapath::fast_path::FastPathFigures;
 
 fn pool(vpc: bool) -> PoolReport {
     PoolReport {
@@ -48,6 +49,7 @@ fn vpc_figures() -> Figures {
         }),
         peers: None,
         overlay_failures: None,
+        fast_path: None,
     }
 }
 
@@ -255,6 +257,7 @@ fn overlay_nodes_have_no_eni_or_ec2_series_but_their_peers() {
         reconciled: None,
         peers: Some(4),
         overlay_failures: Some(2),
+        fast_path: None,
     });
     for absent in [
         "awscni_eni_",
@@ -280,6 +283,7 @@ fn totals_read_from_elsewhere_never_go_back() {
         reconciled: None,
         peers: Some(0),
         overlay_failures: Some(failures),
+        fast_path: None,
     };
     let _ = m.render(&figures(5));
     let text = m.render(&figures(3));
@@ -321,4 +325,35 @@ fn checkpoint_writes_and_add_waits_and_request_times_are_observed() {
         1.0
     );
     assert_eq!(sample(&text, "vpc_cni_leaked_enis_deleted_total"), 2.0);
+}
+
+#[test]
+fn fast_path_series_show_its_latest_sync_and_totals_and_zero_when_off() {
+    let m = Metrics::new(Mode::Vpc);
+    let off = m.render(&vpc_figures());
+    for series in [
+        "vpc_cni_fast_path_pods",
+        "vpc_cni_fast_path_waiting_pods",
+        "vpc_cni_fast_path_updates_total",
+        "vpc_cni_fast_path_errors_total",
+    ] {
+        assert_eq!(sample(&off, series), 0.0, "{series} with the fast path off");
+    }
+    let on = m.render(&Figures {
+        fast_path: Some(FastPathFigures {
+            pods: 12,
+            waiting: 1,
+            updates: 30,
+            errors: 2,
+        }),
+        ..vpc_figures()
+    });
+    assert_eq!(sample(&on, "vpc_cni_fast_path_pods"), 12.0);
+    assert_eq!(sample(&on, "vpc_cni_fast_path_waiting_pods"), 1.0);
+    assert_eq!(sample(&on, "vpc_cni_fast_path_updates_total"), 30.0);
+    assert_eq!(sample(&on, "vpc_cni_fast_path_errors_total"), 2.0);
+    assert!(
+        on.contains("\n# TYPE vpc_cni_fast_path_updates_total counter\n"),
+        "{on}"
+    );
 }

@@ -1,12 +1,14 @@
 //! ipamd's resident memory with 250 pods, split as the kernel accounts it (anonymous: heap
 //! and stacks; file-backed: the binary's pages that were touched), in each set-up a user
 //! runs: overlay mode with a /24 and with a /16 pod CIDR (the pool's size must not show),
-//! and VPC mode on vpc-sim; the Kubernetes client, metrics and introspection are on in all
-//! of them. Also the binaries' sizes. Nothing is asserted.
+//! and VPC mode on vpc-sim, with the default datapath and with the fast path
+//! (`ENABLE_POD_FAST_PATH`, whose tables then hold every pod); the Kubernetes client, metrics
+//! and introspection are on in all of them. Also the binaries' sizes. Nothing is asserted.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
@@ -16,6 +18,7 @@ use vpc_cni_integration::fake_kube::{node_object, FakeKube};
 use vpc_cni_integration::node::{NodeOptions, TestNode, NODE_IP};
 use vpc_cni_integration::vpc_cluster::{VpcCluster, VpcPod};
 use vpc_cni_testkit::bins;
+use vpc_cni_testkit::process::wait_for;
 
 pub const PODS: usize = 250;
 /// Holds 737 pods on secondary addresses: 250 fit without prefix delegation.
@@ -24,6 +27,8 @@ const VPC_INSTANCE_TYPE: &str = "m5.24xlarge";
 const TRY_AGAIN_LATER: u64 = 11;
 /// Retries of one ADD while the pool grows (a harness bound).
 const ADD_ATTEMPTS: u32 = 20;
+/// Bound on the fast path taking in the last pod (a harness bound).
+const FAST_PATH_LIMIT: Duration = Duration::from_secs(30);
 
 /// The kernel's view of one process's memory, KiB.
 #[derive(Debug, Clone, Copy)]
@@ -89,8 +94,9 @@ pub fn run() -> anyhow::Result<()> {
     }
     say!(
         "{}",
-        vpc()?.line(&format!("VPC ({VPC_INSTANCE_TYPE}, Kubernetes client on)"))
+        vpc(false)?.line(&format!("VPC ({VPC_INSTANCE_TYPE}, Kubernetes client on)"))
     );
+    say!("{}", vpc(true)?.line("VPC, the same with the fast path on"));
     binary_sizes()
 }
 
@@ -137,18 +143,19 @@ fn overlay(cidr: &str) -> anyhow::Result<Resident> {
     Ok(resident)
 }
 
-/// A VPC node whose ipamd reads its Node through the Kubernetes client, with [`PODS`] pods.
-fn vpc() -> anyhow::Result<Resident> {
+/// A VPC node whose ipamd reads its Node through the Kubernetes client, with [`PODS`] pods;
+/// with `fast_path`, measured once the fast path's tables hold all of them.
+fn vpc(fast_path: bool) -> anyhow::Result<Resident> {
     // The pool is made ready for every pod up front, as a node expecting them would be.
     let target = (PODS + 10).to_string();
+    let mut env = vec![("MINIMUM_IP_TARGET", target.as_str())];
+    if fast_path {
+        env.push(("ENABLE_POD_FAST_PATH", "true"));
+    }
     // A /22: a /24 subnet holds fewer addresses than 250 pods and six ENIs need.
-    let mut cluster = VpcCluster::with_subnet(
-        "bmv",
-        "10.0.0.0/22",
-        &[("mem", VPC_INSTANCE_TYPE)],
-        &[("MINIMUM_IP_TARGET", target.as_str())],
-    )
-    .context("starting the VPC cluster")?;
+    let mut cluster =
+        VpcCluster::with_subnet("bmv", "10.0.0.0/22", &[("mem", VPC_INSTANCE_TYPE)], &env)
+            .context("starting the VPC cluster")?;
     let node = cluster.node_mut("mem")?;
     let kube = FakeKube::start(node.netns(), SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))?;
     let mut object = node_object("mem", node.primary_ip(), None);
@@ -165,6 +172,19 @@ fn vpc() -> anyhow::Result<Resident> {
         pods.push(add_retrying(&cluster, &format!("vmem-{i}"))?);
     }
     let node = cluster.node("mem")?;
+    if fast_path {
+        let last = pods.last().context("no pods")?.ip()?.to_string();
+        let carried = wait_for(FAST_PATH_LIMIT, || {
+            let listed = node
+                .netns()
+                .nft(&["list", "table", "netdev", "vpc-cni-fast"])
+                .ok()?;
+            listed.contains(&last).then_some(())
+        });
+        if carried.is_none() {
+            bail!("the fast path does not carry pod {last} after {FAST_PATH_LIMIT:?}");
+        }
+    }
     let resident = Resident::of(node.ipamd.pid().context("ipamd is not running")?)?;
     for pod in &pods {
         let _ = cluster.del(pod);
@@ -185,7 +205,7 @@ fn add_retrying(cluster: &VpcCluster, name: &str) -> anyhow::Result<VpcPod> {
         if out.error_code() != Some(TRY_AGAIN_LATER) {
             bail!("ADD {name} failed: {}", out.stdout);
         }
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(200));
     }
     bail!("ADD {name}: still no address after {ADD_ATTEMPTS} tries")
 }

@@ -20,7 +20,7 @@ use vpc_cni_testkit::process::wait_for;
 
 use crate::tcp;
 
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 9;
 const ROUND_LENGTH: Duration = Duration::from_secs(2);
 const INSTANCE_TYPE: &str = "t3.medium";
 /// Echoes per ping round.
@@ -66,8 +66,8 @@ fn two_pods(
 pub fn run() -> anyhow::Result<()> {
     say!(
         "\nTCP throughput across nodes, one stream, {}-KiB writes, {ROUNDS} alternating rounds \
-         of {} s per path, median (min-max); ping RTT, {PINGS} echoes per round, median of the \
-         rounds' means:",
+         of {} s per path, median (min-max); ratio to node-to-node: median (min-max) of the \
+         rounds' ratios; ping RTT, {PINGS} echoes per round, median of the rounds' means:",
         tcp::CHUNK / 1024,
         ROUND_LENGTH.as_secs()
     );
@@ -214,8 +214,9 @@ fn converge(paths: &[Path]) -> anyhow::Result<()> {
 }
 
 /// Runs every path once per round, starting each round one path further on, so machine
-/// noise hits them alike; prints medians and each path's ratio to the last one (the
-/// node-to-node baseline).
+/// noise hits them alike; prints each path's median and its ratio to the last path (the
+/// node-to-node baseline): the median of the rounds' ratios, each taken between runs next to
+/// each other in time, so noise that lasts longer than a round cancels out.
 fn measure(paths: &[Path], target: Option<f64>) -> anyhow::Result<()> {
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
     for round in 0..ROUNDS {
@@ -225,30 +226,29 @@ fn measure(paths: &[Path], target: Option<f64>) -> anyhow::Result<()> {
             rates[i].push(tcp::transfer(p.from, p.to, p.to_ip, ROUND_LENGTH)?);
         }
     }
-    let medians: Vec<f64> = rates.iter_mut().map(|r| median(r)).collect();
-    for (path, (m, r)) in paths.iter().zip(medians.iter().zip(&rates)) {
-        say!("  {:<26} {}", path.label, summary(*m, r));
+    for (path, r) in paths.iter().zip(&rates) {
+        let mut sorted = r.clone();
+        let m = median(&mut sorted);
+        say!("  {:<26} {}", path.label, summary(m, &sorted));
     }
-    let baseline = medians.last().copied().unwrap_or_default();
-    for (path, m) in paths
-        .iter()
-        .zip(&medians)
-        .take(paths.len().saturating_sub(1))
-    {
-        let ratio = if baseline > 0.0 {
-            m / baseline
-        } else {
-            f64::NAN
-        };
+    let Some((baseline, measured)) = rates.split_last() else {
+        return Ok(());
+    };
+    for (path, r) in paths.iter().zip(measured) {
+        let mut ratios: Vec<f64> = r
+            .iter()
+            .zip(baseline)
+            .map(|(ours, base)| if *base > 0.0 { ours / base } else { f64::NAN })
+            .collect();
+        let ratio = median(&mut ratios);
+        let lo = ratios.first().copied().unwrap_or_default();
+        let hi = ratios.last().copied().unwrap_or_default();
+        let label = path.label.split(" ->").next().unwrap_or_default();
         match target {
-            Some(t) => say!(
-                "  ratio {:<20} {ratio:>6.3}  (target: at least {t:.2})",
-                path.label.split(" ->").next().unwrap_or_default()
-            ),
-            None => say!(
-                "  ratio {:<20} {ratio:>6.3}",
-                path.label.split(" ->").next().unwrap_or_default()
-            ),
+            Some(t) => {
+                say!("  ratio {label:<20} {ratio:>6.3}  ({lo:.3}-{hi:.3}; target: at least {t:.2})")
+            }
+            None => say!("  ratio {label:<20} {ratio:>6.3}  ({lo:.3}-{hi:.3})"),
         }
     }
     Ok(())

@@ -24,6 +24,7 @@ pub mod plan;
 mod tests;
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,29 @@ pub struct FastPath {
     primary_gateway: Ipv4Addr,
     vpc_cidrs: Vec<Ipv4Cidr>,
     applied: Mutex<Option<FastPathPlan>>,
+    status: Status,
+}
+
+/// The latest sync's counts and the running totals, for metrics.
+#[derive(Debug, Default)]
+struct Status {
+    pods: AtomicU64,
+    waiting: AtomicU64,
+    updates: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// What metrics show of the fast path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FastPathFigures {
+    /// Pods in the tables at the latest sync.
+    pub pods: u64,
+    /// Pods whose veth was missing at the latest sync (on the slow path meanwhile).
+    pub waiting: u64,
+    /// Times the tables were replaced.
+    pub updates: u64,
+    /// Syncs that failed (each is retried at the next look).
+    pub errors: u64,
 }
 
 /// What one [`FastPath::sync`] found.
@@ -86,6 +110,19 @@ impl FastPath {
             primary_gateway,
             vpc_cidrs,
             applied: Mutex::new(None),
+            status: Status::default(),
+        }
+    }
+
+    /// The latest sync's counts and the totals since start.
+    #[must_use]
+    pub fn figures(&self) -> FastPathFigures {
+        let s = &self.status;
+        FastPathFigures {
+            pods: s.pods.load(Ordering::Relaxed),
+            waiting: s.waiting.load(Ordering::Relaxed),
+            updates: s.updates.load(Ordering::Relaxed),
+            errors: s.errors.load(Ordering::Relaxed),
         }
     }
 
@@ -127,7 +164,26 @@ impl FastPath {
     /// Lists the links, computes the plan and replaces the tables when it changed or when
     /// they went missing.
     pub async fn sync(&self) -> Result<SyncReport, IpamdError> {
-        self.sync_checking(true).await
+        let synced = self.sync_checking(true).await;
+        self.count(&synced);
+        synced
+    }
+
+    fn count(&self, synced: &Result<SyncReport, IpamdError>) {
+        let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let s = &self.status;
+        match synced {
+            Ok(report) => {
+                s.pods.store(wide(report.pods), Ordering::Relaxed);
+                s.waiting.store(wide(report.waiting), Ordering::Relaxed);
+                if report.replaced {
+                    s.updates.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(_) => {
+                s.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// [`FastPath::sync`]; with `check_tables` false an unchanged plan is trusted to be in
@@ -149,7 +205,7 @@ impl FastPath {
         if !intact {
             // Forgotten first: if the run fails the next sync tries again.
             *applied = None;
-            nft::run_on(&plan.replace_batch(), "replacing", TABLES).await?;
+            nft::run_streamed(plan.replace_objects(), "replacing", TABLES).await?;
             debug!(pods = report.pods, waiting, "fast path tables replaced");
             *applied = Some(plan);
         }
@@ -170,7 +226,9 @@ impl FastPath {
                 if resync {
                     last_sync = Instant::now();
                 }
-                match self.sync_checking(resync).await {
+                let synced = self.sync_checking(resync).await;
+                self.count(&synced);
+                match synced {
                     Ok(report) => {
                         waiting = report.waiting;
                         last_wanted = Some(wanted);

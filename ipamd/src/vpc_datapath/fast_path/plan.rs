@@ -1,5 +1,7 @@
-//! The fast path's two tables as one `nft -j` batch, computed from the node's ENIs and the
-//! pods whose host veths exist. Pure: [`super::FastPath`] observes and applies.
+//! The fast path's two tables as one `nft -j` transaction, computed from the node's ENIs and
+//! the pods whose host veths exist, and made one object at a time as it is written out (a
+//! node's 250 pods never sit in memory as one batch). Pure: [`super::FastPath`] observes and
+//! applies.
 //!
 //! - `ip vpc-cni-fast`, chain `admit` (forward hook, after the filter tables): a forwarded
 //!   TCP packet of an established connection that no NAT touched (`ct status` has neither
@@ -7,10 +9,11 @@
 //!   Everything on the node that judges a packet (conntrack, kube-proxy, a policy engine's
 //!   filter chains, our guard) has seen it by then and let it through.
 //! - `netdev vpc-cni-fast`: on egress, a marked packet's 4-tuple (as NAT left it) goes
-//!   into a set with a timeout: `out-<device>` when it leaves through that ENI, `in` when it enters a pod's
-//!   veth. On ingress, a packet whose 4-tuple is in the set of its direction skips the IP
+//!   into a set with a timeout: `out-<device>` when it leaves through that ENI, `in` when
+//!   it enters a pod's veth. On ingress, a packet whose 4-tuple is in the set of its direction skips the IP
 //!   layer: from a pod (and only with that pod's own source address) straight to its ENI's
-//!   subnet router, from an ENI straight to the pod's veth. SYN, FIN and RST always take the
+//!   subnet router, from an ENI straight to the pod's veth (one lookup of the destination in
+//!   the verdict map `pods`, whatever the number of pods). SYN, FIN and RST always take the
 //!   slow path, so conntrack sees every connection open and close; an element expires
 //!   after [`FLOW_TIMEOUT_SECS`] and the flow's next packet takes the slow path again,
 //!   which refreshes conntrack and asks every filter again.
@@ -22,16 +25,17 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
 
-use nftables::batch::Batch;
-use nftables::expr::{
-    Expression, MetaKey, NamedExpression, Payload, PayloadField, SetItem, Verdict,
+use nftables::expr::{Expression, MetaKey, NamedExpression, Payload, PayloadField, Verdict};
+use nftables::schema::{
+    Chain, Element, NfCmd, NfListObject, NfObject, Rule, Set, SetFlag, SetType, SetTypeValue,
 };
-use nftables::schema::{Chain, NfListObject, Nftables, Rule, Set, SetFlag, SetType, SetTypeValue};
 use nftables::stmt::{
     AnonymousCounter, Counter, FWDFamily, JumpTarget, Mangle, Match, Operator, Statement,
     VerdictMap, FWD,
 };
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+use serde::Serialize;
+use serde_json::json;
 use vpc_cni_proto::net::{normalize, Ipv4Cidr};
 
 use crate::kernel::nft::{and, cidr_set, ct, meta, or};
@@ -51,6 +55,8 @@ const PRIO_ADMIT: i32 = 100;
 const ADMIT: &str = "admit";
 const VPC_SET: &str = "vpc";
 const IN_SET: &str = "in";
+/// Pod address to its delivery chain, looked up by every ENI's ingress chain.
+const POD_MAP: &str = "pods";
 /// TCP's FIN, SYN and RST bits.
 const TCP_FIN_SYN_RST: u32 = 0x07;
 /// `ct status` bits SRC_NAT (0x10) and DST_NAT (0x20).
@@ -111,36 +117,59 @@ impl FastPathPlan {
         &self.pods
     }
 
-    /// The transaction that makes both tables exactly this plan: for each, add (a no-op
-    /// when it exists), delete, then create it afresh. The flow sets start empty, so every
-    /// flow takes the slow path once more.
-    #[must_use]
-    pub fn replace_batch(&self) -> Nftables<'static> {
-        let mut batch = Batch::new();
-        for family in [NfFamily::IP, NfFamily::NetDev] {
-            batch.add(table(family));
-            batch.delete(table(family));
-            batch.add(table(family));
-        }
-        self.fill_admission(&mut batch);
-        self.fill_bypass(&mut batch);
-        batch.to_nftables()
+    /// The transaction that makes both tables exactly this plan, as objects made one pod at
+    /// a time while they are written to `nft`: for each table, add (a no-op when it exists),
+    /// delete, then create it afresh. The flow sets start empty, so every flow takes the
+    /// slow path once more.
+    pub fn replace_objects(&self) -> impl Iterator<Item = FastObject> + '_ {
+        let head = {
+            let mut head = Vec::new();
+            for family in [NfFamily::IP, NfFamily::NetDev] {
+                head.push(add(table(family)));
+                head.push(FastObject::Nft(NfObject::CmdObject(NfCmd::Delete(table(
+                    family,
+                )))));
+                head.push(add(table(family)));
+            }
+            self.push_admission(&mut head);
+            head.push(add(flow_set(IN_SET.into())));
+            head.push(FastObject::PodMap(json!({ "add": { "map": {
+                "family": "netdev",
+                "table": FAST_PATH_TABLE,
+                "name": POD_MAP,
+                "type": "ipv4_addr",
+                "map": "verdict",
+            }}})));
+            head
+        };
+        // Delivery chains first: the map's elements jump to them and the ENIs' rules look
+        // the map up; the pods' own chains last, as they name the ENIs' flow sets.
+        head.into_iter()
+            .chain(self.pods.iter().flat_map(delivery))
+            .chain(self.enis.values().flat_map(eni_chains))
+            .chain(self.pods.iter().flat_map(|pod| self.pod_chains(pod)))
     }
 
-    fn fill_admission(&self, batch: &mut Batch<'static>) {
+    /// The whole transaction at once, as `nft -j` reads it (tests).
+    #[must_use]
+    pub fn replace_batch(&self) -> serde_json::Value {
+        json!({ "nftables": self.replace_objects().collect::<Vec<_>>() })
+    }
+
+    fn push_admission(&self, objects: &mut Vec<FastObject>) {
         let family = NfFamily::IP;
-        batch.add(NfListObject::Set(Box::new(Set {
+        objects.push(add(NfListObject::Set(Box::new(Set {
             table: FAST_PATH_TABLE.into(),
             ..cidr_set(VPC_SET, &self.vpc_cidrs)
-        })));
-        batch.add(NfListObject::Chain(base_chain(
+        }))));
+        objects.push(add(NfListObject::Chain(base_chain(
             family,
             ADMIT.into(),
             NfHook::Forward,
             PRIO_ADMIT,
             None,
-        )));
-        batch.add(rule(
+        ))));
+        objects.push(add(rule(
             family,
             ADMIT.into(),
             vec![
@@ -162,72 +191,26 @@ impl FastPathPlan {
                     value: or(meta(MetaKey::Mark), FAST_MARK),
                 }),
             ],
-        ));
+        )));
     }
 
-    fn fill_bypass(&self, batch: &mut Batch<'static>) {
+    /// A pod's ingress chain (to its ENI's subnet router) and egress chain (admitting into
+    /// `in`); nothing for a pod whose ENI the plan lacks.
+    fn pod_chains(&self, pod: &FastPod) -> Vec<FastObject> {
         let family = NfFamily::NetDev;
-        batch.add(flow_set(IN_SET.into()));
-        let mut to_pods: Vec<SetItem<'static>> = Vec::new();
-        for pod in &self.pods {
-            let deliver = format!("deliver-{}", pod.veth);
-            batch.add(NfListObject::Chain(chain(family, deliver.clone())));
-            batch.add(rule(
-                family,
-                deliver.clone(),
-                vec![
-                    in_set(four_tuple(), IN_SET),
-                    counter(),
-                    fwd(pod.ip, &pod.veth),
-                ],
-            ));
-            to_pods.push(SetItem::Mapping(
-                Expression::String(pod.ip.to_string().into()),
-                Expression::Verdict(Verdict::Jump(JumpTarget {
-                    target: deliver.into(),
-                })),
-            ));
-        }
-        for eni in self.enis.values() {
-            let out = out_set(eni.device_number);
-            batch.add(flow_set(out.clone()));
-            let ingress = format!("eni-{}-in", eni.device_number);
-            batch.add(NfListObject::Chain(base_chain(
-                family,
-                ingress.clone(),
-                NfHook::Ingress,
-                0,
-                Some(&eni.link),
-            )));
-            if !to_pods.is_empty() {
-                batch.add(rule(
-                    family,
-                    ingress,
-                    vec![
-                        no_syn_fin_rst(),
-                        Statement::VerdictMap(VerdictMap {
-                            key: ip_field("daddr"),
-                            data: Expression::Named(NamedExpression::Set(to_pods.clone())),
-                        }),
-                    ],
-                ));
-            }
-            let egress = format!("eni-{}-out", eni.device_number);
-            add_admission(batch, egress, &eni.link, out);
-        }
-        for pod in &self.pods {
-            let Some(eni) = self.enis.get(&pod.device_number) else {
-                continue;
-            };
-            let ingress = format!("pod-{}-in", pod.veth);
-            batch.add(NfListObject::Chain(base_chain(
+        let Some(eni) = self.enis.get(&pod.device_number) else {
+            return Vec::new();
+        };
+        let ingress = format!("pod-{}-in", pod.veth);
+        let mut objects = vec![
+            add(NfListObject::Chain(base_chain(
                 family,
                 ingress.clone(),
                 NfHook::Ingress,
                 0,
                 Some(&pod.veth),
-            )));
-            batch.add(rule(
+            ))),
+            add(rule(
                 family,
                 ingress,
                 vec![
@@ -242,39 +225,124 @@ impl FastPathPlan {
                     counter(),
                     fwd(eni.gateway, &eni.link),
                 ],
-            ));
-            let egress = format!("pod-{}-out", pod.veth);
-            add_admission(batch, egress, &pod.veth, IN_SET.into());
-        }
+            )),
+        ];
+        objects.extend(admission(
+            format!("pod-{}-out", pod.veth),
+            &pod.veth,
+            IN_SET.into(),
+        ));
+        objects
     }
 }
 
-/// The egress chain of `device` that puts marked packets' flows into `set`.
-fn add_admission(batch: &mut Batch<'static>, name: String, device: &str, set: String) {
+/// The chain that hands a flow's packet from an ENI to the pod's veth, and the map element
+/// that leads there by destination.
+fn delivery(pod: &FastPod) -> Vec<FastObject> {
     let family = NfFamily::NetDev;
-    batch.add(NfListObject::Chain(base_chain(
-        family,
-        name.clone(),
-        NfHook::Egress,
-        0,
-        Some(device),
-    )));
-    batch.add(rule(
-        family,
-        name,
-        vec![
-            Statement::Match(Match {
-                left: and(meta(MetaKey::Mark), FAST_MARK),
-                right: Expression::Number(FAST_MARK),
-                op: Operator::EQ,
-            }),
-            Statement::Set(nftables::stmt::Set {
-                op: nftables::stmt::SetOp::Add,
-                elem: four_tuple(),
-                set: format!("@{set}").into(),
-            }),
-        ],
+    let deliver = format!("deliver-{}", pod.veth);
+    vec![
+        add(NfListObject::Chain(chain(family, deliver.clone()))),
+        add(rule(
+            family,
+            deliver.clone(),
+            vec![
+                in_set(four_tuple(), IN_SET),
+                counter(),
+                fwd(pod.ip, &pod.veth),
+            ],
+        )),
+        add(NfListObject::Element(Element {
+            family,
+            table: FAST_PATH_TABLE.into(),
+            name: POD_MAP.into(),
+            elem: vec![Expression::List(vec![
+                Expression::String(pod.ip.to_string().into()),
+                Expression::Verdict(Verdict::Jump(JumpTarget {
+                    target: deliver.into(),
+                })),
+            ])]
+            .into(),
+        })),
+    ]
+}
+
+/// An ENI's flow set, its ingress chain (to the pods by destination) and its egress chain
+/// (admitting into the flow set).
+fn eni_chains(eni: &FastEni) -> Vec<FastObject> {
+    let family = NfFamily::NetDev;
+    let out = out_set(eni.device_number);
+    let ingress = format!("eni-{}-in", eni.device_number);
+    let mut objects = vec![
+        add(flow_set(out.clone())),
+        add(NfListObject::Chain(base_chain(
+            family,
+            ingress.clone(),
+            NfHook::Ingress,
+            0,
+            Some(&eni.link),
+        ))),
+        add(rule(
+            family,
+            ingress,
+            vec![
+                no_syn_fin_rst(),
+                Statement::VerdictMap(VerdictMap {
+                    key: ip_field("daddr"),
+                    data: Expression::String(format!("@{POD_MAP}").into()),
+                }),
+            ],
+        )),
+    ];
+    objects.extend(admission(
+        format!("eni-{}-out", eni.device_number),
+        &eni.link,
+        out,
     ));
+    objects
+}
+
+/// One object of the transaction: the crate's, or the pod map, whose `verdict` type the
+/// crate cannot name.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum FastObject {
+    Nft(NfObject<'static>),
+    PodMap(serde_json::Value),
+}
+
+fn add(object: NfListObject<'static>) -> FastObject {
+    FastObject::Nft(NfObject::CmdObject(NfCmd::Add(object)))
+}
+
+/// The egress chain of `device` that puts marked packets' flows into `set`.
+fn admission(name: String, device: &str, set: String) -> [FastObject; 2] {
+    let family = NfFamily::NetDev;
+    [
+        add(NfListObject::Chain(base_chain(
+            family,
+            name.clone(),
+            NfHook::Egress,
+            0,
+            Some(device),
+        ))),
+        add(rule(
+            family,
+            name,
+            vec![
+                Statement::Match(Match {
+                    left: and(meta(MetaKey::Mark), FAST_MARK),
+                    right: Expression::Number(FAST_MARK),
+                    op: Operator::EQ,
+                }),
+                Statement::Set(nftables::stmt::Set {
+                    op: nftables::stmt::SetOp::Add,
+                    elem: four_tuple(),
+                    set: format!("@{set}").into(),
+                }),
+            ],
+        )),
+    ]
 }
 
 fn out_set(device_number: u32) -> String {
