@@ -45,6 +45,9 @@ pub(super) fn apply(fabric: &Fabric, applied: &mut Applied, desired: FabricSpec)
         .map(|c| format!("route replace unreachable {c}"))
         .collect();
     router.ip_batch(&commands, false)?;
+    if let Some(site) = applied.site.as_mut() {
+        super::site::route_vpc(site, &desired.vpc_cidrs)?;
+    }
     applied.spec = desired;
     load_rules(fabric, applied)
 }
@@ -212,8 +215,13 @@ pub(super) fn load_rules(fabric: &Fabric, applied: &mut Applied) -> io::Result<(
         link: h.link.clone(),
         sources: [Ipv4Cidr::host(h.ip)].into(),
     }));
+    // The site's link is a VPN or direct link, which checks no sources.
+    let mut trusted = vec!["lo", INTERNET_LINK];
+    if applied.site.is_some() {
+        trusted.push(super::SITE_LINK);
+    }
     let script = rules_script(
-        &["lo", INTERNET_LINK],
+        &trusted,
         &senders,
         INTERNET_LINK,
         &applied.spec.internet_sources(),

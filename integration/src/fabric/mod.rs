@@ -8,13 +8,15 @@
 //! routes each assigned address and prefix to its ENI, drops packets whose
 //! source the sending ENI does not own (EC2's source/dest check), serves
 //! IMDS and the EC2 endpoint from its own addresses, and leads to an
-//! "internet" namespace that only instances' primary addresses may use.
+//! "internet" namespace that only instances' primary addresses may use. An
+//! on-prem site may join it through a link of its own (see `site`).
 //! Nothing routes to the machine's real interfaces: the fabric has no link
 //! out of the namespaces it made, and it drops them all on drop.
 
 mod apply;
 pub mod nft;
 mod services;
+mod site;
 pub mod spec;
 mod sync;
 
@@ -26,6 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use vpc_cni_cloud::sim::FabricView;
 
 pub use services::{ec2_url, imds_url, FabricServices};
+pub use site::{SiteSpec, SITE_LINK, SITE_LINK_SITE, SITE_LINK_VPC, SITE_NAT_ADDR};
 pub use spec::{parse_net, FabricSpec, NodeSpec, PortSpec};
 pub use sync::Follower;
 use vpc_cni_testkit::netns::Netns;
@@ -81,6 +84,7 @@ struct Applied {
     spec: FabricSpec,
     nodes: BTreeMap<String, Arc<Netns>>,
     hosts: BTreeMap<String, Host>,
+    site: Option<site::Site>,
     rules: String,
 }
 
@@ -289,6 +293,7 @@ impl Fabric {
         ];
         names.extend(applied.nodes.values().map(|n| n.name().to_string()));
         names.extend(applied.hosts.values().map(|h| h.ns.name().to_string()));
+        names.extend(applied.site.iter().map(|s| s.router.name().to_string()));
         names
     }
 
