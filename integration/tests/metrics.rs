@@ -344,6 +344,7 @@ fn an_overlay_node_shows_its_peers_and_no_eni_series() {
     let (a, b) = (&cluster.nodes()[0], &cluster.nodes()[1]);
     let expected = vec![PeerRow {
         name: b.name.clone(),
+        kind: "overlay".into(),
         underlay_ip: b.underlay_ip.to_string(),
         pod_cidr: b.pod_cidr.clone(),
         vtep_mac: b.vtep_mac(),

@@ -169,6 +169,7 @@ fn peers_say_when_none_was_applied() {
     report.applied = true;
     report.peers.push(PeerRow {
         name: "node-b".into(),
+        kind: "overlay".into(),
         underlay_ip: "192.0.2.2".into(),
         pod_cidr: "10.244.2.0/24".into(),
         vtep_mac: "0e:56:c0:00:02:02".into(),

@@ -170,7 +170,8 @@ impl NodeView {
                 .map(|p| PeerRow {
                     vtep_mac: vtep_mac(p.underlay).to_string(),
                     underlay_ip: p.underlay.to_string(),
-                    pod_cidr: p.pod_cidr.to_string(),
+                    pod_cidr: p.pod_cidrs_text(),
+                    kind: p.kind.name().to_owned(),
                     name: p.name,
                 })
                 .collect(),

@@ -168,7 +168,10 @@ pub struct PeersReport {
 #[serde(rename_all = "camelCase")]
 pub struct PeerRow {
     pub name: String,
+    /// `overlay`, or `vpc` for a VPC-mode node of a hybrid cluster.
+    pub kind: String,
     pub underlay_ip: String,
+    /// An overlay node's pod CIDR, or a VPC-mode node's pod address ranges, comma-separated.
     pub pod_cidr: String,
     pub vtep_mac: String,
 }

@@ -168,7 +168,12 @@ impl OverlayDatapath {
         match self.cluster_cidr {
             Some(cluster) => OverlaySnat::new([cluster]),
             None => OverlaySnat::new(
-                std::iter::once(own).chain(peers.unwrap_or_default().iter().map(|p| p.pod_cidr)),
+                std::iter::once(own).chain(
+                    peers
+                        .unwrap_or_default()
+                        .iter()
+                        .flat_map(|p| p.pod_cidrs.iter().copied()),
+                ),
             ),
         }
     }

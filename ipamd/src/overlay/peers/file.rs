@@ -2,6 +2,10 @@
 //!
 //! `{"peers":[{"name":"n2","underlayIP":"192.168.0.2","podCIDR":"10.244.2.0/24"}]}`
 //!
+//! A VPC-mode node of a hybrid cluster lists, instead of a `podCIDR`, the address ranges
+//! its ENIs hold for pods: `"vpcPodRanges":["10.0.1.16/28","10.0.1.37/32"]` (an empty list
+//! while its pool is empty).
+//!
 //! Polled rather than watched with inotify: no extra dependency, and a poll
 //! also sees the symlink swap a mounted ConfigMap makes, which inotify on the
 //! file itself misses.
@@ -43,7 +47,9 @@ struct Entry {
     #[serde(rename = "underlayIP")]
     underlay_ip: String,
     #[serde(rename = "podCIDR")]
-    pod_cidr: String,
+    pod_cidr: Option<String>,
+    #[serde(rename = "vpcPodRanges")]
+    vpc_pod_ranges: Option<Vec<String>>,
 }
 
 /// Parses and validates the peers file's contents, then drops the node's own
@@ -62,7 +68,7 @@ pub fn parse_peers_file(
     contents: &[u8],
     own_name: &str,
     own_underlay: Option<Ipv4Addr>,
-    own_pod_cidr: Option<Ipv4Cidr>,
+    own_pod_cidrs: &[Ipv4Cidr],
 ) -> Result<PeerSet, IpamdError> {
     let invalid = |reason: String| IpamdError::Config {
         variable: "PEERS_FILE",
@@ -87,20 +93,42 @@ pub fn parse_peers_file(
                 entry.underlay_ip
             ))
         })?;
-        let pod_cidr = entry
-            .pod_cidr
-            .parse()
-            .map_err(|e| invalid(format!("{label}: podCIDR: {e}")))?;
-        peers.push(Peer {
-            name: entry.name,
-            underlay,
-            pod_cidr,
-        });
+        let peer = match (entry.pod_cidr, entry.vpc_pod_ranges) {
+            (Some(text), None) => Peer::overlay(
+                entry.name,
+                underlay,
+                text.parse()
+                    .map_err(|e| invalid(format!("{label}: podCIDR: {e}")))?,
+            ),
+            (None, Some(ranges)) => {
+                let ranges = ranges
+                    .iter()
+                    .map(|text| {
+                        text.parse()
+                            .map_err(|e| invalid(format!("{label}: vpcPodRanges: {e}")))
+                    })
+                    .collect::<Result<Vec<Ipv4Cidr>, _>>()?;
+                Peer::vpc(entry.name, underlay, ranges)
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(format!(
+                    "{label}: has both podCIDR (an overlay node) and vpcPodRanges (a VPC-mode \
+                     node)"
+                )))
+            }
+            (None, None) => {
+                return Err(invalid(format!(
+                    "{label}: has neither podCIDR (an overlay node) nor vpcPodRanges (a \
+                     VPC-mode node)"
+                )))
+            }
+        };
+        peers.push(peer);
     }
     validate(&peers).map_err(&invalid)?;
     let set = without_own(peers, own_name, own_underlay);
     for peer in set.values() {
-        check_against_own(peer, own_underlay, own_pod_cidr).map_err(&invalid)?;
+        check_against_own(peer, own_underlay, own_pod_cidrs).map_err(&invalid)?;
     }
     Ok(set)
 }
@@ -155,7 +183,7 @@ pub struct FilePeers {
     path: PathBuf,
     own_name: String,
     own_underlay: Option<Ipv4Addr>,
-    own_pod_cidr: Option<Ipv4Cidr>,
+    own_pod_cidrs: Vec<Ipv4Cidr>,
     interval: Duration,
     seen: Option<Seen>,
     returned: Option<PeerSet>,
@@ -169,7 +197,7 @@ impl FilePeers {
             path: path.into(),
             own_name: own_name.into(),
             own_underlay: None,
-            own_pod_cidr: None,
+            own_pod_cidrs: Vec::new(),
             interval: DEFAULT_POLL_INTERVAL,
             seen: None,
             returned: None,
@@ -186,7 +214,7 @@ impl FilePeers {
     /// Refuses a file in which a peer's pod CIDR overlaps this one.
     #[must_use]
     pub fn with_own_pod_cidr(mut self, pod_cidr: Ipv4Cidr) -> Self {
-        self.own_pod_cidr = Some(pod_cidr);
+        self.own_pod_cidrs = vec![pod_cidr];
         self
     }
 
@@ -235,7 +263,7 @@ impl FilePeers {
                     &snapshot.contents,
                     &self.own_name,
                     self.own_underlay,
-                    self.own_pod_cidr,
+                    &self.own_pod_cidrs,
                 );
                 self.seen = Some(Seen::Present(snapshot));
                 parsed

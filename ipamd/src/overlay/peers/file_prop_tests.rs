@@ -23,13 +23,7 @@ const OWN_UNDERLAY: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
 
 /// The parser as the daemon calls it, for this node (`n0`, 192.168.0.1).
 fn parse(contents: &[u8]) -> Result<PeerSet, IpamdError> {
-    parse_peers_file(
-        Path::new(PATH),
-        contents,
-        OWN_NAME,
-        Some(OWN_UNDERLAY),
-        None,
-    )
+    parse_peers_file(Path::new(PATH), contents, OWN_NAME, Some(OWN_UNDERLAY), &[])
 }
 
 /// Up to 12 peers with distinct names, underlay addresses and /24 pod CIDRs, this node's
@@ -41,21 +35,23 @@ fn peers() -> impl Strategy<Value = Vec<Peer>> {
         let mut peers: Vec<Peer> = list
             .into_iter()
             .filter(|(n, name)| seen.insert(*n) && name != OWN_NAME)
-            .map(|(n, name)| Peer {
-                name: format!("{name}-{n}"),
-                underlay: Ipv4Addr::new(192, 168, 1, n),
-                pod_cidr: Ipv4Cidr {
-                    network: Ipv4Addr::new(10, 244, n, 0),
-                    prefix_len: 24,
-                },
+            .map(|(n, name)| {
+                Peer::overlay(
+                    format!("{name}-{n}"),
+                    Ipv4Addr::new(192, 168, 1, n),
+                    Ipv4Cidr {
+                        network: Ipv4Addr::new(10, 244, n, 0),
+                        prefix_len: 24,
+                    },
+                )
             })
             .collect();
         if with_own {
-            peers.push(Peer {
-                name: OWN_NAME.into(),
-                underlay: OWN_UNDERLAY,
-                pod_cidr: "10.244.0.0/24".parse().unwrap(),
-            });
+            peers.push(Peer::overlay(
+                OWN_NAME,
+                OWN_UNDERLAY,
+                "10.244.0.0/24".parse().unwrap(),
+            ));
         }
         peers
     })
@@ -68,7 +64,7 @@ fn document(peers: &[Peer]) -> Value {
             json!({
                 "name": p.name,
                 "underlayIP": p.underlay.to_string(),
-                "podCIDR": p.pod_cidr.to_string(),
+                "podCIDR": p.pod_cidrs_text(),
             })
         })
         .collect();

@@ -44,7 +44,7 @@ fn parse(contents: &str) -> Result<PeerSet, IpamdError> {
         contents.as_bytes(),
         "n1",
         None,
-        None,
+        &[],
     )
 }
 
@@ -61,14 +61,15 @@ fn parses_peers_and_skips_own_entry_by_name() {
     let n3 = &set["n3"];
     assert_eq!(n3.name, "n3");
     assert_eq!(n3.underlay, Ipv4Addr::new(192, 168, 0, 3));
-    assert_eq!(n3.pod_cidr.to_string(), "10.244.3.0/24");
+    assert_eq!(n3.pod_cidrs_text(), "10.244.3.0/24");
+    assert_eq!(n3.kind, PeerKind::Overlay);
 }
 
 #[test]
 fn skips_own_entry_by_underlay_address() {
     let contents = doc(&nodes(3));
     let own = Some(Ipv4Addr::new(192, 168, 0, 2));
-    let set = parse_peers_file(Path::new("p.json"), contents.as_bytes(), "me", own, None).unwrap();
+    let set = parse_peers_file(Path::new("p.json"), contents.as_bytes(), "me", own, &[]).unwrap();
     assert_eq!(names(&set), ["n1", "n3"]);
 }
 
@@ -140,7 +141,7 @@ fn invalid_entries_reject_the_whole_file_naming_path_and_entry() {
 #[test]
 fn a_peer_covering_this_node_s_underlay_address_or_pod_cidr_is_refused_naming_it() {
     let own_underlay = Some(Ipv4Addr::new(192, 168, 7, 1));
-    let own_cidr = Some("10.244.7.0/24".parse().unwrap());
+    let own_cidr = ["10.244.7.0/24".parse().unwrap()];
     let parse_own = |extra: String| {
         let mut entries = nodes(3);
         entries.push(extra);
@@ -149,7 +150,7 @@ fn a_peer_covering_this_node_s_underlay_address_or_pod_cidr_is_refused_naming_it
             doc(&entries).as_bytes(),
             "me",
             own_underlay,
-            own_cidr,
+            &own_cidr,
         )
     };
     for (bad, what) in [
@@ -341,4 +342,45 @@ async fn unreadable_path_is_an_io_error_naming_it() {
 
     std::fs::remove_dir(&fx.path).unwrap();
     assert!(next(&mut source).await.unwrap().is_empty());
+}
+
+#[test]
+fn a_vpc_mode_node_lists_its_pod_ranges_instead_of_a_pod_cidr() {
+    let vpc = r#"{"name":"vpc-a","underlayIP":"10.0.0.15","vpcPodRanges":["10.0.1.37/32","10.0.1.16/28"]}"#;
+    let empty = r#"{"name":"vpc-b","underlayIP":"10.0.0.16","vpcPodRanges":[]}"#;
+    let mut entries = nodes(2);
+    entries.push(vpc.to_string());
+    entries.push(empty.to_string());
+    let set = parse(&doc(&entries)).unwrap();
+    assert_eq!(names(&set), ["n2", "vpc-a", "vpc-b"]);
+    let a = &set["vpc-a"];
+    assert_eq!(a.kind, PeerKind::Vpc);
+    assert_eq!(a.pod_cidrs_text(), "10.0.1.16/28,10.0.1.37/32", "sorted");
+    assert_eq!(a.gateway(), Ipv4Addr::new(10, 0, 0, 15));
+    assert!(
+        set["vpc-b"].pod_cidrs.is_empty(),
+        "an empty pool is no error"
+    );
+
+    for (bad, culprit) in [
+        (
+            r#"{"name":"x","underlayIP":"10.0.0.9","podCIDR":"10.244.9.0/24","vpcPodRanges":[]}"#,
+            "both podCIDR",
+        ),
+        (r#"{"name":"x","underlayIP":"10.0.0.9"}"#, "neither podCIDR"),
+        (
+            r#"{"name":"x","underlayIP":"10.0.0.9","vpcPodRanges":["10.0.1.300/32"]}"#,
+            "vpcPodRanges",
+        ),
+        // Another node's pod CIDR.
+        (
+            r#"{"name":"x","underlayIP":"10.0.0.9","vpcPodRanges":["10.244.2.7/32"]}"#,
+            "10.244.2.0/24",
+        ),
+    ] {
+        let mut entries = nodes(2);
+        entries.push(bad.to_string());
+        let msg = parse_err(&doc(&entries));
+        assert!(msg.contains(culprit), "{bad}: {msg}");
+    }
 }

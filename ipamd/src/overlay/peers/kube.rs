@@ -16,8 +16,8 @@ use futures::future::BoxFuture;
 use futures::stream::{BoxStream, StreamExt};
 use k8s_openapi::api::core::v1::Node;
 
-pub use super::kube_nodes::UNDERLAY_ANNOTATION;
 use super::kube_nodes::{facts, ipv4_pod_cidr, underlay_annotation, NodeFacts, NodeStore};
+pub use super::kube_nodes::{UNDERLAY_ANNOTATION, VPC_POD_RANGES_ANNOTATION};
 use super::{PeerSet, PeerSource};
 use crate::error::IpamdError;
 use vpc_cni_proto::net::Ipv4Cidr;

@@ -9,19 +9,23 @@ use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::Node;
 
-use super::{check_against_own, validate, without_own, Peer, PeerSet};
-use vpc_cni_proto::net::Ipv4Cidr;
+use super::{check_against_own, validate, without_own, Peer, PeerKind, PeerSet};
+use vpc_cni_proto::net::{normalize, Ipv4Cidr};
 
 /// The annotation each ipamd puts on its own Node: the underlay address its
 /// peers send VXLAN traffic to.
 pub const UNDERLAY_ANNOTATION: &str = "vpc-cni.io/underlay-ip";
+/// The annotation a VPC-mode node of a hybrid cluster puts on its own Node: the address
+/// ranges its ENIs hold for pods, comma-separated (empty while its pool is). Its presence
+/// makes the Node a VPC-mode peer, whatever its `spec.podCIDR`.
+pub const VPC_POD_RANGES_ANNOTATION: &str = "vpc-cni.io/vpc-pod-ranges";
 
 /// What one Node contributes to the overlay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct NodeFacts {
-    /// The Node's IPv4 pod CIDR when it has a usable one; kept apart from
-    /// `status` because the own Node's CIDR counts even before it is annotated.
-    pub pod_cidr: Option<Ipv4Cidr>,
+    /// The Node's IPv4 pod CIDR or VPC pod ranges when usable; kept apart from
+    /// `status` because the own Node's count even before it is annotated.
+    pub pod_cidrs: Vec<Ipv4Cidr>,
     pub status: Status,
 }
 
@@ -61,11 +65,32 @@ pub(super) fn ipv4_pod_cidr(node: &Node) -> Result<Option<Ipv4Cidr>, String> {
 
 /// Our annotation's raw value on `node`, if present.
 pub(super) fn underlay_annotation(node: &Node) -> Option<&str> {
+    annotation(node, UNDERLAY_ANNOTATION)
+}
+
+fn annotation<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
     node.metadata
         .annotations
         .as_ref()?
-        .get(UNDERLAY_ANNOTATION)
+        .get(key)
         .map(String::as_str)
+}
+
+/// The ranges a VPC-mode Node announces; `None` for an overlay Node, `Err` names the
+/// unusable value.
+fn vpc_pod_ranges(node: &Node) -> Option<Result<Vec<Ipv4Cidr>, String>> {
+    let raw = annotation(node, VPC_POD_RANGES_ANNOTATION)?;
+    Some(
+        raw.split(',')
+            .map(str::trim)
+            .filter(|text| !text.is_empty())
+            .map(|text| {
+                text.parse().map_err(|e| {
+                    format!("annotation {VPC_POD_RANGES_ANNOTATION}: range {text:?}: {e}")
+                })
+            })
+            .collect(),
+    )
 }
 
 /// The Node's own IPv4 addresses as its kubelet reports them (`status.addresses` of type
@@ -110,19 +135,26 @@ fn checked_underlay(node: &Node, raw: &str) -> Result<Ipv4Addr, Status> {
 /// server never sends one).
 pub(super) fn facts(node: &Node) -> Option<(String, NodeFacts)> {
     let name = node.metadata.name.clone()?;
-    let cidr = ipv4_pod_cidr(node);
-    let pod_cidr = cidr.as_ref().ok().copied().flatten();
     let underlay = underlay_annotation(node).map(|raw| checked_underlay(node, raw));
-    let status = match (cidr, underlay) {
+    let (cidrs, kind) = match vpc_pod_ranges(node) {
+        Some(ranges) => (ranges.map(Some), PeerKind::Vpc),
+        None => (
+            ipv4_pod_cidr(node).map(|cidr| cidr.map(|c| vec![c])),
+            PeerKind::Overlay,
+        ),
+    };
+    let pod_cidrs = cidrs.as_ref().ok().cloned().flatten().unwrap_or_default();
+    let status = match (cidrs, underlay) {
         (Err(reason), _) => Status::Invalid(reason),
         (_, Some(Err(status))) => status,
         (Ok(None), _) => Status::Incomplete("no IPv4 pod CIDR (spec.podCIDR) yet".into()),
         (_, None) => Status::Incomplete(format!("no {UNDERLAY_ANNOTATION} annotation yet")),
-        (Ok(Some(pod_cidr)), Some(Ok(underlay))) => {
+        (Ok(Some(cidrs)), Some(Ok(underlay))) => {
             let peer = Peer {
                 name: name.clone(),
                 underlay,
-                pod_cidr,
+                pod_cidrs: normalize(cidrs),
+                kind,
             };
             // One peer alone: only the checks on its own fields can fail.
             match validate(std::slice::from_ref(&peer)) {
@@ -131,7 +163,7 @@ pub(super) fn facts(node: &Node) -> Option<(String, NodeFacts)> {
             }
         }
     };
-    Some((name, NodeFacts { pod_cidr, status }))
+    Some((name, NodeFacts { pod_cidrs, status }))
 }
 
 /// The facts of every Node, plus what was reported about them, so each
@@ -190,17 +222,22 @@ impl NodeStore {
             Status::Incomplete(_) | Status::Invalid(_) => None,
         });
         let mut taken = Taken::default();
-        if let Some(own) = self.nodes.get(own_name).and_then(|f| f.pod_cidr) {
+        for own in self
+            .nodes
+            .get(own_name)
+            .map(|f| f.pod_cidrs.as_slice())
+            .unwrap_or_default()
+        {
             taken
                 .cidrs
-                .insert(u32::from(own.network), (own, own_name.to_string()));
+                .insert(u32::from(own.network), (*own, own_name.to_string()));
         }
         let mut clashes = BTreeMap::new();
         let mut set = PeerSet::new();
         // `without_own` yields a name-ordered map, which is the winning order.
         for (name, peer) in without_own(candidates, own_name, own_underlay) {
             // The own pod CIDR is in `taken` already (when the own Node has one).
-            let refused = check_against_own(&peer, own_underlay, None).err();
+            let refused = check_against_own(&peer, own_underlay, &[]).err();
             match refused.or_else(|| taken.clash(&peer)) {
                 Some(reason) => {
                     clashes.insert(name, reason);
@@ -248,7 +285,12 @@ impl Taken {
                 peer.underlay
             ));
         }
-        let cidr = peer.pod_cidr;
+        peer.pod_cidrs
+            .iter()
+            .find_map(|&cidr| self.cidr_clash(cidr))
+    }
+
+    fn cidr_clash(&self, cidr: Ipv4Cidr) -> Option<String> {
         let start = u32::from(cidr.network);
         // CIDR blocks nest or are disjoint and the taken ones are disjoint,
         // so only two can overlap a new one: the last taken block starting
@@ -266,10 +308,10 @@ impl Taken {
 
     fn take(&mut self, peer: &Peer) {
         self.underlays.insert(peer.underlay, peer.name.clone());
-        self.cidrs.insert(
-            u32::from(peer.pod_cidr.network),
-            (peer.pod_cidr, peer.name.clone()),
-        );
+        for cidr in &peer.pod_cidrs {
+            self.cidrs
+                .insert(u32::from(cidr.network), (*cidr, peer.name.clone()));
+        }
     }
 }
 
@@ -375,5 +417,49 @@ mod tests {
             "{:?}",
             status_of(&bare)
         );
+    }
+
+    #[test]
+    fn a_node_announcing_vpc_pod_ranges_is_a_vpc_mode_peer() {
+        let mut vpc_node = ready("vpc-a", 7, "10.0.0.15", "10.99.0.0/24");
+        vpc_node["metadata"]["annotations"][VPC_POD_RANGES_ANNOTATION] =
+            "10.0.1.37/32, 10.0.1.16/28".into();
+        match status_of(&vpc_node) {
+            Status::Peer(p) => {
+                assert_eq!(p.kind, PeerKind::Vpc);
+                assert_eq!(
+                    p.pod_cidrs_text(),
+                    "10.0.1.16/28,10.0.1.37/32",
+                    "spec.podCIDR ignored"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut empty = vpc_node.clone();
+        empty["metadata"]["annotations"][VPC_POD_RANGES_ANNOTATION] = "".into();
+        assert!(matches!(status_of(&empty), Status::Peer(p) if p.pod_cidrs.is_empty()));
+        let mut bad = vpc_node.clone();
+        bad["metadata"]["annotations"][VPC_POD_RANGES_ANNOTATION] = "10.0.1.0/33".into();
+        assert!(
+            matches!(status_of(&bad), Status::Invalid(ref why) if why.contains("10.0.1.0/33")),
+            "{:?}",
+            status_of(&bad)
+        );
+
+        // A range inside an overlay node's pod CIDR loses to the smaller name.
+        let mut clash = ready("zz-vpc", 8, "10.0.0.16", "10.98.0.0/24");
+        clash["metadata"]["annotations"][VPC_POD_RANGES_ANNOTATION] = "10.244.2.9/32".into();
+        let mut store = NodeStore::default();
+        for n in [
+            ready("n1", 1, "192.168.0.1", "10.244.1.0/24"),
+            ready("n2", 2, "192.168.0.2", "10.244.2.0/24"),
+            vpc_node,
+            clash,
+        ] {
+            store.apply(&serde_json::from_value(n).unwrap());
+        }
+        let peers = store.peers("n1", Some("192.168.0.1".parse().unwrap()));
+        let names: Vec<&str> = peers.keys().map(String::as_str).collect();
+        assert_eq!(names, ["n2", "vpc-a"]);
     }
 }

@@ -221,11 +221,7 @@ pub(super) fn ready(name: &str, rv: u64, ip: &str, pod_cidr: &str) -> Value {
 }
 
 pub(super) fn peer(name: &str, underlay: &str, cidr: &str) -> Peer {
-    Peer {
-        name: name.to_string(),
-        underlay: underlay.parse().unwrap(),
-        pod_cidr: cidr.parse().unwrap(),
-    }
+    Peer::overlay(name, underlay.parse().unwrap(), cidr.parse().unwrap())
 }
 
 pub(super) fn set(peers: &[Peer]) -> PeerSet {

@@ -39,23 +39,95 @@ use futures::future::BoxFuture;
 
 use crate::error::IpamdError;
 use crate::overlay::pool::LARGEST_POD_CIDR_PREFIX;
-use vpc_cni_proto::net::Ipv4Cidr;
+use vpc_cni_proto::net::{normalize, Ipv4Cidr};
 
 pub use self::kube::{
     annotate_own_node, client_from_environment, own_pod_cidr, KubePeers, UNDERLAY_ANNOTATION,
+    VPC_POD_RANGES_ANNOTATION,
 };
 pub use file::{parse_peers_file, FilePeers, DEFAULT_POLL_INTERVAL};
 
 /// Another node of the overlay. The VTEP MAC is derived from `underlay`, so
-/// these three fields describe a peer completely.
+/// these fields describe a peer completely.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     /// The node's name (Kubernetes Node name or the peers file's `name`).
     pub name: String,
     /// The node's underlay address: the VXLAN remote for its pods.
     pub underlay: Ipv4Addr,
-    /// The node's pod CIDR, routed through the overlay.
-    pub pod_cidr: Ipv4Cidr,
+    /// What the overlay routes to the node: an overlay node's pod CIDR, or the address
+    /// ranges a VPC-mode node's ENIs hold for pods (none while its pool is empty). Sorted,
+    /// none covering another.
+    pub pod_cidrs: Vec<Ipv4Cidr>,
+    pub kind: PeerKind,
+}
+
+/// Which datapath the peer runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PeerKind {
+    /// Overlay mode: one pod CIDR of its own.
+    Overlay,
+    /// VPC mode in a hybrid cluster: its pods hold VPC addresses, which VPC-mode nodes reach
+    /// through the VPC and overlay nodes through its VTEP.
+    Vpc,
+}
+
+impl PeerKind {
+    /// As reports and logs show it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Overlay => "overlay",
+            Self::Vpc => "vpc",
+        }
+    }
+}
+
+impl Peer {
+    /// An overlay-mode node.
+    #[must_use]
+    pub fn overlay(name: impl Into<String>, underlay: Ipv4Addr, pod_cidr: Ipv4Cidr) -> Self {
+        Self {
+            name: name.into(),
+            underlay,
+            pod_cidrs: vec![pod_cidr],
+            kind: PeerKind::Overlay,
+        }
+    }
+
+    /// A VPC-mode node whose ENIs hold `ranges` for pods.
+    #[must_use]
+    pub fn vpc(
+        name: impl Into<String>,
+        underlay: Ipv4Addr,
+        ranges: impl IntoIterator<Item = Ipv4Cidr>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            underlay,
+            pod_cidrs: normalize(ranges),
+            kind: PeerKind::Vpc,
+        }
+    }
+
+    /// The next hop of the routes to its pod CIDRs on the VXLAN device, which a permanent
+    /// neighbour entry maps to its VTEP MAC: an overlay node's pod CIDR's first address (as
+    /// flannel has it), a VPC-mode node's underlay address, which stays while its ranges
+    /// change.
+    #[must_use]
+    pub fn gateway(&self) -> Ipv4Addr {
+        match (self.kind, self.pod_cidrs.first()) {
+            (PeerKind::Overlay, Some(cidr)) => cidr.network,
+            (PeerKind::Overlay, None) | (PeerKind::Vpc, _) => self.underlay,
+        }
+    }
+
+    /// Its pod CIDRs as text, for logs and reports.
+    #[must_use]
+    pub fn pod_cidrs_text(&self) -> String {
+        let texts: Vec<String> = self.pod_cidrs.iter().map(ToString::to_string).collect();
+        texts.join(",")
+    }
 }
 
 /// The other nodes, keyed by name (a `BTreeMap` so diffs and logs come out
@@ -82,8 +154,9 @@ pub trait PeerSource: Send {
 ///
 /// Rejected: empty or duplicate names; an underlay address that cannot be a
 /// VXLAN remote, or one used twice (both peers would share one VTEP MAC and
-/// FDB entry, so removing one would cut off the other); duplicate or
-/// overlapping pod CIDRs (the routes would shadow each other); a pod CIDR
+/// FDB entry, so removing one would cut off the other); an overlay peer
+/// without exactly one pod CIDR; duplicate or overlapping pod CIDRs, within
+/// a peer or across peers (the routes would shadow each other); a pod CIDR
 /// larger than any node's may be (a 0.0.0.0/1 would take over half the
 /// default route); a pod CIDR holding an underlay address of the list (the
 /// VXLAN packets to that node would be routed into the overlay itself).
@@ -93,14 +166,16 @@ pub fn validate(peers: &[Peer]) -> Result<(), String> {
     for p in peers {
         if p.name.trim().is_empty() {
             return Err(format!(
-                "a peer with pod CIDR {} has an empty name",
-                p.pod_cidr
+                "a peer with pod CIDRs {} has an empty name",
+                p.pod_cidrs_text()
             ));
         }
         if let Some(first) = names.insert(p.name.as_str(), p) {
             return Err(format!(
                 "name {:?} appears twice (pod CIDRs {} and {})",
-                p.name, first.pod_cidr, p.pod_cidr
+                p.name,
+                first.pod_cidrs_text(),
+                p.pod_cidrs_text()
             ));
         }
         let ip = p.underlay;
@@ -116,16 +191,30 @@ pub fn validate(peers: &[Peer]) -> Result<(), String> {
                 first.name, p.name
             ));
         }
-        if p.pod_cidr.prefix_len < LARGEST_POD_CIDR_PREFIX {
+        if p.kind == PeerKind::Overlay && p.pod_cidrs.len() != 1 {
             return Err(format!(
-                "peer {:?}: pod CIDR {} is larger than a node's pod CIDR may be \
+                "peer {:?}: an overlay node has one pod CIDR, not {}",
+                p.name,
+                p.pod_cidrs.len()
+            ));
+        }
+        if let Some(cidr) = p
+            .pod_cidrs
+            .iter()
+            .find(|c| c.prefix_len < LARGEST_POD_CIDR_PREFIX)
+        {
+            return Err(format!(
+                "peer {:?}: pod CIDR {cidr} is larger than a node's pod CIDR may be \
                  (at most /{LARGEST_POD_CIDR_PREFIX})",
-                p.name, p.pod_cidr
+                p.name
             ));
         }
     }
-    for p in peers {
-        let cidr = p.pod_cidr;
+    let mut blocks: Vec<(Ipv4Cidr, &Peer)> = peers
+        .iter()
+        .flat_map(|p| p.pod_cidrs.iter().map(move |c| (*c, p)))
+        .collect();
+    for (cidr, p) in &blocks {
         let held = underlays
             .range(cidr.network..=cidr.last())
             .next()
@@ -140,49 +229,50 @@ pub fn validate(peers: &[Peer]) -> Result<(), String> {
     // CIDR blocks either nest or are disjoint, so after sorting by start any
     // overlap shows between neighbours: a block holding a later start also
     // holds every start in between.
-    let mut by_start: Vec<&Peer> = peers.iter().collect();
-    by_start.sort_by_key(|p| (u32::from(p.pod_cidr.network), p.pod_cidr.prefix_len));
-    for pair in by_start.windows(2) {
-        let (a, b) = (pair[0], pair[1]);
-        if a.pod_cidr == b.pod_cidr {
+    blocks.sort_by_key(|(c, _)| (u32::from(c.network), c.prefix_len));
+    for pair in blocks.windows(2) {
+        let ((a, a_peer), (b, b_peer)) = (pair[0], pair[1]);
+        if a == b {
             return Err(format!(
-                "pod CIDR {} is used by both {:?} and {:?}",
-                a.pod_cidr, a.name, b.name
+                "pod CIDR {a} is used by both {:?} and {:?}",
+                a_peer.name, b_peer.name
             ));
         }
-        if a.pod_cidr.contains(b.pod_cidr.network) {
+        if a.contains(b.network) {
             return Err(format!(
-                "pod CIDR {} of {:?} overlaps pod CIDR {} of {:?}",
-                a.pod_cidr, a.name, b.pod_cidr, b.name
+                "pod CIDR {a} of {:?} overlaps pod CIDR {b} of {:?}",
+                a_peer.name, b_peer.name
             ));
         }
     }
     Ok(())
 }
 
-/// Checks a peer against this node, which the list may not show: its pod CIDR
-/// must not hold this node's underlay address (every VXLAN packet this node
-/// sends would be routed into the overlay) nor overlap this node's pod CIDR
-/// (it would take this node's pods' traffic). Names the peer.
+/// Checks a peer against this node, which the list may not show: none of its
+/// pod CIDRs may hold this node's underlay address (every VXLAN packet this
+/// node sends would be routed into the overlay) nor overlap one of this
+/// node's pod CIDRs (it would take this node's pods' traffic). Names the peer.
 pub fn check_against_own(
     peer: &Peer,
     own_underlay: Option<Ipv4Addr>,
-    own_pod_cidr: Option<Ipv4Cidr>,
+    own_pod_cidrs: &[Ipv4Cidr],
 ) -> Result<(), String> {
-    let cidr = peer.pod_cidr;
-    if let Some(ip) = own_underlay.filter(|ip| cidr.contains(*ip)) {
-        return Err(format!(
-            "peer {:?}: pod CIDR {cidr} holds this node's underlay address {ip}",
-            peer.name
-        ));
-    }
-    if let Some(own) =
-        own_pod_cidr.filter(|own| own.contains(cidr.network) || cidr.contains(own.network))
-    {
-        return Err(format!(
-            "peer {:?}: pod CIDR {cidr} overlaps this node's pod CIDR {own}",
-            peer.name
-        ));
+    for &cidr in &peer.pod_cidrs {
+        if let Some(ip) = own_underlay.filter(|ip| cidr.contains(*ip)) {
+            return Err(format!(
+                "peer {:?}: pod CIDR {cidr} holds this node's underlay address {ip}",
+                peer.name
+            ));
+        }
+        if let Some(own) = own_pod_cidrs
+            .iter()
+            .find(|own| own.contains(cidr.network) || cidr.contains(own.network))
+        {
+            return Err(format!(
+                "peer {:?}: pod CIDR {cidr} overlaps this node's pod CIDR {own}",
+                peer.name
+            ));
+        }
     }
     Ok(())
 }
@@ -261,11 +351,7 @@ mod tests {
     use super::*;
 
     fn peer(name: &str, underlay: &str, cidr: &str) -> Peer {
-        Peer {
-            name: name.to_string(),
-            underlay: underlay.parse().unwrap(),
-            pod_cidr: cidr.parse().unwrap(),
-        }
+        Peer::overlay(name, underlay.parse().unwrap(), cidr.parse().unwrap())
     }
 
     fn set(peers: &[Peer]) -> PeerSet {
@@ -327,5 +413,54 @@ mod tests {
         let down = diff(&all, &PeerSet::new());
         assert_eq!(down.removed.len(), 2);
         assert!(down.added.is_empty() && down.changed.is_empty());
+    }
+
+    fn vpc(name: &str, underlay: &str, ranges: &[&str]) -> Peer {
+        Peer::vpc(
+            name,
+            underlay.parse().unwrap(),
+            ranges.iter().map(|r| r.parse().unwrap()),
+        )
+    }
+
+    #[test]
+    fn vpc_mode_peers_check_every_range_and_overlay_peers_have_one_cidr() {
+        let a = vpc("a", "10.0.0.15", &["10.0.1.37/32", "10.0.1.16/28"]);
+        let b = peer("b", "172.20.0.11", "10.244.1.0/24");
+        assert!(validate(&[a.clone(), b.clone()]).is_ok());
+        assert!(validate(&[vpc("empty", "10.0.0.16", &[])]).is_ok());
+
+        let inside_a = vpc("c", "10.0.0.17", &["10.0.1.20/32"]);
+        let err = validate(&[a.clone(), inside_a]).unwrap_err();
+        assert!(
+            err.contains("10.0.1.16/28") && err.contains("10.0.1.20/32"),
+            "{err}"
+        );
+
+        let holds_b = vpc("d", "10.0.0.18", &["172.20.0.11/32"]);
+        let err = validate(&[b.clone(), holds_b]).unwrap_err();
+        assert!(err.contains("underlay address 172.20.0.11"), "{err}");
+
+        let mut two = b.clone();
+        two.pod_cidrs.push("10.244.2.0/24".parse().unwrap());
+        let err = validate(&[two]).unwrap_err();
+        assert!(err.contains("one pod CIDR, not 2"), "{err}");
+
+        let own = ["10.0.1.0/24".parse().unwrap()];
+        let err = check_against_own(&a, None, &own).unwrap_err();
+        assert!(
+            err.contains("overlaps this node's pod CIDR 10.0.1.0/24"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_vpc_mode_peer_is_reached_via_its_underlay_and_an_overlay_peer_via_its_cidr() {
+        let a = vpc("a", "10.0.0.15", &["10.0.1.37/32", "10.0.1.16/28"]);
+        assert_eq!(a.gateway(), "10.0.0.15".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(a.pod_cidrs_text(), "10.0.1.16/28,10.0.1.37/32");
+        let b = peer("b", "172.20.0.11", "10.244.1.0/24");
+        assert_eq!(b.gateway(), "10.244.1.0".parse::<Ipv4Addr>().unwrap());
+        assert_eq!((a.kind.name(), b.kind.name()), ("vpc", "overlay"));
     }
 }

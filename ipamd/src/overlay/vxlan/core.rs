@@ -1,5 +1,5 @@
 //! What the overlay should look like in the kernel, computed without touching it: the device
-//! settings, the three entries each peer needs, and the difference between that and what the
+//! settings, the entries each peer needs, and the difference between that and what the
 //! kernel holds.
 
 use std::collections::HashSet;
@@ -146,67 +146,81 @@ impl std::fmt::Display for RouteEntry {
     }
 }
 
-/// The entries one peer needs. A directly routed peer needs only its route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The entries one peer needs: a route per pod CIDR, and for a peer behind the device one
+/// neighbour and one FDB entry. A directly routed peer needs only its routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerEntries {
     pub neighbour: Option<NeighbourEntry>,
     pub fdb: Option<FdbEntry>,
-    pub route: RouteEntry,
+    pub routes: Vec<RouteEntry>,
 }
 
 /// What `peer` needs on this node.
 #[must_use]
 pub fn peer_entries(spec: &OverlaySpec, peer: &Peer) -> PeerEntries {
-    let dst = (peer.pod_cidr.network, peer.pod_cidr.prefix_len);
+    let dsts = peer.pod_cidrs.iter().map(|c| (c.network, c.prefix_len));
     if spec.is_direct(peer) {
         return PeerEntries {
             neighbour: None,
             fdb: None,
-            route: RouteEntry {
-                dst,
-                gateway: peer.underlay,
-                kind: RouteKind::Direct,
-            },
+            routes: dsts
+                .map(|dst| RouteEntry {
+                    dst,
+                    gateway: peer.underlay,
+                    kind: RouteKind::Direct,
+                })
+                .collect(),
         };
     }
     let mac = vtep_mac(peer.underlay);
+    let gateway = peer.gateway();
     PeerEntries {
-        neighbour: Some(NeighbourEntry {
-            ip: peer.pod_cidr.network,
-            mac,
-        }),
+        neighbour: Some(NeighbourEntry { ip: gateway, mac }),
         fdb: Some(FdbEntry {
             mac,
             dst: peer.underlay,
         }),
-        route: RouteEntry {
-            dst,
-            gateway: peer.pod_cidr.network,
-            kind: RouteKind::Overlay,
-        },
+        routes: dsts
+            .map(|dst| RouteEntry {
+                dst,
+                gateway,
+                kind: RouteKind::Overlay,
+            })
+            .collect(),
     }
 }
 
-/// Entries for every usable peer. This node itself, and a second peer claiming a pod CIDR or
-/// underlay address already taken, are left out: their entries would clash with the first.
+/// Entries for every usable peer. This node itself, and a second peer claiming a pod CIDR,
+/// underlay address or next hop already taken, are left out: their entries would clash with
+/// the first.
 #[must_use]
 pub fn desired_entries(spec: &OverlaySpec, peers: &[Peer]) -> Vec<PeerEntries> {
     let mut cidrs = HashSet::from([(spec.own_pod_cidr.network, spec.own_pod_cidr.prefix_len)]);
     let mut underlays = HashSet::from([spec.underlay_ip]);
+    let mut gateways = HashSet::new();
     let mut out = Vec::with_capacity(peers.len());
     for peer in peers {
-        let cidr = (peer.pod_cidr.network, peer.pod_cidr.prefix_len);
-        if cidrs.contains(&cidr) || underlays.contains(&peer.underlay) {
+        let own: Vec<(Ipv4Addr, u8)> = peer
+            .pod_cidrs
+            .iter()
+            .map(|c| (c.network, c.prefix_len))
+            .collect();
+        if own.iter().any(|c| cidrs.contains(c))
+            || underlays.contains(&peer.underlay)
+            || gateways.contains(&peer.gateway())
+        {
             tracing::warn!(
                 peer = %peer.name,
                 underlay = %peer.underlay,
-                pod_cidr = %peer.pod_cidr,
-                "peer skipped: its pod CIDR or underlay address is this node's or another peer's"
+                pod_cidrs = %peer.pod_cidrs_text(),
+                "peer skipped: a pod CIDR or its underlay address is this node's or another \
+                 peer's"
             );
             continue;
         }
-        cidrs.insert(cidr);
+        cidrs.extend(own);
         underlays.insert(peer.underlay);
+        gateways.insert(peer.gateway());
         out.push(peer_entries(spec, peer));
     }
     out
@@ -307,7 +321,10 @@ impl Plan {
         );
         let (remove_fdb, add_fdb) = split(desired.iter().filter_map(|p| p.fdb), &observed.fdb);
 
-        let want_routes: HashSet<RouteEntry> = desired.iter().map(|p| p.route).collect();
+        let want_routes: HashSet<RouteEntry> = desired
+            .iter()
+            .flat_map(|p| p.routes.iter().copied())
+            .collect();
         let mut seen = HashSet::new();
         let remove_routes = observed
             .routes
@@ -321,7 +338,7 @@ impl Plan {
             .collect();
         let add_routes = desired
             .iter()
-            .map(|p| p.route)
+            .flat_map(|p| p.routes.iter().copied())
             .filter(|r| !seen.contains(r))
             .collect();
         Self {

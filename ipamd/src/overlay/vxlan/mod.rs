@@ -138,7 +138,7 @@ impl Overlay {
         Ok(plan.report())
     }
 
-    /// Programs one peer: neighbour, FDB entry, then the route that relies on both. Adding a
+    /// Programs one peer: neighbour, FDB entry, then the routes that rely on both. Adding a
     /// peer already present rewrites the same entries.
     pub async fn add_peer(&self, peer: &Peer) -> Result<(), IpamdError> {
         let want = peer_entries(&self.spec, peer);
@@ -148,13 +148,18 @@ impl Overlay {
         if let Some(f) = want.fdb {
             entries::add_fdb(self.conn.handle(), self.links, f).await?;
         }
-        entries::add_route(self.conn.handle(), self.links, want.route).await
+        for route in want.routes {
+            entries::add_route(self.conn.handle(), self.links, route).await?;
+        }
+        Ok(())
     }
 
     /// Removes one peer's entries in the reverse order; entries already gone are no error.
     pub async fn remove_peer(&self, peer: &Peer) -> Result<(), IpamdError> {
         let want = peer_entries(&self.spec, peer);
-        entries::remove_route(self.conn.handle(), self.links, want.route).await?;
+        for route in want.routes {
+            entries::remove_route(self.conn.handle(), self.links, route).await?;
+        }
         if let Some(f) = want.fdb {
             entries::remove_fdb(self.conn.handle(), self.links, f).await?;
         }

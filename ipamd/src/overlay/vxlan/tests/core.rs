@@ -4,8 +4,8 @@ use std::net::Ipv4Addr;
 
 use crate::overlay::vxlan::core::Observed;
 use crate::overlay::vxlan::{
-    desired_entries, peer_entries, vtep_mac, FdbEntry, NeighbourEntry, OverlaySpec, Peer, Plan,
-    RouteKind,
+    desired_entries, peer_entries, vtep_mac, FdbEntry, NeighbourEntry, OverlaySpec, Peer,
+    PeerEntries, Plan, RouteEntry, RouteKind,
 };
 use vpc_cni_proto::net::Ipv4Cidr;
 
@@ -18,11 +18,13 @@ pub(crate) fn ip(s: &str) -> Ipv4Addr {
 }
 
 pub(crate) fn peer(name: &str, underlay: &str, pod_cidr: &str) -> Peer {
-    Peer {
-        name: name.to_owned(),
-        underlay: ip(underlay),
-        pod_cidr: cidr(pod_cidr),
-    }
+    Peer::overlay(name, ip(underlay), cidr(pod_cidr))
+}
+
+/// The one route of an overlay peer's entries.
+fn route(entries: &PeerEntries) -> RouteEntry {
+    assert_eq!(entries.routes.len(), 1, "{entries:?}");
+    entries.routes[0]
 }
 
 pub(crate) fn spec(underlay_iface: &str, underlay_ip: &str, own: &str) -> OverlaySpec {
@@ -80,11 +82,11 @@ fn overlay_peer_gets_neighbour_fdb_and_onlink_route() {
             dst: ip("192.168.1.2")
         })
     );
-    assert_eq!(e.route.kind, RouteKind::Overlay);
-    assert_eq!(e.route.dst, (ip("10.244.1.0"), 24));
-    assert_eq!(e.route.gateway, ip("10.244.1.0"));
+    assert_eq!(route(&e).kind, RouteKind::Overlay);
+    assert_eq!(route(&e).dst, (ip("10.244.1.0"), 24));
+    assert_eq!(route(&e).gateway, ip("10.244.1.0"));
     assert_eq!(
-        e.route.to_string(),
+        route(&e).to_string(),
         "10.244.1.0/24 via 10.244.1.0 dev vxlan.vpc onlink"
     );
 }
@@ -95,16 +97,16 @@ fn direct_routing_only_for_peers_on_the_underlay_subnet() {
     s.direct_routing = true;
     s.underlay_subnet = Some(cidr("192.168.1.0/24"));
     let near = peer_entries(&s, &peer("b", "192.168.1.2", "10.244.1.0/24"));
-    assert_eq!(near.route.kind, RouteKind::Direct);
-    assert_eq!(near.route.gateway, ip("192.168.1.2"));
+    assert_eq!(route(&near).kind, RouteKind::Direct);
+    assert_eq!(route(&near).gateway, ip("192.168.1.2"));
     assert_eq!((near.neighbour, near.fdb), (None, None));
     let far = peer_entries(&s, &peer("c", "192.168.2.2", "10.244.2.0/24"));
-    assert_eq!(far.route.kind, RouteKind::Overlay);
+    assert_eq!(route(&far).kind, RouteKind::Overlay);
     assert!(far.neighbour.is_some() && far.fdb.is_some());
 
     s.direct_routing = false;
     let off = peer_entries(&s, &peer("b", "192.168.1.2", "10.244.1.0/24"));
-    assert_eq!(off.route.kind, RouteKind::Overlay);
+    assert_eq!(route(&off).kind, RouteKind::Overlay);
 }
 
 #[test]
@@ -118,7 +120,7 @@ fn self_and_clashing_peers_are_skipped() {
         peer("c", "192.168.1.4", "10.244.2.0/24"),
     ];
     let d = desired_entries(&s, &peers);
-    let dsts: Vec<_> = d.iter().map(|e| e.route.dst.0).collect();
+    let dsts: Vec<_> = d.iter().map(|e| route(e).dst.0).collect();
     assert_eq!(dsts, [ip("10.244.1.0"), ip("10.244.2.0")]);
     assert_eq!(d[0].fdb.unwrap().dst, ip("192.168.1.2"));
 }
@@ -132,9 +134,9 @@ fn plan_adds_missing_and_removes_stale_only() {
     let observed = Observed {
         neighbours: vec![b.neighbour.unwrap(), gone.neighbour.unwrap()],
         fdb: vec![gone.fdb.unwrap(), b.fdb.unwrap(), b.fdb.unwrap()],
-        routes: vec![Some(b.route), None, Some(gone.route)],
+        routes: vec![Some(route(&b)), None, Some(route(&gone))],
     };
-    let plan = Plan::new(&[b, c], &observed);
+    let plan = Plan::new(&[b.clone(), c.clone()], &observed);
     assert_eq!(plan.remove_neighbours, [1]);
     // b's FDB entry listed twice is one kernel entry (a dump of a table that changes under it
     // can repeat one): deleting "the duplicate" would delete b's only entry.
@@ -142,14 +144,16 @@ fn plan_adds_missing_and_removes_stale_only() {
     assert_eq!(plan.remove_routes, [1, 2]);
     assert_eq!(plan.add_neighbours, [c.neighbour.unwrap()]);
     assert_eq!(plan.add_fdb, [c.fdb.unwrap()]);
-    assert_eq!(plan.add_routes, [c.route]);
+    assert_eq!(plan.add_routes, [route(&c)]);
 
     let settled = Observed {
         neighbours: vec![b.neighbour.unwrap(), c.neighbour.unwrap()],
         fdb: vec![c.fdb.unwrap(), b.fdb.unwrap()],
-        routes: vec![Some(c.route), Some(b.route)],
+        routes: vec![Some(route(&c)), Some(route(&b))],
     };
-    assert!(Plan::new(&[b, c], &settled).report().is_unchanged());
+    assert!(Plan::new(&[b.clone(), c.clone()], &settled)
+        .report()
+        .is_unchanged());
 }
 
 #[test]
@@ -163,9 +167,9 @@ fn what_a_dump_missed_is_added_again_and_nothing_is_removed_for_it() {
     let missed_b_neighbour = Observed {
         neighbours: vec![c.neighbour.unwrap()],
         fdb: vec![b.fdb.unwrap(), c.fdb.unwrap()],
-        routes: vec![Some(b.route), Some(c.route)],
+        routes: vec![Some(route(&b)), Some(route(&c))],
     };
-    let plan = Plan::new(&[b, c], &missed_b_neighbour);
+    let plan = Plan::new(&[b.clone(), c.clone()], &missed_b_neighbour);
     assert_eq!(plan.add_neighbours, [b.neighbour.unwrap()]);
     assert!(plan.add_fdb.is_empty() && plan.add_routes.is_empty());
     assert_eq!(plan.report().removed.total(), 0);
@@ -178,7 +182,41 @@ fn what_a_dump_missed_is_added_again_and_nothing_is_removed_for_it() {
             b.neighbour.unwrap(),
         ],
         fdb: vec![b.fdb.unwrap(), c.fdb.unwrap(), c.fdb.unwrap()],
-        routes: vec![Some(b.route), Some(c.route)],
+        routes: vec![Some(route(&b)), Some(route(&c))],
     };
-    assert!(Plan::new(&[b, c], &repeated).report().is_unchanged());
+    assert!(Plan::new(&[b.clone(), c.clone()], &repeated)
+        .report()
+        .is_unchanged());
+}
+
+#[test]
+fn a_vpc_mode_peer_gets_a_route_per_range_via_its_underlay_address() {
+    let s = spec("eth0", "172.20.0.11", "10.244.1.0/24");
+    let vpc = Peer::vpc(
+        "vpc-a",
+        ip("10.0.0.15"),
+        [cidr("10.0.1.37/32"), cidr("10.0.1.16/28")],
+    );
+    let e = peer_entries(&s, &vpc);
+    let mac = vtep_mac(ip("10.0.0.15"));
+    assert_eq!(
+        e.neighbour,
+        Some(NeighbourEntry {
+            ip: ip("10.0.0.15"),
+            mac
+        })
+    );
+    assert_eq!(e.fdb.map(|f| f.dst), Some(ip("10.0.0.15")));
+    let routes: Vec<String> = e.routes.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        routes,
+        [
+            "10.0.1.16/28 via 10.0.0.15 dev vxlan.vpc onlink",
+            "10.0.1.37/32 via 10.0.0.15 dev vxlan.vpc onlink",
+        ]
+    );
+    // A second peer with a clashing range is left out whole.
+    let other = Peer::vpc("vpc-b", ip("10.0.0.16"), [cidr("10.0.1.37/32")]);
+    let d = desired_entries(&s, &[vpc, other]);
+    assert_eq!(d.len(), 1);
 }

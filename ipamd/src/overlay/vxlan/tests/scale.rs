@@ -16,13 +16,15 @@ fn thousand_peers_programmed_then_removed_without_leftovers() {
     let before = snapshot(&ns);
 
     let peers: Vec<Peer> = (0..1000u32)
-        .map(|i| Peer {
-            name: format!("n{i}"),
-            underlay: Ipv4Addr::new(172, 16, (i / 250) as u8, (i % 250 + 1) as u8),
-            pod_cidr: Ipv4Cidr {
-                network: Ipv4Addr::new(10, 128 + (i / 256) as u8, (i % 256) as u8, 0),
-                prefix_len: 24,
-            },
+        .map(|i| {
+            Peer::overlay(
+                format!("n{i}"),
+                Ipv4Addr::new(172, 16, (i / 250) as u8, (i % 250 + 1) as u8),
+                Ipv4Cidr {
+                    network: Ipv4Addr::new(10, 128 + (i / 256) as u8, (i % 256) as u8, 0),
+                    prefix_len: 24,
+                },
+            )
         })
         .collect();
     let start = Instant::now();
@@ -34,7 +36,7 @@ fn thousand_peers_programmed_then_removed_without_leftovers() {
     );
     // A thousand neighbours fill several dump messages, and a dump resumed at a position that
     // other namespaces' changes shifted can skip one: the neighbours are looked up one by one.
-    let gateways: Vec<Ipv4Addr> = peers.iter().map(|p| p.pod_cidr.network).collect();
+    let gateways: Vec<Ipv4Addr> = peers.iter().map(Peer::gateway).collect();
     assert_eq!(ns.neighbours_among(DEVICE_NAME, &gateways).len(), 1000);
     let others = overlay_entries(&ns)
         .into_iter()
