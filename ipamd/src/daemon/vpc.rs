@@ -100,6 +100,7 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
         external_snat: vpc.external_snat,
         eni_mtu: vpc.eni_mtu,
         max_enis: limits.max_enis,
+        overlay: None,
     }));
     // The attached ENIs first, so the first apply wires their tables for the pods that
     // survived an ipamd restart.

@@ -291,6 +291,12 @@ pub fn daddr_not_in(set: &str) -> Statement<'static> {
     matches(ip_daddr(), format!("@{set}"), Operator::NEQ)
 }
 
+/// `ip daddr @<set>`.
+#[must_use]
+pub fn daddr_in(set: &str) -> Statement<'static> {
+    matches(ip_daddr(), format!("@{set}"), Operator::EQ)
+}
+
 #[must_use]
 pub fn meta(key: MetaKey) -> Expression<'static> {
     Expression::Named(NamedExpression::Meta(Meta { key }))

@@ -23,7 +23,7 @@ use vpc_cni_cloud::ImdsEni;
 use vpc_cni_proto::{Mode, MAIN_TABLE, RULE_PRIORITY_CONNMARK};
 
 pub use pod_rules::PodRuleTargets;
-pub use ruleset::{SnatRuleset, CONNMARK};
+pub use ruleset::{OverlayPods, SnatRuleset, CONNMARK};
 pub use wiring::{owned_tables, NodeWiring, ObservedLink, PrimaryEni, SecondaryEni, VpcNodeSpec};
 
 use crate::datapath::{forwarding_damage, NodeDatapath};
@@ -103,6 +103,18 @@ impl VpcDatapath {
             apply_node_wiring(&spec).await?;
         }
         Ok(wired)
+    }
+
+    /// A hybrid cluster's overlay nodes changed: their pod CIDRs go into the table (no SNAT,
+    /// routed by the main table). Applies only on a change; on a failed apply the new set is
+    /// kept, so the next apply retries it.
+    pub async fn overlay_pods_changed(&self, overlay: OverlayPods) -> Result<(), IpamdError> {
+        let mut spec = self.spec.lock().await;
+        if spec.overlay.as_ref() != Some(&overlay) {
+            spec.overlay = Some(overlay);
+            apply_node_wiring(&spec).await?;
+        }
+        Ok(())
     }
 
     /// Makes the pods' source rules (1536) match the store's assignments: see

@@ -10,7 +10,7 @@ use std::ops::RangeInclusive;
 use vpc_cni_proto::net::{Ipv4Cidr, MacAddr};
 use vpc_cni_proto::{eni_route_table, MAIN_TABLE, RULE_PRIORITY_CONNMARK};
 
-use super::ruleset::{SnatRuleset, CONNMARK};
+use super::ruleset::{OverlayPods, SnatRuleset, CONNMARK};
 use crate::error::IpamdError;
 use crate::kernel::Sysctl;
 
@@ -62,6 +62,8 @@ pub struct VpcNodeSpec {
     /// 1..max_enis): routes in them and pod rules pointing at them that no attached ENI
     /// accounts for are stale and removed.
     pub max_enis: u32,
+    /// In a hybrid cluster, the overlay nodes' pods (see [`SnatRuleset::with_overlay`]).
+    pub overlay: Option<OverlayPods>,
 }
 
 /// A link as the kernel reports it.
@@ -219,6 +221,10 @@ impl NodeWiring {
                 .copied(),
             spec.external_snat,
         );
+        let ruleset = match &spec.overlay {
+            Some(overlay) => ruleset.with_overlay(&overlay.device, overlay.remote.iter().copied()),
+            None => ruleset,
+        };
         let sysctls = vec![
             Sysctl::ip_forward(),
             // Replies to SNATed traffic of pods on secondary ENIs enter through the primary

@@ -46,6 +46,7 @@ fn a_pass_looks_again_soon_for_the_link_of_an_attached_eni() {
             external_snat: false,
             eni_mtu: 9001,
             max_enis: 8,
+            overlay: None,
         }));
         // WARM_ENI_TARGET=2: the controller attaches a second ENI at once.
         let node = Node::wired_by(

@@ -54,6 +54,7 @@ pub(super) fn spec() -> VpcNodeSpec {
         external_snat: false,
         eni_mtu: 9001,
         max_enis: 4,
+        overlay: None,
     }
 }
 

@@ -129,3 +129,77 @@ fn external_snat_batch_has_no_snat_and_no_pod_connmark() {
     ]);
     assert_eq!(batch_json(&ruleset(true)), json!({"nftables": want}));
 }
+
+#[test]
+fn a_hybrid_node_keeps_overlay_pods_untranslated_and_routes_them_by_main() {
+    let hybrid =
+        ruleset(false).with_overlay("vxlan.vpc", [cidr("10.244.2.0/24"), cidr("10.244.1.0/24")]);
+    let mut want = table_reset();
+    want.extend([
+        json!({"add": {"set": {
+            "family": "ip", "table": "vpc-cni", "name": "snat-exempt",
+            "type": "ipv4_addr", "flags": ["interval"],
+            "elem": [
+                {"prefix": {"addr": "10.0.0.0", "len": 16}},
+                {"prefix": {"addr": "10.244.1.0", "len": 24}},
+                {"prefix": {"addr": "10.244.2.0", "len": 24}},
+                {"prefix": {"addr": "192.0.2.0", "len": 24}}
+            ]
+        }}}),
+        json!({"add": {"set": {
+            "family": "ip", "table": "vpc-cni", "name": "remote-pods",
+            "type": "ipv4_addr", "flags": ["interval"],
+            "elem": [
+                {"prefix": {"addr": "10.244.1.0", "len": 24}},
+                {"prefix": {"addr": "10.244.2.0", "len": 24}}
+            ]
+        }}}),
+        chain("prerouting", "filter", "prerouting", -150),
+        rule(
+            "prerouting",
+            vec![ct_state_new(), iifname("eth0"), set_connmark()],
+        ),
+        rule(
+            "prerouting",
+            vec![
+                ct_state_new(),
+                iifname("vpc*"),
+                not_exempt(),
+                set_connmark(),
+            ],
+        ),
+        rule(
+            "prerouting",
+            vec![ct_state_new(), iifname("vxlan.vpc"), set_connmark()],
+        ),
+        rule(
+            "prerouting",
+            vec![
+                ct_state_new(),
+                iifname("vpc*"),
+                json!({"match": {
+                    "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                    "right": "@remote-pods",
+                    "op": "=="
+                }}),
+                set_connmark(),
+            ],
+        ),
+        restore_mark(),
+        chain("postrouting", "nat", "postrouting", 100),
+        rule(
+            "postrouting",
+            vec![
+                iifname("vpc*"),
+                not_exempt(),
+                json!({"snat": {"addr": "10.0.0.10", "flags": ["fully-random"]}}),
+            ],
+        ),
+    ]);
+    assert_eq!(batch_json(&hybrid), json!({"nftables": want}));
+
+    // Before the first overlay node joins: the device's rule only, no empty set.
+    let alone = batch_json(&ruleset(false).with_overlay("vxlan.vpc", []));
+    assert!(!alone.to_string().contains("remote-pods"), "{alone}");
+    assert!(alone.to_string().contains("vxlan.vpc"), "{alone}");
+}

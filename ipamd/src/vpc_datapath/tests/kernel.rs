@@ -460,3 +460,53 @@ fn pod_rules_follow_the_store_through_a_link_that_leaves_and_returns() {
     sync([0, 2].into());
     assert_eq!(pod_rules(&ns), ["1536:\tfrom 10.0.0.99 lookup 150"]);
 }
+
+#[test]
+fn root_the_kernel_takes_a_hybrid_nodes_table() {
+    let ns = Netns::unique("vdp-hyb");
+    let ruleset = crate::vpc_datapath::SnatRuleset::new(
+        "eth0",
+        "10.0.0.10".parse().unwrap(),
+        [cidr("10.0.0.0/16")],
+        false,
+    )
+    .with_overlay("vxlan.vpc", [cidr("10.244.1.0/24")]);
+    ns.run(|| async move { crate::kernel::nft::run(&ruleset.replace_batch(), "replacing").await })
+        .unwrap();
+    let table = nft_table(&ns);
+    for part in [
+        "set remote-pods",
+        "10.244.1.0/24",
+        "ct state new iifname \"vxlan.vpc\" ct mark set ct mark | 0x00000080",
+        "ip daddr @remote-pods ct mark set ct mark | 0x00000080",
+    ] {
+        assert!(table.contains(part), "{part} missing:\n{table}");
+    }
+}
+
+#[test]
+fn root_overlay_pods_follow_the_overlay_nodes() {
+    let ns = node();
+    let datapath = std::sync::Arc::new(VpcDatapath::new(spec()));
+    let overlay = |remote: &[&str]| crate::vpc_datapath::OverlayPods {
+        device: "vxlan.vpc".into(),
+        remote: remote.iter().map(|c| cidr(c)).collect(),
+    };
+    let apply_pods = |pods: crate::vpc_datapath::OverlayPods| {
+        let datapath = std::sync::Arc::clone(&datapath);
+        ns.run(|| async move { datapath.overlay_pods_changed(pods).await })
+            .unwrap();
+    };
+    apply_pods(overlay(&["10.244.1.0/24"]));
+    let first = nft_table(&ns);
+    assert!(first.contains("10.244.1.0/24"), "{first}");
+    assert!(!first.contains("10.244.2.0/24"), "{first}");
+    apply_pods(overlay(&["10.244.1.0/24", "10.244.2.0/24"]));
+    let second = nft_table(&ns);
+    assert!(second.contains("10.244.2.0/24"), "{second}");
+    // The last overlay node left: no set, the device's rule stays for the next one.
+    apply_pods(overlay(&[]));
+    let empty = nft_table(&ns);
+    assert!(!empty.contains("remote-pods"), "{empty}");
+    assert!(empty.contains("iifname \"vxlan.vpc\""), "{empty}");
+}
