@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use serde::Serialize;
+use vpc_cni_proto::net::Ipv4Cidr;
 use vpc_cni_proto::Mode;
 
 use super::ranges::{AddressRanges, RangeMap};
@@ -165,6 +166,13 @@ impl Datastore {
             self.free.remove(*ip);
         }
         left
+    }
+
+    /// The pool as the fewest CIDR blocks that hold exactly its addresses: what a VPC-mode
+    /// node of a hybrid cluster announces to the overlay nodes.
+    #[must_use]
+    pub fn pool_cidrs(&self) -> Vec<Ipv4Cidr> {
+        self.pool.cidrs()
     }
 
     /// When a free address came back from its last pod (the end of that pod's cooldown);

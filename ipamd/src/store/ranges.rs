@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use vpc_cni_proto::net::Ipv4Cidr;
+
 /// Addresses, each with a value; consecutive addresses with equal values are stored as one
 /// run (`first -> (last, value)`, both ends included).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +137,33 @@ impl<V: Copy + Eq> RangeMap<V> {
         }
         keys.len = self.len;
         keys
+    }
+
+    /// The fewest CIDR blocks that hold exactly these addresses, lowest first: each run
+    /// split into the largest aligned blocks it holds.
+    pub fn cidrs(&self) -> Vec<Ipv4Cidr> {
+        let mut out = Vec::with_capacity(self.runs.len());
+        for (&first, &(last, _)) in &self.keys().runs {
+            let mut start = u64::from(first);
+            let end = u64::from(last) + 1;
+            while start < end {
+                // The largest block aligned at `start` that ends within the run.
+                let mut bits = start.trailing_zeros().min(32);
+                while (1u64 << bits) > end - start {
+                    bits -= 1;
+                }
+                let (Ok(network), Ok(prefix_len)) = (u32::try_from(start), u8::try_from(32 - bits))
+                else {
+                    break;
+                };
+                out.push(Ipv4Cidr {
+                    network: Ipv4Addr::from(network),
+                    prefix_len,
+                });
+                start += 1u64 << bits;
+            }
+        }
+        out
     }
 
     /// Whether every address here is also in `other`.

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use proptest::prelude::*;
+use vpc_cni_proto::net::Ipv4Cidr;
 use vpc_cni_proto::Mode;
 use vpc_cni_testkit::prop::config;
 
@@ -125,4 +126,51 @@ fn a_slash_16_pool_with_250_pods_is_held_in_a_handful_of_runs() {
     assert_eq!(ds.counts(0).available, 65_534 - 225);
     assert_eq!(ds.free_addresses().runs(), 26);
     assert_eq!(ds.pool_runs(), 1);
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The blocks hold exactly the set's addresses, each aligned to its size, none touching
+    /// another it could merge with into one aligned block.
+    #[test]
+    fn prop_cidrs_hold_exactly_the_addresses(ips in prop::collection::btree_set(address(), 0..60)) {
+        let set: AddressRanges = ips.iter().map(|&ip| (Ipv4Addr::from(ip), ())).collect();
+        let cidrs = set.cidrs();
+        let mut covered = Vec::new();
+        for c in &cidrs {
+            let first = u64::from(u32::from(c.network));
+            let size = 1u64 << (32 - u32::from(c.prefix_len));
+            prop_assert_eq!(first % size, 0, "{} is not aligned", c);
+            covered.extend((first..first + size).map(|ip| u32::try_from(ip).unwrap()));
+        }
+        prop_assert_eq!(covered, ips.iter().copied().collect::<Vec<u32>>());
+        for pair in cidrs.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            let mergeable = a.prefix_len == b.prefix_len
+                && a.prefix_len > 0
+                && Ipv4Cidr::containing(a.network, a.prefix_len - 1)
+                    == Ipv4Cidr::containing(b.network, b.prefix_len - 1);
+            prop_assert!(!mergeable, "{} and {} make one block", a, b);
+        }
+    }
+}
+
+#[test]
+fn a_vpc_pool_is_announced_as_its_prefixes_and_single_addresses() {
+    let mut ds = Datastore::new("ENIs".to_owned(), Mode::Vpc, 0);
+    let address = |ip: [u8; 4]| crate::store::PoolAddress {
+        ip: Ipv4Addr::from(ip),
+        route_table: 0,
+        device_number: 0,
+    };
+    let addresses = (16..32)
+        .map(|d| address([10, 0, 1, d]))
+        .chain([address([10, 0, 1, 37]), address([10, 0, 1, 38])]);
+    ds.set_pool(addresses);
+    let shown: Vec<String> = ds.pool_cidrs().iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["10.0.1.16/28", "10.0.1.37/32", "10.0.1.38/32"]);
+    assert!(Datastore::new("x".into(), Mode::Vpc, 0)
+        .pool_cidrs()
+        .is_empty());
 }
