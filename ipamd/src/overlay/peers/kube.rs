@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use futures::stream::{BoxStream, StreamExt};
 use k8s_openapi::api::core::v1::Node;
 
-use super::kube_nodes::{facts, ipv4_pod_cidr, underlay_annotation, NodeFacts, NodeStore};
+use super::kube_nodes::{facts, ipv4_pod_cidr, NodeFacts, NodeStore};
 pub use super::kube_nodes::{UNDERLAY_ANNOTATION, VPC_POD_RANGES_ANNOTATION};
 use super::{PeerSet, PeerSource};
 use crate::error::IpamdError;
@@ -163,17 +163,62 @@ pub async fn annotate_own_node(
     node_name: &str,
     underlay: Ipv4Addr,
 ) -> Result<(), IpamdError> {
+    set_own_annotations(
+        client,
+        node_name,
+        &[(UNDERLAY_ANNOTATION, underlay.to_string())],
+    )
+    .await
+}
+
+/// What a VPC-mode node of a hybrid cluster tells the overlay nodes: its underlay address
+/// (the primary ENI's) and, in [`VPC_POD_RANGES_ANNOTATION`], the ranges its ENIs hold for
+/// pods. One GET, and one merge patch of the values that differ.
+pub async fn announce_vpc_node(
+    client: &Client,
+    node_name: &str,
+    underlay: Ipv4Addr,
+    ranges: &[Ipv4Cidr],
+) -> Result<(), IpamdError> {
+    let ranges: Vec<String> = ranges.iter().map(ToString::to_string).collect();
+    set_own_annotations(
+        client,
+        node_name,
+        &[
+            (UNDERLAY_ANNOTATION, underlay.to_string()),
+            (VPC_POD_RANGES_ANNOTATION, ranges.join(",")),
+        ],
+    )
+    .await
+}
+
+/// Sets annotations of ours on this node's Node, leaving every other field alone; only the
+/// ones whose value differs are written.
+async fn set_own_annotations(
+    client: &Client,
+    node_name: &str,
+    wanted: &[(&str, String)],
+) -> Result<(), IpamdError> {
     let api: Api<Node> = Api::all(client.clone());
     let node = api
         .get(node_name)
         .await
         .map_err(|e| kube_error(format!("getting Node {node_name}"), &e))?;
-    let current = underlay_annotation(&node).and_then(|v| v.trim().parse::<Ipv4Addr>().ok());
-    if current == Some(underlay) {
+    let current = node.metadata.annotations.as_ref();
+    let mut annotations = serde_json::Map::new();
+    for (key, value) in wanted {
+        let now = current.and_then(|a| a.get(*key)).map(|v| v.trim());
+        if now != Some(value.as_str()) {
+            annotations.insert((*key).to_owned(), value.clone().into());
+        }
+    }
+    if annotations.is_empty() {
         return Ok(());
     }
-    let mut annotations = serde_json::Map::new();
-    annotations.insert(UNDERLAY_ANNOTATION.into(), underlay.to_string().into());
+    let what: Vec<String> = annotations
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let patch = serde_json::json!({ "metadata": { "annotations": annotations } });
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
@@ -183,7 +228,7 @@ pub async fn annotate_own_node(
         .await
         .map_err(|e| {
             kube_error(
-                format!("annotating Node {node_name} with {UNDERLAY_ANNOTATION}={underlay}"),
+                format!("annotating Node {node_name} with {}", what.join(" ")),
                 &e,
             )
         })?;

@@ -391,3 +391,61 @@ async fn own_pod_cidr_set_unset_dual_stack_and_garbage() {
         other => panic!("expected a POD_CIDR error, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_vpc_node_announces_its_ranges_and_rewrites_only_what_changed() {
+    use super::{announce_vpc_node, VPC_POD_RANGES_ANNOTATION};
+    let (client, mut api) = mock_client();
+    let bare = node("vpc-a", 21, "10.0.0.15", None, None);
+    let underlay = "10.0.0.15".parse().unwrap();
+    let ranges: Vec<vpc_cni_proto::net::Ipv4Cidr> = vec![
+        "10.0.1.16/28".parse().unwrap(),
+        "10.0.1.37/32".parse().unwrap(),
+    ];
+    let mut announced = node("vpc-a", 22, "10.0.0.15", None, Some("10.0.0.15"));
+    announced["metadata"]["annotations"][VPC_POD_RANGES_ANNOTATION] =
+        "10.0.1.16/28,10.0.1.37/32".into();
+
+    let (done, ()) = step("first announce", async {
+        tokio::join!(
+            announce_vpc_node(&client, "vpc-a", underlay, &ranges),
+            async {
+                api.get_node("vpc-a", &bare).await;
+                let patch = api.expect(Method::PATCH, "/api/v1/nodes/vpc-a").await;
+                let body: Value = serde_json::from_slice(&patch.body).unwrap();
+                assert_eq!(
+                    body,
+                    json!({ "metadata": { "annotations": {
+                    UNDERLAY_ANNOTATION: "10.0.0.15",
+                    VPC_POD_RANGES_ANNOTATION: "10.0.1.16/28,10.0.1.37/32",
+                } } })
+                );
+                patch.reply(StatusCode::OK, &announced);
+            }
+        )
+    })
+    .await;
+    done.unwrap();
+
+    // The pool grew: only the ranges are written.
+    let grown: Vec<vpc_cni_proto::net::Ipv4Cidr> = vec!["10.0.1.16/28".parse().unwrap()];
+    let (rewritten, ()) = step("re-announce", async {
+        tokio::join!(
+            announce_vpc_node(&client, "vpc-a", underlay, &grown),
+            async {
+                api.get_node("vpc-a", &announced).await;
+                let patch = api.expect(Method::PATCH, "/api/v1/nodes/vpc-a").await;
+                let body: Value = serde_json::from_slice(&patch.body).unwrap();
+                assert_eq!(
+                    body,
+                    json!({ "metadata": { "annotations": {
+                    VPC_POD_RANGES_ANNOTATION: "10.0.1.16/28",
+                } } })
+                );
+                patch.reply(StatusCode::OK, &announced);
+            }
+        )
+    })
+    .await;
+    rewritten.unwrap();
+}

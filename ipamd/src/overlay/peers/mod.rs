@@ -42,8 +42,8 @@ use crate::overlay::pool::LARGEST_POD_CIDR_PREFIX;
 use vpc_cni_proto::net::{normalize, Ipv4Cidr};
 
 pub use self::kube::{
-    annotate_own_node, client_from_environment, own_pod_cidr, KubePeers, UNDERLAY_ANNOTATION,
-    VPC_POD_RANGES_ANNOTATION,
+    annotate_own_node, announce_vpc_node, client_from_environment, own_pod_cidr, KubePeers,
+    UNDERLAY_ANNOTATION, VPC_POD_RANGES_ANNOTATION,
 };
 pub use file::{parse_peers_file, FilePeers, DEFAULT_POLL_INTERVAL};
 
