@@ -141,7 +141,7 @@ async fn start_overlay(
         underlay_iface: underlay.iface.clone(),
         underlay_ip: underlay.ip,
         underlay_mtu: underlay.mtu,
-        own_pod_cidr: pod_cidr,
+        own_pod_cidr: Some(pod_cidr),
         direct_routing: ov.vxlan_direct_routing,
         underlay_subnet: Some(underlay.subnet),
     };

@@ -9,14 +9,15 @@ use futures::future::BoxFuture;
 use tokio::sync::Mutex;
 use vpc_cni_proto::Mode;
 
-use vpc_cni_proto::net::Ipv4Cidr;
+use vpc_cni_proto::net::{normalize, Ipv4Cidr};
 
-use super::peers::{Peer, PeerSet};
+use super::peers::{Peer, PeerKind, PeerSet};
 use super::snat::OverlaySnat;
 use super::vxlan::{DeviceChange, Overlay, OverlaySpec, ReconcileReport, DEVICE_NAME};
 use crate::datapath::{forwarding_damage, LocalDatapath, NodeDatapath};
 use crate::error::IpamdError;
 use crate::kernel::{self, nft};
+use crate::vpc_datapath::{OverlayPods, VpcDatapath};
 
 /// The device and what was last written to the kernel.
 struct Applied {
@@ -25,9 +26,20 @@ struct Applied {
     snat: Option<OverlaySnat>,
 }
 
+/// Whose nftables table keeps the peers' pods untranslated.
+enum PeerSnat {
+    /// Overlay mode: ours, masquerading pod traffic to anywhere outside the cluster's pod
+    /// CIDRs (all of them under `CLUSTER_CIDR`, else this node's and the peers').
+    Own { cluster_cidr: Option<Ipv4Cidr> },
+    /// A VPC-mode node of a hybrid cluster: the VPC datapath's, told the overlay peers' pod
+    /// CIDRs. Peers that are VPC-mode nodes are left out: their pods are reached through
+    /// the VPC.
+    Vpc(Arc<VpcDatapath>),
+}
+
 pub struct OverlayDatapath {
     spec: OverlaySpec,
-    cluster_cidr: Option<Ipv4Cidr>,
+    snat: PeerSnat,
     // Held across an apply, so a resync and a peer change cannot interleave their writes.
     applied: Mutex<Applied>,
     /// Peer changes and resyncs that failed, since start (metrics).
@@ -41,8 +53,7 @@ impl OverlayDatapath {
         spec: OverlaySpec,
         cluster_cidr: Option<Ipv4Cidr>,
     ) -> Result<(Arc<Self>, DeviceChange), IpamdError> {
-        if let Some(cluster) = cluster_cidr {
-            let own = spec.own_pod_cidr;
+        if let (Some(cluster), Some(own)) = (cluster_cidr, spec.own_pod_cidr) {
             if !(cluster.prefix_len <= own.prefix_len && cluster.contains(own.network)) {
                 return Err(IpamdError::Config {
                     variable: "CLUSTER_CIDR",
@@ -50,10 +61,26 @@ impl OverlayDatapath {
                 });
             }
         }
+        Self::with_snat(spec, PeerSnat::Own { cluster_cidr }).await
+    }
+
+    /// The overlay of a VPC-mode node in a hybrid cluster: `vxlan.vpc` on its primary ENI,
+    /// entries for the overlay nodes only, whose pod CIDRs go to `vpc`'s table.
+    pub async fn new_hybrid(
+        spec: OverlaySpec,
+        vpc: Arc<VpcDatapath>,
+    ) -> Result<(Arc<Self>, DeviceChange), IpamdError> {
+        Self::with_snat(spec, PeerSnat::Vpc(vpc)).await
+    }
+
+    async fn with_snat(
+        spec: OverlaySpec,
+        snat: PeerSnat,
+    ) -> Result<(Arc<Self>, DeviceChange), IpamdError> {
         let (overlay, change) = Overlay::ensure_device(spec.clone()).await?;
         let datapath = Self {
             spec,
-            cluster_cidr,
+            snat,
             applied: Mutex::new(Applied {
                 overlay,
                 peers: None,
@@ -101,17 +128,33 @@ impl OverlayDatapath {
     }
 
     async fn apply_peers_once(&self, peers: &PeerSet) -> Result<ReconcileReport, IpamdError> {
-        let peers: Vec<Peer> = peers.values().cloned().collect();
+        let peers: Vec<Peer> = peers
+            .values()
+            .filter(|p| matches!(self.snat, PeerSnat::Own { .. }) || p.kind == PeerKind::Overlay)
+            .cloned()
+            .collect();
         let mut applied = self.applied.lock().await;
         // A device deleted under us would make every entry fail to apply.
         applied.overlay.refresh_device().await?;
         let report = applied.overlay.reconcile(&peers).await?;
-        applied.peers = Some(peers);
-        let snat = self.snat_for(applied.peers.as_deref());
-        if applied.snat.as_ref() != Some(&snat) {
-            nft::run(&snat.replace_batch(), "replacing").await?;
-            applied.snat = Some(snat);
+        match &self.snat {
+            PeerSnat::Own { .. } => {
+                let snat = self.snat_for(Some(&peers));
+                if applied.snat.as_ref() != Some(&snat) {
+                    nft::run(&snat.replace_batch(), "replacing").await?;
+                    applied.snat = Some(snat);
+                }
+            }
+            PeerSnat::Vpc(vpc) => {
+                let remote = peers.iter().flat_map(|p| p.pod_cidrs.iter().copied());
+                vpc.overlay_pods_changed(OverlayPods {
+                    device: DEVICE_NAME.to_owned(),
+                    remote: normalize(remote),
+                })
+                .await?;
+            }
         }
+        applied.peers = Some(peers);
         Ok(report)
     }
 
@@ -139,7 +182,13 @@ impl OverlayDatapath {
             Some(peers) => Some(applied.overlay.reconcile(&peers).await?),
             None => None,
         };
-        if applied.peers.is_some() || self.cluster_cidr.is_some() {
+        let fixed = matches!(
+            self.snat,
+            PeerSnat::Own {
+                cluster_cidr: Some(_)
+            }
+        );
+        if matches!(self.snat, PeerSnat::Own { .. }) && (applied.peers.is_some() || fixed) {
             let snat = self.snat_for(applied.peers.as_deref());
             nft::run(&snat.replace_batch(), "replacing").await?;
             applied.snat = Some(snat);
@@ -165,10 +214,12 @@ impl OverlayDatapath {
 
     fn snat_for(&self, peers: Option<&[Peer]>) -> OverlaySnat {
         let own = self.spec().own_pod_cidr;
-        match self.cluster_cidr {
-            Some(cluster) => OverlaySnat::new([cluster]),
-            None => OverlaySnat::new(
-                std::iter::once(own).chain(
+        match self.snat {
+            PeerSnat::Own {
+                cluster_cidr: Some(cluster),
+            } => OverlaySnat::new([cluster]),
+            PeerSnat::Own { cluster_cidr: None } | PeerSnat::Vpc(_) => OverlaySnat::new(
+                own.into_iter().chain(
                     peers
                         .unwrap_or_default()
                         .iter()

@@ -16,6 +16,8 @@ pub use run::run_peer_loop;
 pub use underlay::Underlay;
 
 #[cfg(test)]
+mod hybrid_tests;
+#[cfg(test)]
 mod run_tests;
 #[cfg(test)]
 mod tests;

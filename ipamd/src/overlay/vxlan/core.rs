@@ -59,7 +59,9 @@ pub struct OverlaySpec {
     pub underlay_iface: String,
     pub underlay_ip: Ipv4Addr,
     pub underlay_mtu: u32,
-    pub own_pod_cidr: Ipv4Cidr,
+    /// `None` on a VPC-mode node of a hybrid cluster: its pods hold VPC addresses, and the
+    /// device carries no address of its own.
+    pub own_pod_cidr: Option<Ipv4Cidr>,
     /// Peers on `underlay_subnet` are reached by a plain route through the underlay.
     pub direct_routing: bool,
     pub underlay_subnet: Option<Ipv4Cidr>,
@@ -195,7 +197,11 @@ pub fn peer_entries(spec: &OverlaySpec, peer: &Peer) -> PeerEntries {
 /// the first.
 #[must_use]
 pub fn desired_entries(spec: &OverlaySpec, peers: &[Peer]) -> Vec<PeerEntries> {
-    let mut cidrs = HashSet::from([(spec.own_pod_cidr.network, spec.own_pod_cidr.prefix_len)]);
+    let mut cidrs: HashSet<(Ipv4Addr, u8)> = spec
+        .own_pod_cidr
+        .iter()
+        .map(|own| (own.network, own.prefix_len))
+        .collect();
     let mut underlays = HashSet::from([spec.underlay_ip]);
     let mut gateways = HashSet::new();
     let mut out = Vec::with_capacity(peers.len());

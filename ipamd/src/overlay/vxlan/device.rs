@@ -140,7 +140,7 @@ pub async fn ensure_device(handle: &Handle, spec: &OverlaySpec) -> Result<Device
     if set && change == DeviceChange::Unchanged {
         change = DeviceChange::Updated;
     }
-    if sync_address(handle, index, spec.own_pod_cidr.network).await?
+    if sync_address(handle, index, spec.own_pod_cidr.map(|c| c.network)).await?
         && change == DeviceChange::Unchanged
     {
         change = DeviceChange::Updated;
@@ -152,9 +152,14 @@ pub async fn ensure_device(handle: &Handle, spec: &OverlaySpec) -> Result<Device
     })
 }
 
-/// Leaves `address/32` as the device's only IPv4 address; a /32 adds no subnet route, so
-/// nothing but our per-peer routes points at the device. Returns whether anything changed.
-async fn sync_address(handle: &Handle, index: u32, address: Ipv4Addr) -> Result<bool, IpamdError> {
+/// Leaves `address/32` as the device's only IPv4 address (none at all without one); a /32
+/// adds no subnet route, so nothing but our per-peer routes points at the device. Returns
+/// whether anything changed.
+async fn sync_address(
+    handle: &Handle,
+    index: u32,
+    address: Option<Ipv4Addr>,
+) -> Result<bool, IpamdError> {
     let current = nl::ipv4_address_messages(handle, index)
         .await
         .map_err(IpamdError::netlink(format!(
@@ -164,7 +169,7 @@ async fn sync_address(handle: &Handle, index: u32, address: Ipv4Addr) -> Result<
     let mut changed = false;
     for msg in current {
         let local = nl::address_local(&msg);
-        if local == Some(address) && msg.header.prefix_len == 32 {
+        if address.is_some() && local == address && msg.header.prefix_len == 32 {
             present = true;
             continue;
         }
@@ -173,7 +178,7 @@ async fn sync_address(handle: &Handle, index: u32, address: Ipv4Addr) -> Result<
             .map_err(IpamdError::netlink(what))?;
         changed = true;
     }
-    if !present {
+    if let Some(address) = address.filter(|_| !present) {
         handle
             .address()
             .add(index, IpAddr::V4(address), 32)

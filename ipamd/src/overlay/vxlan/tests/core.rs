@@ -34,7 +34,7 @@ pub(crate) fn spec(underlay_iface: &str, underlay_ip: &str, own: &str) -> Overla
         underlay_iface: underlay_iface.to_owned(),
         underlay_ip: ip(underlay_ip),
         underlay_mtu: 1500,
-        own_pod_cidr: cidr(own),
+        own_pod_cidr: Some(cidr(own)),
         direct_routing: false,
         underlay_subnet: None,
     }
