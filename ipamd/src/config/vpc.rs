@@ -54,6 +54,19 @@ pub struct VpcSettings {
           default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
     pub enable_pod_fast_path: bool,
 
+    /// Join the VXLAN overlay of a hybrid cluster's on-prem nodes: their pods reach this
+    /// node's pods, and the other way round, with their own addresses (docs/hybrid.md).
+    /// Peers come from PEERS_FILE or the Kubernetes API, as in overlay mode.
+    #[arg(long, env = "ENABLE_HYBRID_OVERLAY", value_name = "ENABLE_HYBRID_OVERLAY",
+          default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
+    pub enable_hybrid_overlay: bool,
+
+    /// MTU of the path from this VPC to the on-prem nodes (the VPN or direct link): the
+    /// VXLAN device gets it less 50 bytes of headers, and never more than the ENI allows.
+    #[arg(long, env = "HYBRID_PATH_MTU", value_name = "HYBRID_PATH_MTU", default_value = "1500",
+          value_parser = parse_mtu)]
+    pub hybrid_path_mtu: u32,
+
     /// Leave SNAT of pod traffic leaving the VPC to an external NAT.
     #[arg(long, env = "AWS_VPC_K8S_CNI_EXTERNALSNAT", value_name = "AWS_VPC_K8S_CNI_EXTERNALSNAT",
           default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]

@@ -2,6 +2,7 @@
 //! gRPC socket, and the background loops of the chosen mode.
 
 pub mod conflist;
+mod hybrid;
 mod observe;
 mod os;
 mod overlay;

@@ -42,6 +42,9 @@ pub mod task {
     pub const PEER_LOOP: &str = "peer loop";
     /// Overlay mode with Kubernetes: puts the underlay address on the own Node (one shot).
     pub const NODE_ANNOTATION: &str = "node annotation";
+    /// VPC mode with `ENABLE_HYBRID_OVERLAY` and the Kubernetes API: keeps the own Node's
+    /// pod ranges current for the overlay nodes.
+    pub const POD_RANGES: &str = "pod ranges announcement";
     /// Both modes: releases addresses of pods whose host veth is gone.
     pub const VETH_SWEEPER: &str = "veth sweeper";
     /// Both modes: re-applies the node datapath and repairs what STATUS found damaged.

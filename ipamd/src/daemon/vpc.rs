@@ -183,6 +183,16 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
         }
         None
     };
+    if vpc.enable_hybrid_overlay {
+        super::hybrid::start(
+            start.supervisor,
+            settings,
+            Arc::clone(&datapath),
+            Arc::clone(&store),
+            kube.clone(),
+        )
+        .await?;
+    }
     let pod_cap = PodCap {
         limit: controller.max_pods(),
         source: cap_source,
