@@ -1,7 +1,7 @@
 //! A hybrid cluster on the two-site fabric (issue 15, a first slice of acceptance 1): a
 //! VPC-mode node with `ENABLE_HYBRID_OVERLAY` and an overlay node on the on-prem site's LAN,
-//! both following one peers file. TCP both ways between their pods with each pod's own
-//! address seen, the on-prem pod to a VPC host (the documented translation: the on-prem
+//! both following one peers file. TCP both ways between an on-prem pod and VPC pods on the
+//! primary and on a secondary ENI, with each pod's own address seen, the on-prem pod to a VPC host (the documented translation: the on-prem
 //! node's address) and to the internet through the site's own NAT. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -23,6 +23,9 @@ use vpc_cni_testkit::require_root;
 const EVENTUAL: Duration = Duration::from_secs(30);
 const ONPREM_IP: Ipv4Addr = Ipv4Addr::new(172, 20, 0, 11);
 const ONPREM_PODS: &str = "10.244.1.0/24";
+/// t3.medium: 5 pod addresses per ENI, and the primary ENI fills first: the sixth and
+/// seventh pods sit on a secondary ENI.
+const VPC_PODS: usize = 7;
 
 /// The peers file both nodes follow: the on-prem node, and the VPC node with the ranges its
 /// ENIs hold as EC2 shows them (what an operator's tool would write).
@@ -94,13 +97,24 @@ fn vpc_and_onprem_pods_reach_each_other_with_their_own_addresses() {
         ),
     )
     .unwrap_or_else(|e| panic!("starting the on-prem node: {e}"));
-    let vpc_pod = cluster.pod("a", "vp");
+    let vpc_pods: Vec<_> = (0..VPC_PODS)
+        .map(|i| cluster.pod("a", &format!("vp{i}")))
+        .collect();
+    let on_device = |device: u32| {
+        vpc_pods
+            .iter()
+            .find(|p| cluster.device_index_of(p.ip.unwrap()) == Some(device))
+            .unwrap_or_else(|| panic!("no pod on ENI {device}\n{}", cluster.all_diagnostics()))
+    };
+    let tested = [
+        ("primary ENI", on_device(0)),
+        ("secondary ENI", on_device(1)),
+    ];
     let mut onprem_pod = TestPod::create("op", "hybp").unwrap();
     let out = onprem_pod
         .add_in(&onprem, &plugin_conf("1.1.0", "hybrid", &onprem_ipamd))
         .unwrap();
     assert!(out.success(), "{} {}", out.stdout, out.stderr);
-    let vpc_ip = vpc_pod.ip.unwrap();
     let onprem_ip = onprem_pod.ip.unwrap();
     // Written once both pods have their addresses, so the ranges hold the VPC pod's.
     write_peers(&peers_file, &cluster);
@@ -122,18 +136,32 @@ fn vpc_and_onprem_pods_reach_each_other_with_their_own_addresses() {
             .netns()
             .try_ip(&["route", "show", "dev", "vxlan.vpc"])
             .ok()?;
-        (onprem_routes.contains(&vpc_ip.to_string()) && vpc_routes.contains(ONPREM_PODS))
-            .then_some(())
+        let routed = tested
+            .iter()
+            .all(|(_, pod)| onprem_routes.contains(&pod.ip.unwrap().to_string()));
+        (routed && vpc_routes.contains(ONPREM_PODS)).then_some(())
     })
     .unwrap_or_else(|| panic!("the overlay did not converge\n{}", diagnostics()));
 
-    // On-prem pod -> VPC pod, and back, untranslated.
-    let seen = tcp_peer(&vpc_pod.netns, vpc_ip, &onprem_pod.netns)
-        .unwrap_or_else(|e| panic!("on-prem pod -> VPC pod: {e}\n{}", diagnostics()));
-    assert_eq!(seen.ip(), onprem_ip);
-    let seen = tcp_peer(&onprem_pod.netns, onprem_ip, &vpc_pod.netns)
-        .unwrap_or_else(|e| panic!("VPC pod -> on-prem pod: {e}\n{}", diagnostics()));
-    assert_eq!(seen.ip(), vpc_ip);
+    // On-prem pod -> VPC pod, and back, untranslated; from a secondary ENI's pod the replies
+    // and connections must go into the overlay, not out of its ENI.
+    for (what, pod) in tested {
+        let vpc_ip = pod.ip.unwrap();
+        let seen = tcp_peer(&pod.netns, vpc_ip, &onprem_pod.netns).unwrap_or_else(|e| {
+            panic!(
+                "on-prem pod -> VPC pod on the {what}: {e}\n{}",
+                diagnostics()
+            )
+        });
+        assert_eq!(seen.ip(), onprem_ip, "on-prem pod -> VPC pod on the {what}");
+        let seen = tcp_peer(&onprem_pod.netns, onprem_ip, &pod.netns).unwrap_or_else(|e| {
+            panic!(
+                "VPC pod on the {what} -> on-prem pod: {e}\n{}",
+                diagnostics()
+            )
+        });
+        assert_eq!(seen.ip(), vpc_ip, "VPC pod on the {what} -> on-prem pod");
+    }
 
     // On-prem pod -> a VPC host, which cannot route back to on-prem pod CIDRs: it sees the
     // on-prem node's address.
@@ -146,7 +174,7 @@ fn vpc_and_onprem_pods_reach_each_other_with_their_own_addresses() {
     let seen = tcp_peer(fabric.internet(), INTERNET_ADDR, &onprem_pod.netns)
         .unwrap_or_else(|e| panic!("on-prem pod -> internet: {e}\n{}", diagnostics()));
     assert_eq!(seen.ip(), SITE_NAT_ADDR);
-    let seen = tcp_peer(fabric.internet(), INTERNET_ADDR, &vpc_pod.netns)
+    let seen = tcp_peer(fabric.internet(), INTERNET_ADDR, &tested[0].1.netns)
         .unwrap_or_else(|e| panic!("VPC pod -> internet: {e}\n{}", diagnostics()));
     assert_eq!(seen.ip(), cluster.node("a").unwrap().primary_ip());
 }
