@@ -2,7 +2,8 @@
 //! VPC-mode node with `ENABLE_HYBRID_OVERLAY` and an overlay node on the on-prem site's LAN,
 //! both following one peers file. TCP both ways between an on-prem pod and VPC pods on the
 //! primary and on a secondary ENI, with each pod's own address seen, the on-prem pod to a VPC host (the documented translation: the on-prem
-//! node's address) and to the internet through the site's own NAT. Needs root.
+//! node's address) and to the internet through the site's own NAT; the site link cut and
+//! restored, the paths come back with nothing restarted. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::Ipv4Addr;
@@ -177,4 +178,19 @@ fn vpc_and_onprem_pods_reach_each_other_with_their_own_addresses() {
     let seen = tcp_peer(fabric.internet(), INTERNET_ADDR, &tested[0].1.netns)
         .unwrap_or_else(|e| panic!("VPC pod -> internet: {e}\n{}", diagnostics()));
     assert_eq!(seen.ip(), cluster.node("a").unwrap().primary_ip());
+
+    // The site link goes down and comes back: the paths return with nothing restarted.
+    let (_, pod) = tested[1];
+    fabric.set_site_link(false).unwrap();
+    assert!(
+        tcp_peer(&pod.netns, pod.ip.unwrap(), &onprem_pod.netns).is_err(),
+        "the link is cut"
+    );
+    fabric.set_site_link(true).unwrap();
+    let seen = tcp_peer(&pod.netns, pod.ip.unwrap(), &onprem_pod.netns)
+        .unwrap_or_else(|e| panic!("after the link came back: {e}\n{}", diagnostics()));
+    assert_eq!(seen.ip(), onprem_ip);
+    let seen = tcp_peer(&onprem_pod.netns, onprem_ip, &pod.netns)
+        .unwrap_or_else(|e| panic!("after the link came back: {e}\n{}", diagnostics()));
+    assert_eq!(seen.ip(), pod.ip.unwrap());
 }
