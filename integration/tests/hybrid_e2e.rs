@@ -1,9 +1,10 @@
 //! A hybrid cluster on the two-site fabric (issue 15, a first slice of acceptance 1): a
 //! VPC-mode node with `ENABLE_HYBRID_OVERLAY` and an overlay node on the on-prem site's LAN,
 //! both following one peers file. TCP both ways between an on-prem pod and VPC pods on the
-//! primary and on a secondary ENI, with each pod's own address seen, the on-prem pod to a VPC host (the documented translation: the on-prem
-//! node's address) and to the internet through the site's own NAT; the site link cut and
-//! restored, the paths come back with nothing restarted. Needs root.
+//! primary and on a secondary ENI, with each pod's own address seen; the on-prem pod to a
+//! VPC host (the documented translation: the on-prem node's address) and to the internet
+//! through the site's own NAT; the site link cut and restored, the paths come back with
+//! nothing restarted. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::Ipv4Addr;
