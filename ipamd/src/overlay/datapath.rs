@@ -212,20 +212,23 @@ impl OverlayDatapath {
         panic!("the netlink connection's task did not end");
     }
 
+    /// The pod CIDRs our table leaves untranslated. `CLUSTER_CIDR` stands for every overlay
+    /// node's; VPC-mode peers' ranges lie outside it and are added either way.
     fn snat_for(&self, peers: Option<&[Peer]>) -> OverlaySnat {
-        let own = self.spec().own_pod_cidr;
+        let peers = peers.unwrap_or_default();
+        let ranges = |kind: Option<PeerKind>| {
+            peers
+                .iter()
+                .filter(move |p| kind.is_none_or(|k| p.kind == k))
+                .flat_map(|p| p.pod_cidrs.iter().copied())
+        };
         match self.snat {
             PeerSnat::Own {
                 cluster_cidr: Some(cluster),
-            } => OverlaySnat::new([cluster]),
-            PeerSnat::Own { cluster_cidr: None } | PeerSnat::Vpc(_) => OverlaySnat::new(
-                own.into_iter().chain(
-                    peers
-                        .unwrap_or_default()
-                        .iter()
-                        .flat_map(|p| p.pod_cidrs.iter().copied()),
-                ),
-            ),
+            } => OverlaySnat::new(std::iter::once(cluster).chain(ranges(Some(PeerKind::Vpc)))),
+            PeerSnat::Own { cluster_cidr: None } | PeerSnat::Vpc(_) => {
+                OverlaySnat::new(self.spec().own_pod_cidr.into_iter().chain(ranges(None)))
+            }
         }
     }
 }

@@ -260,3 +260,23 @@ fn a_deleted_device_is_recreated_with_its_entries() {
     });
     assert_eq!(overlay_entries(&ns).len(), 6);
 }
+
+#[test]
+fn with_cluster_cidr_a_vpc_mode_peers_ranges_stay_untranslated_too() {
+    let ns = node();
+    let mut peers = set(&[("b", "192.168.50.2", "10.244.1.0/24")]);
+    let vpc = super::peers::Peer::vpc("vpc-a", ip("10.0.0.15"), [cidr("10.0.1.16/28")]);
+    peers.insert(vpc.name.clone(), vpc);
+    with_datapath(&ns, Some(cidr("10.244.0.0/16")), move |dp| {
+        Box::pin(async move {
+            dp.apply_peers(&peers).await.unwrap();
+        })
+    });
+    let table = nft_table(&ns);
+    assert!(
+        table.contains("elements = { 10.0.1.16/28, 10.244.0.0/16 }"),
+        "{table}"
+    );
+    let routes = ns.ip(&["route", "show", "dev", "vxlan.vpc"]);
+    assert!(routes.contains("10.0.1.16/28 via 10.0.0.15"), "{routes}");
+}
