@@ -11,6 +11,7 @@ pub mod chaos;
 pub mod deploy;
 pub mod fabric;
 pub mod fake_kube;
+pub mod hybrid_cluster;
 pub mod image;
 pub mod ipamd_proc;
 pub mod node;

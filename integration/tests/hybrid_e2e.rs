@@ -1,153 +1,108 @@
-//! A hybrid cluster on the two-site fabric (issue 15, a first slice of acceptance 1): a
+//! A hybrid cluster on the two-site fabric (issue 15, acceptance 1 and 2 in part): a
 //! VPC-mode node with `ENABLE_HYBRID_OVERLAY` and an overlay node on the on-prem site's LAN,
-//! both following one peers file. TCP both ways between an on-prem pod and VPC pods on the
-//! primary and on a secondary ENI, with each pod's own address seen; the on-prem pod to a
-//! VPC host (the documented translation: the on-prem node's address) and to the internet
-//! through the site's own NAT; the site link cut and restored, the paths come back with
-//! nothing restarted. Needs root.
+//! following one peers file or the Kubernetes API. TCP both ways between an on-prem pod and
+//! VPC pods on the primary and on a secondary ENI, with each pod's own address seen; the
+//! on-prem pod to a VPC host (the documented translation: the on-prem node's address) and
+//! to the internet through the site's own NAT; the site link cut and restored, the paths come
+//! back with nothing restarted; the on-prem node removed, none of its entries stay on the
+//! VPC node. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::Ipv4Addr;
-use std::path::Path;
+use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use serde_json::json;
-use vpc_cni_integration::fabric::{SiteSpec, INTERNET_ADDR, SITE_NAT_ADDR};
-use vpc_cni_integration::ipamd_proc::IpamdProcess;
-use vpc_cni_integration::node::{plugin_conf, test_ipamd_env};
-use vpc_cni_integration::vpc_cluster::{tcp_peer, VpcCluster};
-use vpc_cni_testkit::netns::Netns;
+use vpc_cni_integration::fabric::{INTERNET_ADDR, SITE_NAT_ADDR};
+use vpc_cni_integration::fake_kube::{node_object, FakeKube};
+use vpc_cni_integration::hybrid_cluster::{
+    attach_site, onprem_ip, onprem_pod_cidr, peers_file_env, vpc_pod_ranges, write_peers_file,
+    OnpremNode,
+};
+use vpc_cni_integration::vpc_cluster::{tcp_peer, VpcCluster, VpcPod};
 use vpc_cni_testkit::pod::TestPod;
 use vpc_cni_testkit::process::wait_for;
 use vpc_cni_testkit::require_root;
 
 /// Harness bound for convergence (never asserted as a duration).
 const EVENTUAL: Duration = Duration::from_secs(30);
-const ONPREM_IP: Ipv4Addr = Ipv4Addr::new(172, 20, 0, 11);
-const ONPREM_PODS: &str = "10.244.1.0/24";
 /// t3.medium: 5 pod addresses per ENI, and the primary ENI fills first: the sixth and
 /// seventh pods sit on a secondary ENI.
 const VPC_PODS: usize = 7;
 
-/// The peers file both nodes follow: the on-prem node, and the VPC node with the ranges its
-/// ENIs hold as EC2 shows them (what an operator's tool would write).
-fn write_peers(path: &Path, cluster: &VpcCluster) {
-    let node = cluster.node("a").unwrap();
-    let view = cluster.sim().fabric_view();
-    let mut ranges: Vec<String> = Vec::new();
-    for eni in view.enis.iter().filter(|e| {
-        e.attachment
-            .as_ref()
-            .is_some_and(|a| a.instance_id == node.instance.id)
-    }) {
-        ranges.extend(
-            eni.private_ips
-                .iter()
-                .filter(|p| !p.primary)
-                .map(|p| format!("{}/32", p.address)),
-        );
-        ranges.extend(eni.prefixes.iter().cloned());
-    }
-    let peers = json!({ "peers": [
-        { "name": "onprem-1", "underlayIP": ONPREM_IP.to_string(), "podCIDR": ONPREM_PODS },
-        { "name": "a", "underlayIP": node.primary_ip().to_string(), "vpcPodRanges": ranges },
-    ]});
-    let temp = path.with_extension("json.tmp");
-    std::fs::write(&temp, peers.to_string()).unwrap();
-    std::fs::rename(&temp, path).unwrap();
+fn vpc_env(extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("ENABLE_HYBRID_OVERLAY", "true".to_string()),
+        ("MY_NODE_NAME", "a".to_string()),
+    ];
+    env.extend(extra.iter().cloned());
+    env
 }
 
-#[test]
-fn vpc_and_onprem_pods_reach_each_other_with_their_own_addresses() {
-    require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let peers_file = dir.path().join("peers.json");
-    let file = peers_file.to_string_lossy().into_owned();
-    let cluster = VpcCluster::new(
-        "hybe",
-        &[("a", "t3.medium")],
-        &[
-            ("ENABLE_HYBRID_OVERLAY", "true"),
-            ("MY_NODE_NAME", "a"),
-            ("PEERS_FILE", file.as_str()),
-            ("PEERS_FILE_POLL_INTERVAL", "200ms"),
-        ],
-    )
-    .unwrap_or_else(|e| panic!("starting the VPC node: {e}"));
-    let fabric = cluster.fabric();
-    fabric
-        .attach_site(SiteSpec {
-            lan: "172.20.0.0/24".parse().unwrap(),
-            lan_mtu: 1500,
-            link_mtu: 1500,
-        })
-        .unwrap();
-    let onprem = Netns::unique("hybop");
-    fabric.plug_site_node(&onprem, ONPREM_IP).unwrap();
-    let onprem_dir = tempfile::tempdir().unwrap();
-    let onprem_ipamd = IpamdProcess::start(
-        &onprem,
-        onprem_dir.path(),
-        test_ipamd_env(
-            "overlay",
-            &[
-                ("POD_CIDR", ONPREM_PODS.to_string()),
-                ("MY_NODE_NAME", "onprem-1".to_string()),
-                ("PEERS_FILE", file.clone()),
-                ("PEERS_FILE_POLL_INTERVAL", "200ms".to_string()),
-            ],
-        ),
-    )
-    .unwrap_or_else(|e| panic!("starting the on-prem node: {e}"));
-    let vpc_pods: Vec<_> = (0..VPC_PODS)
+fn start_vpc(prefix: &str, env: &[(&'static str, String)]) -> VpcCluster {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let cluster = VpcCluster::new(prefix, &[("a", "t3.medium")], &env)
+        .unwrap_or_else(|e| panic!("starting the VPC node: {e}"));
+    attach_site(cluster.fabric(), 1500).unwrap();
+    cluster
+}
+
+fn vpc_pods(cluster: &VpcCluster) -> Vec<VpcPod> {
+    (0..VPC_PODS)
         .map(|i| cluster.pod("a", &format!("vp{i}")))
-        .collect();
+        .collect()
+}
+
+/// A pod on the primary ENI and one on a secondary ENI.
+fn on_both_enis<'a>(cluster: &VpcCluster, pods: &'a [VpcPod]) -> [(&'static str, &'a VpcPod); 2] {
     let on_device = |device: u32| {
-        vpc_pods
-            .iter()
+        pods.iter()
             .find(|p| cluster.device_index_of(p.ip.unwrap()) == Some(device))
             .unwrap_or_else(|| panic!("no pod on ENI {device}\n{}", cluster.all_diagnostics()))
     };
-    let tested = [
+    [
         ("primary ENI", on_device(0)),
         ("secondary ENI", on_device(1)),
-    ];
-    let mut onprem_pod = TestPod::create("op", "hybp").unwrap();
-    let out = onprem_pod
-        .add_in(&onprem, &plugin_conf("1.1.0", "hybrid", &onprem_ipamd))
-        .unwrap();
-    assert!(out.success(), "{} {}", out.stdout, out.stderr);
-    let onprem_ip = onprem_pod.ip.unwrap();
-    // Written once both pods have their addresses, so the ranges hold the VPC pod's.
-    write_peers(&peers_file, &cluster);
+    ]
+}
 
-    let diagnostics = || {
-        format!(
-            "{}\n--- on-prem ipamd ---\n{}\n--- on-prem routes ---\n{}",
-            cluster.all_diagnostics(),
-            onprem_ipamd.log_text(),
-            onprem.ip(&["route"])
-        )
-    };
-    // Both nodes have read the file: the on-prem node routes the VPC pod into the overlay,
-    // the VPC node the on-prem pods.
+fn vxlan_routes(ns: &vpc_cni_testkit::netns::Netns) -> Option<String> {
+    ns.try_ip(&["route", "show", "dev", "vxlan.vpc"]).ok()
+}
+
+/// Both nodes have learnt each other: the on-prem node routes the VPC pods into the overlay,
+/// the VPC node the on-prem pods.
+fn converge(cluster: &VpcCluster, onprem: &OnpremNode, pods: &[(&str, &VpcPod)]) {
     let vpc_node = cluster.node("a").unwrap();
     wait_for(EVENTUAL, || {
-        let onprem_routes = onprem.try_ip(&["route", "show", "dev", "vxlan.vpc"]).ok()?;
-        let vpc_routes = vpc_node
-            .netns()
-            .try_ip(&["route", "show", "dev", "vxlan.vpc"])
-            .ok()?;
-        let routed = tested
+        let onprem_routes = vxlan_routes(onprem.netns())?;
+        let vpc_routes = vxlan_routes(vpc_node.netns())?;
+        let routed = pods
             .iter()
             .all(|(_, pod)| onprem_routes.contains(&pod.ip.unwrap().to_string()));
-        (routed && vpc_routes.contains(ONPREM_PODS)).then_some(())
+        (routed && vpc_routes.contains(&onprem.pod_cidr)).then_some(())
     })
-    .unwrap_or_else(|| panic!("the overlay did not converge\n{}", diagnostics()));
+    .unwrap_or_else(|| {
+        panic!(
+            "the overlay did not converge\n{}\n{}",
+            cluster.all_diagnostics(),
+            onprem.diagnostics()
+        )
+    });
+}
 
-    // On-prem pod -> VPC pod, and back, untranslated; from a secondary ENI's pod the replies
-    // and connections must go into the overlay, not out of its ENI.
-    for (what, pod) in tested {
+/// Every path of the matrix this pair of nodes has.
+fn check_paths(
+    cluster: &VpcCluster,
+    onprem: &OnpremNode,
+    onprem_pod: &TestPod,
+    pods: &[(&str, &VpcPod)],
+    host_name: &str,
+) {
+    let diagnostics = || format!("{}\n{}", cluster.all_diagnostics(), onprem.diagnostics());
+    let onprem_ip = onprem_pod.ip.unwrap();
+    // From a secondary ENI's pod, replies and connections must go into the overlay, not out
+    // of its ENI.
+    for (what, pod) in pods {
         let vpc_ip = pod.ip.unwrap();
         let seen = tcp_peer(&pod.netns, vpc_ip, &onprem_pod.netns).unwrap_or_else(|e| {
             panic!(
@@ -164,34 +119,138 @@ fn vpc_and_onprem_pods_reach_each_other_with_their_own_addresses() {
         });
         assert_eq!(seen.ip(), vpc_ip, "VPC pod on the {what} -> on-prem pod");
     }
-
-    // On-prem pod -> a VPC host, which cannot route back to on-prem pod CIDRs: it sees the
-    // on-prem node's address.
-    let (host, host_ip) = cluster.attach_host("alb").unwrap();
+    // A VPC host cannot route back to on-prem pod CIDRs: it sees the on-prem node's address.
+    let (host, host_ip) = cluster.attach_host(host_name).unwrap();
     let seen = tcp_peer(&host, host_ip, &onprem_pod.netns)
         .unwrap_or_else(|e| panic!("on-prem pod -> VPC host: {e}\n{}", diagnostics()));
-    assert_eq!(seen.ip(), ONPREM_IP);
-
+    assert_eq!(seen.ip(), onprem.underlay_ip);
     // Each side to the internet: through the site's NAT, and through the VPC as today.
-    let seen = tcp_peer(fabric.internet(), INTERNET_ADDR, &onprem_pod.netns)
+    let internet = cluster.fabric().internet();
+    let seen = tcp_peer(internet, INTERNET_ADDR, &onprem_pod.netns)
         .unwrap_or_else(|e| panic!("on-prem pod -> internet: {e}\n{}", diagnostics()));
     assert_eq!(seen.ip(), SITE_NAT_ADDR);
-    let seen = tcp_peer(fabric.internet(), INTERNET_ADDR, &tested[0].1.netns)
+    let seen = tcp_peer(internet, INTERNET_ADDR, &pods[0].1.netns)
         .unwrap_or_else(|e| panic!("VPC pod -> internet: {e}\n{}", diagnostics()));
     assert_eq!(seen.ip(), cluster.node("a").unwrap().primary_ip());
+}
+
+/// Waits until the VPC node holds nothing of `onprem`: no route, no exemption.
+fn assert_forgotten(cluster: &VpcCluster, onprem: &OnpremNode) {
+    let ns = cluster.node("a").unwrap().netns();
+    let state = || {
+        let table = ns.nft(&["list", "table", "ip", "vpc-cni"]).ok()?;
+        Some((vxlan_routes(ns)?, table))
+    };
+    wait_for(EVENTUAL, || {
+        state().filter(|(routes, table)| {
+            !routes.contains(&onprem.pod_cidr) && !table.contains(&onprem.pod_cidr)
+        })
+    })
+    .unwrap_or_else(|| panic!("{} left entries: {:?}", onprem.name, state()));
+    let neighbours = ns.ip(&["neigh", "show", "dev", "vxlan.vpc"]);
+    // Its next hop on the device is its pod CIDR's first address.
+    let gateway = onprem.pod_cidr.split('/').next().unwrap_or_default();
+    assert!(!neighbours.contains(gateway), "{neighbours}");
+    let fdb = ns.exec_ok(&["bridge", "fdb", "show", "dev", "vxlan.vpc"]);
+    assert!(!fdb.contains(&onprem.underlay_ip.to_string()), "{fdb}");
+}
+
+#[test]
+fn from_a_peers_file_vpc_and_onprem_pods_reach_each_other_with_their_own_addresses() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let peers_file = dir.path().join("peers.json");
+    let cluster = start_vpc("hybe", &vpc_env(&peers_file_env(&peers_file)));
+    let mut onprem_env = peers_file_env(&peers_file);
+    onprem_env.push(("POD_CIDR", onprem_pod_cidr(1)));
+    let onprem = OnpremNode::start(cluster.fabric(), 1, &onprem_env).unwrap();
+    let pods = vpc_pods(&cluster);
+    let tested = on_both_enis(&cluster, &pods);
+    let onprem_pod = onprem.pod("op").unwrap();
+    let vpc_entry = |ranges: Vec<String>| {
+        let primary = cluster.node("a").unwrap().primary_ip();
+        json!({ "name": "a", "underlayIP": primary.to_string(), "vpcPodRanges": ranges })
+    };
+    let onprem_entry = json!({
+        "name": onprem.name, "underlayIP": onprem.underlay_ip.to_string(), "podCIDR": onprem.pod_cidr,
+    });
+    // Written once the pods have their addresses, so the ranges hold theirs.
+    let ranges = vpc_pod_ranges(&cluster, "a").unwrap();
+    write_peers_file(
+        &peers_file,
+        &json!([onprem_entry, vpc_entry(ranges.clone())]),
+    )
+    .unwrap();
+    converge(&cluster, &onprem, &tested);
+    check_paths(&cluster, &onprem, &onprem_pod, &tested, "alb");
 
     // The site link goes down and comes back: the paths return with nothing restarted.
     let (_, pod) = tested[1];
-    fabric.set_site_link(false).unwrap();
+    cluster.fabric().set_site_link(false).unwrap();
     assert!(
         tcp_peer(&pod.netns, pod.ip.unwrap(), &onprem_pod.netns).is_err(),
         "the link is cut"
     );
-    fabric.set_site_link(true).unwrap();
-    let seen = tcp_peer(&pod.netns, pod.ip.unwrap(), &onprem_pod.netns)
-        .unwrap_or_else(|e| panic!("after the link came back: {e}\n{}", diagnostics()));
-    assert_eq!(seen.ip(), onprem_ip);
-    let seen = tcp_peer(&onprem_pod.netns, onprem_ip, &pod.netns)
-        .unwrap_or_else(|e| panic!("after the link came back: {e}\n{}", diagnostics()));
-    assert_eq!(seen.ip(), pod.ip.unwrap());
+    cluster.fabric().set_site_link(true).unwrap();
+    check_paths(
+        &cluster,
+        &onprem,
+        &onprem_pod,
+        &tested[1..],
+        "alb-after-cut",
+    );
+
+    // The on-prem node leaves the file: nothing of it stays on the VPC node.
+    write_peers_file(&peers_file, &json!([vpc_entry(ranges)])).unwrap();
+    assert_forgotten(&cluster, &onprem);
+}
+
+#[test]
+fn from_the_kubernetes_api_nodes_learn_each_other_and_forget_a_deleted_node() {
+    require_root();
+    let (mut cluster, mut instances) = VpcCluster::without_ipamd("hybk", &[("a", "t3.medium")])
+        .unwrap_or_else(|e| panic!("building the VPC: {e}"));
+    attach_site(cluster.fabric(), 1500).unwrap();
+    // The API where both sites reach it, as a managed control plane's public endpoint.
+    let kube = FakeKube::start(
+        cluster.fabric().internet(),
+        SocketAddrV4::new(INTERNET_ADDR, 0),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    kube.write_kubeconfig(&kubeconfig).unwrap();
+    let instance = instances.remove(0);
+    kube.api()
+        .create_node(node_object("a", instance.private_ip, None))
+        .unwrap();
+    kube.api()
+        .create_node(node_object(
+            "onprem-1",
+            onprem_ip(1),
+            Some(&onprem_pod_cidr(1)),
+        ))
+        .unwrap();
+    let kube_env = vec![("KUBECONFIG", kubeconfig.display().to_string())];
+    let env = vpc_env(&kube_env);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    cluster
+        .start_ipamd(instance, &env)
+        .unwrap_or_else(|e| panic!("starting the VPC node: {e}"));
+    let onprem = OnpremNode::start(cluster.fabric(), 1, &kube_env).unwrap();
+    let pods = vpc_pods(&cluster);
+    let tested = on_both_enis(&cluster, &pods);
+    let onprem_pod = onprem.pod("op").unwrap();
+    // The VPC node announces its pool; the on-prem node routes it once it has read it.
+    converge(&cluster, &onprem, &tested);
+    let announced = kube
+        .api()
+        .annotation("a", "vpc-cni.io/vpc-pod-ranges")
+        .unwrap_or_default();
+    assert!(!announced.is_empty(), "the VPC node announced no ranges");
+    check_paths(&cluster, &onprem, &onprem_pod, &tested, "alb");
+
+    // The on-prem Node is deleted: nothing of it stays on the VPC node.
+    kube.api().delete_node("onprem-1").unwrap();
+    assert_forgotten(&cluster, &onprem);
 }

@@ -55,8 +55,10 @@ fn a_hybrid_vpc_node_follows_the_overlay_nodes_of_its_peers_file() {
     };
 
     let (routes, table) = wait_for(EVENTUAL, || {
-        state().filter(|(routes, _)| {
-            routes.contains("10.244.1.0/24") && routes.contains("10.244.2.0/24")
+        state().filter(|(routes, table)| {
+            routes.contains("10.244.1.0/24")
+                && routes.contains("10.244.2.0/24")
+                && table.contains("10.244.2.0/24")
         })
     })
     .unwrap_or_else(|| {

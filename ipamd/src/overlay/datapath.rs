@@ -134,9 +134,8 @@ impl OverlayDatapath {
             .cloned()
             .collect();
         let mut applied = self.applied.lock().await;
-        // A device deleted under us would make every entry fail to apply.
-        applied.overlay.refresh_device().await?;
-        let report = applied.overlay.reconcile(&peers).await?;
+        // The table first: a route to a new peer's pods is only usable once they are exempt
+        // from SNAT (and, on a VPC node, connmarked to the main table).
         match &self.snat {
             PeerSnat::Own { .. } => {
                 let snat = self.snat_for(Some(&peers));
@@ -154,6 +153,9 @@ impl OverlayDatapath {
                 .await?;
             }
         }
+        // A device deleted under us would make every entry fail to apply.
+        applied.overlay.refresh_device().await?;
+        let report = applied.overlay.reconcile(&peers).await?;
         applied.peers = Some(peers);
         Ok(report)
     }
