@@ -2,13 +2,13 @@
 //! state, touching only what differs. The record is updated as each step
 //! lands, so a failed step is retried by the next reconcile.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::sync::Arc;
 
 use super::nft::{rules_script, Sender};
 use super::spec::{FabricSpec, NodeSpec, PortSpec};
-use super::{Applied, Fabric, ENI_NEXT_HOP, INTERNET_LINK, MTU};
+use super::{Applied, Fabric, ENI_NEXT_HOP, INTERNET_LINK, MTU, SITE_LINK, SITE_LINK_VPC};
 use vpc_cni_proto::net::Ipv4Cidr;
 use vpc_cni_testkit::netns::Netns;
 
@@ -46,7 +46,7 @@ pub(super) fn apply(fabric: &Fabric, applied: &mut Applied, desired: FabricSpec)
         .collect();
     router.ip_batch(&commands, false)?;
     if let Some(site) = applied.site.as_mut() {
-        super::site::route_vpc(site, &desired.vpc_cidrs)?;
+        route_vpc(&site.router, &mut site.routed_vpc, &desired.vpc_cidrs)?;
     }
     applied.spec = desired;
     load_rules(fabric, applied)
@@ -199,6 +199,27 @@ fn route_assigned(router: &Netns, applied: &mut Applied, desired: &FabricSpec) -
     Ok(())
 }
 
+/// Makes the site's router send exactly `vpc_cidrs` into its link to the VPC; `routed` is
+/// what it sends there now.
+pub(super) fn route_vpc(
+    router: &Netns,
+    routed: &mut BTreeSet<Ipv4Cidr>,
+    vpc_cidrs: &BTreeSet<Ipv4Cidr>,
+) -> io::Result<()> {
+    let removals: Vec<String> = routed
+        .difference(vpc_cidrs)
+        .map(|c| format!("route del {c} via {SITE_LINK_VPC} dev {SITE_LINK}"))
+        .collect();
+    router.ip_batch(&removals, true)?;
+    let additions: Vec<String> = vpc_cidrs
+        .iter()
+        .map(|c| format!("route replace {c} via {SITE_LINK_VPC} dev {SITE_LINK}"))
+        .collect();
+    router.ip_batch(&additions, false)?;
+    routed.clone_from(vpc_cidrs);
+    Ok(())
+}
+
 /// Reloads the source checks and the internet rule when they changed.
 pub(super) fn load_rules(fabric: &Fabric, applied: &mut Applied) -> io::Result<()> {
     let mut senders: Vec<Sender> = applied
@@ -218,7 +239,7 @@ pub(super) fn load_rules(fabric: &Fabric, applied: &mut Applied) -> io::Result<(
     // The site's link is a VPN or direct link, which checks no sources.
     let mut trusted = vec!["lo", INTERNET_LINK];
     if applied.site.is_some() {
-        trusted.push(super::SITE_LINK);
+        trusted.push(SITE_LINK);
     }
     let script = rules_script(
         &trusted,

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use vpc_cni_proto::net::Ipv4Cidr;
 use vpc_cni_testkit::netns::Netns;
 
+use super::apply::{load_rules, route_vpc};
 use super::Fabric;
 
 /// The link's name at both ends.
@@ -137,9 +138,9 @@ impl Fabric {
             ports: 0,
         };
         let vpc_cidrs = applied.spec.vpc_cidrs.clone();
-        route_vpc(&mut site, &vpc_cidrs)?;
+        route_vpc(&site.router, &mut site.routed_vpc, &vpc_cidrs)?;
         applied.site = Some(site);
-        super::apply::load_rules(self, &mut applied)?;
+        load_rules(self, &mut applied)?;
         Ok(router)
     }
 
@@ -203,23 +204,6 @@ impl Fabric {
     pub fn site_router(&self) -> Option<Arc<Netns>> {
         self.lock().site.as_ref().map(|s| Arc::clone(&s.router))
     }
-}
-
-/// Makes the site route exactly `vpc_cidrs` into the link.
-pub(super) fn route_vpc(site: &mut Site, vpc_cidrs: &BTreeSet<Ipv4Cidr>) -> io::Result<()> {
-    let removals: Vec<String> = site
-        .routed_vpc
-        .difference(vpc_cidrs)
-        .map(|c| format!("route del {c} via {SITE_LINK_VPC} dev {SITE_LINK}"))
-        .collect();
-    site.router.ip_batch(&removals, true)?;
-    let additions: Vec<String> = vpc_cidrs
-        .iter()
-        .map(|c| format!("route replace {c} via {SITE_LINK_VPC} dev {SITE_LINK}"))
-        .collect();
-    site.router.ip_batch(&additions, false)?;
-    site.routed_vpc.clone_from(vpc_cidrs);
-    Ok(())
 }
 
 /// The site's NAT: LAN sources leaving through the uplink take the site's public address;
