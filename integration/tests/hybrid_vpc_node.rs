@@ -4,22 +4,16 @@
 //! leaving overlay node's entries. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
+use vpc_cni_integration::hybrid_cluster::write_peers_file;
 use vpc_cni_integration::vpc_cluster::VpcCluster;
 use vpc_cni_testkit::process::wait_for;
 use vpc_cni_testkit::require_root;
 
 /// Harness bound for convergence (never asserted as a duration).
 const EVENTUAL: Duration = Duration::from_secs(30);
-
-fn write_peers(path: &Path, peers: &serde_json::Value) {
-    let temp = path.with_extension("json.tmp");
-    std::fs::write(&temp, json!({ "peers": peers }).to_string()).unwrap();
-    std::fs::rename(&temp, path).unwrap();
-}
 
 #[test]
 fn a_hybrid_vpc_node_follows_the_overlay_nodes_of_its_peers_file() {
@@ -32,7 +26,7 @@ fn a_hybrid_vpc_node_follows_the_overlay_nodes_of_its_peers_file() {
         json!({"name": "onprem-2", "underlayIP": "172.20.0.12", "podCIDR": "10.244.2.0/24"});
     // Another VPC-mode node: reached through the VPC, never through the overlay.
     let vpc_b = json!({"name": "b", "underlayIP": "10.0.0.250", "vpcPodRanges": ["10.0.0.224/28"]});
-    write_peers(&peers_file, &json!([onprem_1, onprem_2, vpc_b]));
+    write_peers_file(&peers_file, &json!([onprem_1, onprem_2, vpc_b])).unwrap();
     let file = peers_file.to_string_lossy().into_owned();
     let cluster = VpcCluster::new(
         "hybv",
@@ -83,7 +77,7 @@ fn a_hybrid_vpc_node_follows_the_overlay_nodes_of_its_peers_file() {
     );
 
     // onprem-2 leaves: its route and its exemption go, onprem-1's stay.
-    write_peers(&peers_file, &json!([onprem_1, vpc_b]));
+    write_peers_file(&peers_file, &json!([onprem_1, vpc_b])).unwrap();
     let (routes, table) = wait_for(EVENTUAL, || {
         state().filter(|(routes, _)| !routes.contains("10.244.2.0/24"))
     })

@@ -150,7 +150,8 @@ impl FastPathPlan {
             .chain(self.pods.iter().flat_map(|pod| self.pod_chains(pod)))
     }
 
-    /// The whole transaction at once, as `nft -j` reads it (tests).
+    /// The whole transaction at once, as `nft -j` reads it.
+    #[cfg(test)]
     #[must_use]
     pub fn replace_batch(&self) -> serde_json::Value {
         json!({ "nftables": self.replace_objects().collect::<Vec<_>>() })

@@ -76,33 +76,42 @@ fn restore_mark() -> Value {
     )
 }
 
-#[test]
-fn snat_ruleset_is_exactly_this_batch() {
-    let mut want = table_reset();
-    want.extend([
-        json!({"add": {"set": {
-            "family": "ip", "table": "vpc-cni", "name": "snat-exempt",
-            "type": "ipv4_addr", "flags": ["interval"],
-            "elem": [
-                {"prefix": {"addr": "10.0.0.0", "len": 16}},
-                {"prefix": {"addr": "192.0.2.0", "len": 24}}
-            ]
-        }}}),
-        chain("prerouting", "filter", "prerouting", -150),
-        rule(
-            "prerouting",
-            vec![ct_state_new(), iifname("eth0"), set_connmark()],
-        ),
-        rule(
-            "prerouting",
-            vec![
-                ct_state_new(),
-                iifname("vpc*"),
-                not_exempt(),
-                set_connmark(),
-            ],
-        ),
-        restore_mark(),
+/// An interval set of `vpc-cni` holding `prefixes` (address, length).
+fn cidr_set(name: &str, prefixes: &[(&str, u8)]) -> Value {
+    let elem: Vec<Value> = prefixes
+        .iter()
+        .map(|(addr, len)| json!({"prefix": {"addr": addr, "len": len}}))
+        .collect();
+    json!({"add": {"set": {
+        "family": "ip", "table": "vpc-cni", "name": name,
+        "type": "ipv4_addr", "flags": ["interval"], "elem": elem
+    }}})
+}
+
+/// Connections entering through the primary ENI are connmarked.
+fn primary_connmark() -> Value {
+    rule(
+        "prerouting",
+        vec![ct_state_new(), iifname("eth0"), set_connmark()],
+    )
+}
+
+/// Pod connections to outside the exempt destinations are connmarked.
+fn pod_connmark() -> Value {
+    rule(
+        "prerouting",
+        vec![
+            ct_state_new(),
+            iifname("vpc*"),
+            not_exempt(),
+            set_connmark(),
+        ],
+    )
+}
+
+/// The SNAT chain and its one rule, to the primary address.
+fn snat() -> [Value; 2] {
+    [
         chain("postrouting", "nat", "postrouting", 100),
         rule(
             "postrouting",
@@ -112,7 +121,20 @@ fn snat_ruleset_is_exactly_this_batch() {
                 json!({"snat": {"addr": "10.0.0.10", "flags": ["fully-random"]}}),
             ],
         ),
+    ]
+}
+
+#[test]
+fn snat_ruleset_is_exactly_this_batch() {
+    let mut want = table_reset();
+    want.extend([
+        cidr_set("snat-exempt", &[("10.0.0.0", 16), ("192.0.2.0", 24)]),
+        chain("prerouting", "filter", "prerouting", -150),
+        primary_connmark(),
+        pod_connmark(),
+        restore_mark(),
     ]);
+    want.extend(snat());
     assert_eq!(batch_json(&ruleset(false)), json!({"nftables": want}));
 }
 
@@ -121,10 +143,7 @@ fn external_snat_batch_has_no_snat_and_no_pod_connmark() {
     let mut want = table_reset();
     want.extend([
         chain("prerouting", "filter", "prerouting", -150),
-        rule(
-            "prerouting",
-            vec![ct_state_new(), iifname("eth0"), set_connmark()],
-        ),
+        primary_connmark(),
         restore_mark(),
     ]);
     assert_eq!(batch_json(&ruleset(true)), json!({"nftables": want}));
@@ -136,38 +155,19 @@ fn a_hybrid_node_keeps_overlay_pods_untranslated_and_routes_them_by_main() {
         ruleset(false).with_overlay("vxlan.vpc", [cidr("10.244.2.0/24"), cidr("10.244.1.0/24")]);
     let mut want = table_reset();
     want.extend([
-        json!({"add": {"set": {
-            "family": "ip", "table": "vpc-cni", "name": "snat-exempt",
-            "type": "ipv4_addr", "flags": ["interval"],
-            "elem": [
-                {"prefix": {"addr": "10.0.0.0", "len": 16}},
-                {"prefix": {"addr": "10.244.1.0", "len": 24}},
-                {"prefix": {"addr": "10.244.2.0", "len": 24}},
-                {"prefix": {"addr": "192.0.2.0", "len": 24}}
-            ]
-        }}}),
-        json!({"add": {"set": {
-            "family": "ip", "table": "vpc-cni", "name": "remote-pods",
-            "type": "ipv4_addr", "flags": ["interval"],
-            "elem": [
-                {"prefix": {"addr": "10.244.1.0", "len": 24}},
-                {"prefix": {"addr": "10.244.2.0", "len": 24}}
-            ]
-        }}}),
-        chain("prerouting", "filter", "prerouting", -150),
-        rule(
-            "prerouting",
-            vec![ct_state_new(), iifname("eth0"), set_connmark()],
-        ),
-        rule(
-            "prerouting",
-            vec![
-                ct_state_new(),
-                iifname("vpc*"),
-                not_exempt(),
-                set_connmark(),
+        cidr_set(
+            "snat-exempt",
+            &[
+                ("10.0.0.0", 16),
+                ("10.244.1.0", 24),
+                ("10.244.2.0", 24),
+                ("192.0.2.0", 24),
             ],
         ),
+        cidr_set("remote-pods", &[("10.244.1.0", 24), ("10.244.2.0", 24)]),
+        chain("prerouting", "filter", "prerouting", -150),
+        primary_connmark(),
+        pod_connmark(),
         rule(
             "prerouting",
             vec![ct_state_new(), iifname("vxlan.vpc"), set_connmark()],
@@ -186,16 +186,8 @@ fn a_hybrid_node_keeps_overlay_pods_untranslated_and_routes_them_by_main() {
             ],
         ),
         restore_mark(),
-        chain("postrouting", "nat", "postrouting", 100),
-        rule(
-            "postrouting",
-            vec![
-                iifname("vpc*"),
-                not_exempt(),
-                json!({"snat": {"addr": "10.0.0.10", "flags": ["fully-random"]}}),
-            ],
-        ),
     ]);
+    want.extend(snat());
     assert_eq!(batch_json(&hybrid), json!({"nftables": want}));
 
     // Before the first overlay node joins: the device's rule only, no empty set.
