@@ -18,8 +18,8 @@ use vpc_cni_integration::hybrid_cluster::{
     attach_site, onprem_ip, onprem_pod_cidr, peers_file_env, vpc_pod_ranges, write_peers_file,
     OnpremNode,
 };
+use vpc_cni_integration::node::ClusterPod;
 use vpc_cni_integration::vpc_cluster::{tcp_peer, VpcCluster, VpcPod};
-use vpc_cni_testkit::pod::TestPod;
 use vpc_cni_testkit::process::wait_for;
 use vpc_cni_testkit::require_root;
 
@@ -94,7 +94,7 @@ fn converge(cluster: &VpcCluster, onprem: &OnpremNode, pods: &[(&str, &VpcPod)])
 fn check_paths(
     cluster: &VpcCluster,
     onprem: &OnpremNode,
-    onprem_pod: &TestPod,
+    onprem_pod: &ClusterPod,
     pods: &[(&str, &VpcPod)],
     host_name: &str,
 ) {

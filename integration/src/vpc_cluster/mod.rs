@@ -25,7 +25,7 @@ use vpc_cni_testkit::netns::Netns;
 use vpc_cni_testkit::plugin::PluginOutput;
 use vpc_cni_testkit::pod::TestPod;
 
-pub use probe::{reachable, tcp_peer};
+pub use probe::{reachable, tcp_peer, tcp_transfer};
 
 pub const VPC_CIDR: &str = "10.0.0.0/16";
 pub const SUBNET_CIDR: &str = "10.0.0.0/24";

@@ -84,3 +84,73 @@ pub fn tcp_peer(
         }
     }
 }
+
+/// A stalled bulk transfer fails instead of hanging the test.
+const TRANSFER_STALL_LIMIT: Duration = Duration::from_secs(10);
+
+/// The byte at offset `i` of a bulk transfer: a pattern whose period (251) divides no
+/// segment or buffer size, so a lost, repeated or reordered piece shows.
+fn pattern_byte(i: u64) -> u8 {
+    // i % 251 < 256: the cast cannot truncate.
+    #[allow(clippy::cast_possible_truncation)]
+    let byte = (i % 251) as u8;
+    byte
+}
+
+/// Sends `bytes` bytes over TCP from `from` to a listener on `to_ip` in `to`, and checks
+/// that every byte arrived in order: full-size segments in one direction, which crosses
+/// whatever MTU the path has (or fails where path MTU discovery or fragmentation does not
+/// work).
+pub fn tcp_transfer(from: &Netns, to: &Netns, to_ip: Ipv4Addr, bytes: u64) -> io::Result<()> {
+    use std::io::{Read, Write};
+    let listener = in_namespace(to, move || TcpListener::bind((to_ip, 0)))?;
+    let target = listener.local_addr()?;
+    let mut sender = in_namespace(from, move || {
+        TcpStream::connect_timeout(&target, CONNECT_TIMEOUT)
+    })
+    .map_err(|e| io::Error::new(e.kind(), format!("connecting to {target}: {e}")))?;
+    let (mut receiver, _) = listener.accept()?;
+    receiver.set_read_timeout(Some(TRANSFER_STALL_LIMIT))?;
+    sender.set_write_timeout(Some(TRANSFER_STALL_LIMIT))?;
+    let reading = std::thread::spawn(move || -> io::Result<u64> {
+        let mut buf = vec![0_u8; 64 * 1024];
+        let mut at = 0_u64;
+        loop {
+            let n = receiver.read(&mut buf)?;
+            if n == 0 {
+                return Ok(at);
+            }
+            for &byte in &buf[..n] {
+                if byte != pattern_byte(at) {
+                    return Err(io::Error::other(format!(
+                        "byte {at} differs from what was sent"
+                    )));
+                }
+                at += 1;
+            }
+        }
+    });
+    let chunk: Vec<u8> = (0..256 * 1024).map(pattern_byte).collect();
+    let mut sent = 0_u64;
+    let mut result = Ok(());
+    while sent < bytes && result.is_ok() {
+        let start = usize::try_from(sent % 251).unwrap_or(0);
+        let len = usize::try_from((bytes - sent).min(128 * 1024)).unwrap_or(0);
+        result = sender.write_all(&chunk[start..start + len]);
+        sent += len as u64;
+    }
+    // End of stream even when sending failed, so the reader stops.
+    let _ = sender.shutdown(std::net::Shutdown::Write);
+    let received = reading
+        .join()
+        .map_err(|_| io::Error::other("the receiving thread panicked"))?;
+    result.map_err(|e| io::Error::new(e.kind(), format!("sending to {target}: {e}")))?;
+    let received =
+        received.map_err(|e| io::Error::new(e.kind(), format!("receiving at {target}: {e}")))?;
+    if received != bytes {
+        return Err(io::Error::other(format!(
+            "{target} received {received} of {bytes} bytes"
+        )));
+    }
+    Ok(())
+}

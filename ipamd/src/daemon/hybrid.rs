@@ -98,26 +98,46 @@ pub(super) async fn start(
         supervisor.spawn(
             task::POD_RANGES,
             Lifetime::UntilStop,
-            announce_ranges(client, name, underlay.ip, store, supervisor.stop_signal()),
+            announce_ranges(
+                client,
+                Announcement {
+                    name,
+                    underlay: underlay.ip,
+                    device_mtu: datapath.pod_mtu(),
+                },
+                store,
+                supervisor.stop_signal(),
+            ),
         );
     }
     Ok(datapath)
 }
 
-/// Keeps the own Node's underlay address and pod ranges current: announces at start and
-/// whenever the pool's ranges change; a failed announcement is tried again.
-async fn announce_ranges(
-    client: kube::Client,
+/// What this node announces besides its ranges; fixed while ipamd runs.
+struct Announcement {
     name: String,
     underlay: Ipv4Addr,
+    device_mtu: u32,
+}
+
+/// Keeps the own Node's underlay address, pod ranges and device MTU current: announces at
+/// start and whenever the pool's ranges change; a failed announcement is tried again.
+async fn announce_ranges(
+    client: kube::Client,
+    own: Announcement,
     store: Arc<Store>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), IpamdError> {
+    let Announcement {
+        name,
+        underlay,
+        device_mtu,
+    } = own;
     let mut announced: Option<Vec<Ipv4Cidr>> = None;
     loop {
         let ranges = store.read(|ds| ds.pool_cidrs());
         if announced.as_ref() != Some(&ranges) {
-            match announce_vpc_node(&client, &name, underlay, &ranges).await {
+            match announce_vpc_node(&client, &name, underlay, &ranges, device_mtu).await {
                 Ok(()) => {
                     info!(node = %name, ranges = ranges.len(), "pod ranges announced on the Node");
                     announced = Some(ranges);

@@ -50,6 +50,9 @@ struct Entry {
     pod_cidr: Option<String>,
     #[serde(rename = "vpcPodRanges")]
     vpc_pod_ranges: Option<Vec<String>>,
+    /// The largest packet the node's VXLAN device carries, when the path to it is smaller
+    /// than the underlay (a VPC-mode node behind the link between the sites).
+    mtu: Option<u32>,
 }
 
 /// Parses and validates the peers file's contents, then drops the node's own
@@ -123,7 +126,7 @@ pub fn parse_peers_file(
                 )))
             }
         };
-        peers.push(peer);
+        peers.push(peer.with_mtu(entry.mtu));
     }
     validate(&peers).map_err(&invalid)?;
     let set = without_own(peers, own_name, own_underlay);

@@ -384,3 +384,29 @@ fn a_vpc_mode_node_lists_its_pod_ranges_instead_of_a_pod_cidr() {
         assert!(msg.contains(culprit), "{bad}: {msg}");
     }
 }
+
+#[test]
+fn an_entry_may_carry_the_mtu_of_the_path_to_it() {
+    let vpc =
+        r#"{"name":"vpc-a","underlayIP":"10.0.0.15","vpcPodRanges":["10.0.1.16/28"],"mtu":1350}"#;
+    let mut entries = nodes(2);
+    entries.push(vpc.to_string());
+    let set = parse(&doc(&entries)).unwrap();
+    assert_eq!(set["vpc-a"].mtu, Some(1350));
+    assert_eq!(set["n2"].mtu, None, "none given");
+    for (bad, culprit) in [
+        (r#""mtu":100"#, "MTU 100"),
+        (r#""mtu":9216"#, "MTU 9216"),
+        (r#""mtu":"1350""#, "entry 2"),
+    ] {
+        let mut entries = nodes(2);
+        entries.push(format!(
+            r#"{{"name":"vpc-a","underlayIP":"10.0.0.15","vpcPodRanges":[],{bad}}}"#
+        ));
+        let err = parse_err(&doc(&entries));
+        assert!(
+            err.contains(culprit) && err.contains("vpc-a"),
+            "{bad}: {err}"
+        );
+    }
+}

@@ -17,7 +17,9 @@ use futures::stream::{BoxStream, StreamExt};
 use k8s_openapi::api::core::v1::Node;
 
 use super::kube_nodes::{facts, ipv4_pod_cidr, NodeFacts, NodeStore};
-pub use super::kube_nodes::{UNDERLAY_ANNOTATION, VPC_POD_RANGES_ANNOTATION};
+pub use super::kube_nodes::{
+    OVERLAY_MTU_ANNOTATION, UNDERLAY_ANNOTATION, VPC_POD_RANGES_ANNOTATION,
+};
 use super::{PeerSet, PeerSource};
 use crate::error::IpamdError;
 use vpc_cni_proto::net::Ipv4Cidr;
@@ -172,13 +174,15 @@ pub async fn annotate_own_node(
 }
 
 /// What a VPC-mode node of a hybrid cluster tells the overlay nodes: its underlay address
-/// (the primary ENI's) and, in [`VPC_POD_RANGES_ANNOTATION`], the ranges its ENIs hold for
-/// pods. One GET, and one merge patch of the values that differ.
+/// (the primary ENI's), in [`VPC_POD_RANGES_ANNOTATION`] the ranges its ENIs hold for pods,
+/// and in [`OVERLAY_MTU_ANNOTATION`] its VXLAN device's MTU (sized for the link between the
+/// sites). One GET, and one merge patch of the values that differ.
 pub async fn announce_vpc_node(
     client: &Client,
     node_name: &str,
     underlay: Ipv4Addr,
     ranges: &[Ipv4Cidr],
+    device_mtu: u32,
 ) -> Result<(), IpamdError> {
     let ranges: Vec<String> = ranges.iter().map(ToString::to_string).collect();
     set_own_annotations(
@@ -187,6 +191,7 @@ pub async fn announce_vpc_node(
         &[
             (UNDERLAY_ANNOTATION, underlay.to_string()),
             (VPC_POD_RANGES_ANNOTATION, ranges.join(",")),
+            (OVERLAY_MTU_ANNOTATION, device_mtu.to_string()),
         ],
     )
     .await

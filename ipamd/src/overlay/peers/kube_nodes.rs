@@ -19,6 +19,10 @@ pub const UNDERLAY_ANNOTATION: &str = "vpc-cni.io/underlay-ip";
 /// ranges its ENIs hold for pods, comma-separated (empty while its pool is). Its presence
 /// makes the Node a VPC-mode peer, whatever its `spec.podCIDR`.
 pub const VPC_POD_RANGES_ANNOTATION: &str = "vpc-cni.io/vpc-pod-ranges";
+/// The annotation a node puts on its own Node when the path to it carries less than an
+/// overlay node's underlay (a VPC-mode node behind the link between the sites): the MTU of
+/// its VXLAN device, which its peers hold their routes to it to.
+pub const OVERLAY_MTU_ANNOTATION: &str = "vpc-cni.io/overlay-mtu";
 
 /// What one Node contributes to the overlay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +97,17 @@ fn vpc_pod_ranges(node: &Node) -> Option<Result<Vec<Ipv4Cidr>, String>> {
     )
 }
 
+/// The MTU the Node announces, if any; `Err` names the unusable value.
+fn overlay_mtu(node: &Node) -> Result<Option<u32>, String> {
+    annotation(node, OVERLAY_MTU_ANNOTATION)
+        .map(|raw| {
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("annotation {OVERLAY_MTU_ANNOTATION}={raw:?} is not an MTU"))
+        })
+        .transpose()
+}
+
 /// The Node's own IPv4 addresses as its kubelet reports them (`status.addresses` of type
 /// InternalIP or ExternalIP). The annotation is written by an ipamd, the addresses by the
 /// Node's kubelet: an underlay address must be among them.
@@ -144,17 +159,18 @@ pub(super) fn facts(node: &Node) -> Option<(String, NodeFacts)> {
         ),
     };
     let pod_cidrs = cidrs.as_ref().ok().cloned().flatten().unwrap_or_default();
-    let status = match (cidrs, underlay) {
-        (Err(reason), _) => Status::Invalid(reason),
-        (_, Some(Err(status))) => status,
-        (Ok(None), _) => Status::Incomplete("no IPv4 pod CIDR (spec.podCIDR) yet".into()),
-        (_, None) => Status::Incomplete(format!("no {UNDERLAY_ANNOTATION} annotation yet")),
-        (Ok(Some(cidrs)), Some(Ok(underlay))) => {
+    let status = match (cidrs, underlay, overlay_mtu(node)) {
+        (Err(reason), _, _) | (_, _, Err(reason)) => Status::Invalid(reason),
+        (_, Some(Err(status)), _) => status,
+        (Ok(None), _, _) => Status::Incomplete("no IPv4 pod CIDR (spec.podCIDR) yet".into()),
+        (_, None, _) => Status::Incomplete(format!("no {UNDERLAY_ANNOTATION} annotation yet")),
+        (Ok(Some(cidrs)), Some(Ok(underlay)), Ok(mtu)) => {
             let peer = Peer {
                 name: name.clone(),
                 underlay,
                 pod_cidrs: normalize(cidrs),
                 kind,
+                mtu,
             };
             // One peer alone: only the checks on its own fields can fail.
             match validate(std::slice::from_ref(&peer)) {
@@ -434,6 +450,17 @@ mod tests {
                 );
             }
             other => panic!("{other:?}"),
+        }
+        let mut sized = vpc_node.clone();
+        sized["metadata"]["annotations"][OVERLAY_MTU_ANNOTATION] = "1350".into();
+        assert!(matches!(status_of(&sized), Status::Peer(p) if p.mtu == Some(1350)));
+        for bad_mtu in ["big", "100"] {
+            sized["metadata"]["annotations"][OVERLAY_MTU_ANNOTATION] = bad_mtu.into();
+            assert!(
+                matches!(status_of(&sized), Status::Invalid(ref why) if why.contains(bad_mtu)),
+                "{bad_mtu}: {:?}",
+                status_of(&sized)
+            );
         }
         let mut empty = vpc_node.clone();
         empty["metadata"]["annotations"][VPC_POD_RANGES_ANNOTATION] = "".into();

@@ -394,7 +394,7 @@ async fn own_pod_cidr_set_unset_dual_stack_and_garbage() {
 
 #[tokio::test]
 async fn a_vpc_node_announces_its_ranges_and_rewrites_only_what_changed() {
-    use super::{announce_vpc_node, VPC_POD_RANGES_ANNOTATION};
+    use super::{announce_vpc_node, OVERLAY_MTU_ANNOTATION, VPC_POD_RANGES_ANNOTATION};
     let (client, mut api) = mock_client();
     let bare = node("vpc-a", 21, "10.0.0.15", None, None);
     let underlay = "10.0.0.15".parse().unwrap();
@@ -405,10 +405,11 @@ async fn a_vpc_node_announces_its_ranges_and_rewrites_only_what_changed() {
     let mut announced = node("vpc-a", 22, "10.0.0.15", None, Some("10.0.0.15"));
     announced["metadata"]["annotations"][VPC_POD_RANGES_ANNOTATION] =
         "10.0.1.16/28,10.0.1.37/32".into();
+    announced["metadata"]["annotations"][OVERLAY_MTU_ANNOTATION] = "1350".into();
 
     let (done, ()) = step("first announce", async {
         tokio::join!(
-            announce_vpc_node(&client, "vpc-a", underlay, &ranges),
+            announce_vpc_node(&client, "vpc-a", underlay, &ranges, 1350),
             async {
                 api.get_node("vpc-a", &bare).await;
                 let patch = api.expect(Method::PATCH, "/api/v1/nodes/vpc-a").await;
@@ -418,6 +419,7 @@ async fn a_vpc_node_announces_its_ranges_and_rewrites_only_what_changed() {
                     json!({ "metadata": { "annotations": {
                     UNDERLAY_ANNOTATION: "10.0.0.15",
                     VPC_POD_RANGES_ANNOTATION: "10.0.1.16/28,10.0.1.37/32",
+                    OVERLAY_MTU_ANNOTATION: "1350",
                 } } })
                 );
                 patch.reply(StatusCode::OK, &announced);
@@ -431,7 +433,7 @@ async fn a_vpc_node_announces_its_ranges_and_rewrites_only_what_changed() {
     let grown: Vec<vpc_cni_proto::net::Ipv4Cidr> = vec!["10.0.1.16/28".parse().unwrap()];
     let (rewritten, ()) = step("re-announce", async {
         tokio::join!(
-            announce_vpc_node(&client, "vpc-a", underlay, &grown),
+            announce_vpc_node(&client, "vpc-a", underlay, &grown, 1350),
             async {
                 api.get_node("vpc-a", &announced).await;
                 let patch = api.expect(Method::PATCH, "/api/v1/nodes/vpc-a").await;

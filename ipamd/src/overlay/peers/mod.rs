@@ -43,7 +43,7 @@ use vpc_cni_proto::net::{normalize, Ipv4Cidr};
 
 pub use self::kube::{
     annotate_own_node, announce_vpc_node, client_from_environment, own_pod_cidr, KubePeers,
-    UNDERLAY_ANNOTATION, VPC_POD_RANGES_ANNOTATION,
+    OVERLAY_MTU_ANNOTATION, UNDERLAY_ANNOTATION, VPC_POD_RANGES_ANNOTATION,
 };
 pub use file::{parse_peers_file, FilePeers, DEFAULT_POLL_INTERVAL};
 
@@ -60,6 +60,10 @@ pub struct Peer {
     /// none covering another.
     pub pod_cidrs: Vec<Ipv4Cidr>,
     pub kind: PeerKind,
+    /// The largest packet the peer's VXLAN device carries, when it says (a VPC node of a
+    /// hybrid cluster announces its device's MTU, sized for the link between the sites):
+    /// routes to it are held to it where it is smaller than this node's device.
+    pub mtu: Option<u32>,
 }
 
 /// Which datapath the peer runs.
@@ -92,6 +96,7 @@ impl Peer {
             underlay,
             pod_cidrs: vec![pod_cidr],
             kind: PeerKind::Overlay,
+            mtu: None,
         }
     }
 
@@ -107,7 +112,15 @@ impl Peer {
             underlay,
             pod_cidrs: normalize(ranges),
             kind: PeerKind::Vpc,
+            mtu: None,
         }
+    }
+
+    /// The same peer with the MTU it announced.
+    #[must_use]
+    pub fn with_mtu(mut self, mtu: Option<u32>) -> Self {
+        self.mtu = mtu;
+        self
     }
 
     /// The next hop of the routes to its pod CIDRs on the VXLAN device, which a permanent
@@ -129,6 +142,10 @@ impl Peer {
         texts.join(",")
     }
 }
+
+/// The MTUs a peer may announce: from IPv4's minimum datagram every host must take to the
+/// largest VPC frame.
+pub const PEER_MTU_RANGE: std::ops::RangeInclusive<u32> = 576..=9001;
 
 /// The other nodes, keyed by name (a `BTreeMap` so diffs and logs come out
 /// in a stable order).
@@ -189,6 +206,14 @@ pub fn validate(peers: &[Peer]) -> Result<(), String> {
             return Err(format!(
                 "underlay address {ip} is used by both {:?} and {:?}",
                 first.name, p.name
+            ));
+        }
+        if let Some(mtu) = p.mtu.filter(|mtu| !PEER_MTU_RANGE.contains(mtu)) {
+            return Err(format!(
+                "peer {:?}: MTU {mtu} is outside {}..={}",
+                p.name,
+                PEER_MTU_RANGE.start(),
+                PEER_MTU_RANGE.end()
             ));
         }
         if p.kind == PeerKind::Overlay && p.pod_cidrs.len() != 1 {

@@ -132,6 +132,11 @@ pub struct RouteEntry {
     pub dst: (Ipv4Addr, u8),
     pub gateway: Ipv4Addr,
     pub kind: RouteKind,
+    /// The route's MTU, when the path to the peer carries less than the device (a VPC node
+    /// behind a link smaller than this node's underlay): a pod's full-size packet is then
+    /// refused with "fragmentation needed" here, so the pod sizes its packets for the path,
+    /// instead of the encapsulated packet being fragmented on the way.
+    pub mtu: Option<u32>,
 }
 
 impl std::fmt::Display for RouteEntry {
@@ -142,8 +147,12 @@ impl std::fmt::Display for RouteEntry {
                 f,
                 "{net}/{len} via {} dev {DEVICE_NAME} onlink",
                 self.gateway
-            ),
-            RouteKind::Direct => write!(f, "{net}/{len} via {}", self.gateway),
+            )?,
+            RouteKind::Direct => write!(f, "{net}/{len} via {}", self.gateway)?,
+        }
+        match self.mtu {
+            Some(mtu) => write!(f, " mtu {mtu}"),
+            None => Ok(()),
         }
     }
 }
@@ -170,12 +179,14 @@ pub fn peer_entries(spec: &OverlaySpec, peer: &Peer) -> PeerEntries {
                     dst,
                     gateway: peer.underlay,
                     kind: RouteKind::Direct,
+                    mtu: None,
                 })
                 .collect(),
         };
     }
     let mac = vtep_mac(peer.underlay);
     let gateway = peer.gateway();
+    let mtu = peer.mtu.filter(|&mtu| mtu < spec.device_mtu());
     PeerEntries {
         neighbour: Some(NeighbourEntry { ip: gateway, mac }),
         fdb: Some(FdbEntry {
@@ -187,6 +198,7 @@ pub fn peer_entries(spec: &OverlaySpec, peer: &Peer) -> PeerEntries {
                 dst,
                 gateway,
                 kind: RouteKind::Overlay,
+                mtu,
             })
             .collect(),
     }

@@ -7,7 +7,7 @@ use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use rtnetlink::packet_route::route::{
-    RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteType,
+    RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric, RouteProtocol, RouteType,
 };
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, RouteMessageBuilder};
@@ -57,6 +57,18 @@ fn route_entry(route: &RouteMessage, links: Links) -> Option<RouteEntry> {
         ),
         gateway: nl::route_gateway(route)?,
         kind,
+        mtu: route_mtu(route),
+    })
+}
+
+/// The MTU metric of a route, if it has one.
+fn route_mtu(route: &RouteMessage) -> Option<u32> {
+    route.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Metrics(metrics) => metrics.iter().find_map(|m| match m {
+            RouteMetric::Mtu(mtu) => Some(*mtu),
+            _ => None,
+        }),
+        _ => None,
     })
 }
 
@@ -160,10 +172,16 @@ fn route_message(links: Links, entry: RouteEntry) -> RouteMessage {
         .destination_prefix(net, len)
         .gateway(entry.gateway)
         .protocol(RouteProtocol::from(ROUTE_PROTOCOL));
-    match entry.kind {
+    let mut message = match entry.kind {
         RouteKind::Overlay => builder.output_interface(links.device).onlink().build(),
         RouteKind::Direct => builder.output_interface(links.underlay).build(),
+    };
+    if let Some(mtu) = entry.mtu {
+        message
+            .attributes
+            .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
     }
+    message
 }
 
 pub(super) async fn add_route(

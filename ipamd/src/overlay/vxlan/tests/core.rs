@@ -220,3 +220,24 @@ fn a_vpc_mode_peer_gets_a_route_per_range_via_its_underlay_address() {
     let d = desired_entries(&s, &[vpc, other]);
     assert_eq!(d.len(), 1);
 }
+
+#[test]
+fn a_peer_announcing_a_smaller_mtu_gets_routes_held_to_it() {
+    let s = spec("eth0", "172.20.0.11", "10.244.1.0/24");
+    let ranges = [cidr("10.0.1.16/28")];
+    let smaller = Peer::vpc("vpc-a", ip("10.0.0.15"), ranges).with_mtu(Some(1350));
+    let routes: Vec<String> = peer_entries(&s, &smaller)
+        .routes
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        routes,
+        ["10.0.1.16/28 via 10.0.0.15 dev vxlan.vpc onlink mtu 1350"]
+    );
+    // As large as this node's device (1450) or larger: the device's MTU already holds.
+    for mtu in [None, Some(1450), Some(8951)] {
+        let peer = Peer::vpc("vpc-a", ip("10.0.0.15"), ranges).with_mtu(mtu);
+        assert_eq!(route(&peer_entries(&s, &peer)).mtu, None, "{mtu:?}");
+    }
+}

@@ -93,6 +93,39 @@ fn device_has_our_settings_and_is_reused() {
 }
 
 #[test]
+fn a_route_held_to_a_peers_mtu_is_programmed_read_back_and_updated() {
+    let (ns, s) = node(1500);
+    let vpc = |mtu| {
+        Peer::vpc(
+            "vpc-a",
+            "192.168.50.7".parse().unwrap(),
+            [cidr("10.0.1.16/28")],
+        )
+        .with_mtu(mtu)
+    };
+    reconcile(&ns, &s, &[vpc(Some(1350))]);
+    let routes = ns.ip(&["-4", "route", "show", "dev", "vxlan.vpc"]);
+    assert!(
+        routes.contains("10.0.1.16/28 via 192.168.50.7 proto 86 onlink mtu 1350"),
+        "{routes}"
+    );
+    // Read back as programmed: nothing to do.
+    assert!(reconcile(&ns, &s, &[vpc(Some(1350))]).is_unchanged());
+    // The peer announces another MTU: its route is replaced, nothing else moves.
+    let report = reconcile(&ns, &s, &[vpc(Some(1300))]);
+    assert_eq!((report.added.routes, report.removed.routes), (1, 1));
+    assert_eq!(report.added.total() + report.removed.total(), 2);
+    let routes = ns.ip(&["-4", "route", "show", "dev", "vxlan.vpc"]);
+    assert!(routes.contains("onlink mtu 1300"), "{routes}");
+    assert_eq!(routes.lines().count(), 1, "{routes}");
+    // No longer announced: the device's MTU holds again.
+    reconcile(&ns, &s, &[vpc(None)]);
+    let routes = ns.ip(&["-4", "route", "show", "dev", "vxlan.vpc"]);
+    assert!(!routes.contains("mtu"), "{routes}");
+    assert_eq!(routes.lines().count(), 1, "{routes}");
+}
+
+#[test]
 fn reconcile_programs_each_peer_and_is_idempotent() {
     let (ns, s) = node(1500);
     let peers = three_peers();

@@ -11,11 +11,16 @@ use std::net::Ipv4Addr;
 
 use crate::fabric::{Fabric, SiteSpec};
 use crate::ipamd_proc::IpamdProcess;
-use crate::node::{plugin_conf, test_ipamd_env};
+use crate::node::{plugin_conf, test_ipamd_env, try_add_cluster_pod, ClusterPod};
 use crate::vpc_cluster::VpcCluster;
 use vpc_cni_testkit::netns::Netns;
-use vpc_cni_testkit::pod::TestPod;
 use vpc_cni_testkit::unique_name;
+
+mod cluster;
+mod matrix;
+
+pub use cluster::{HybridCluster, HybridPod, HybridSpec, NodeKind, VpcNodeSpec};
+pub use matrix::{check_matrix, Matrix, Outcome};
 
 /// The site's LAN; node `n` (1-based) sits at `.(10 + n)`.
 pub const SITE_LAN: &str = "172.20.0.0/24";
@@ -90,17 +95,9 @@ impl OnpremNode {
     }
 
     /// A pod ADDed through the real plugin; an ADD that fails is an error with its output.
-    pub fn pod(&self, name: &str) -> io::Result<TestPod> {
-        let mut pod = TestPod::create(name, "hybp")?;
+    pub fn pod(&self, name: &str) -> io::Result<ClusterPod> {
         let conf = plugin_conf(CNI_VERSION, "hybrid", &self.ipamd);
-        let out = pod.add_in(&self.netns, &conf)?;
-        if !out.success() || pod.ip.is_none() {
-            return Err(io::Error::other(format!(
-                "ADD {name} on {} failed: {} {}",
-                self.name, out.stdout, out.stderr
-            )));
-        }
-        Ok(pod)
+        try_add_cluster_pod(&self.name, name, "hybp", Ok((&self.netns, conf)))
     }
 
     /// ipamd's log and the node's routes, for a failure message.
