@@ -165,7 +165,11 @@ pub async fn run(settings: Settings, shown: Vec<SettingRow>) -> Result<(), Ipamd
     let loaded = start_state.data;
     let checkpoint: Arc<dyn Checkpoint> = file_checkpoint;
     let mode = resolve_mode(&settings, loaded.as_ref()).await?;
-    let metrics = Arc::new(Metrics::new(mode));
+    let metrics = match mode {
+        Mode::Vpc if settings.vpc.enable_hybrid_overlay => Metrics::new(mode).with_overlay_series(),
+        _ => Metrics::new(mode),
+    };
+    let metrics = Arc::new(metrics);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let supervisor = Supervisor::new(health_reporter);
     let start = Start {

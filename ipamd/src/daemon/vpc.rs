@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::node::events::NodeEvents;
 use crate::node::{node_capacity_pods, PodCap};
 use crate::overlay::peers::client_from_environment;
+use crate::overlay::HybridDatapath;
 use crate::rpc::NodeFacts;
 use crate::store::{Datastore, Store};
 use crate::vpc::{ControllerConfig, PoolController};
@@ -183,16 +184,32 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
         }
         None
     };
-    if vpc.enable_hybrid_overlay {
-        super::hybrid::start(
-            start.supervisor,
-            settings,
-            Arc::clone(&datapath),
-            Arc::clone(&store),
-            kube.clone(),
+    let overlay = if vpc.enable_hybrid_overlay {
+        Some(
+            super::hybrid::start(
+                start.supervisor,
+                settings,
+                Arc::clone(&datapath),
+                Arc::clone(&store),
+                kube.clone(),
+            )
+            .await?,
         )
-        .await?;
-    }
+    } else {
+        // Left by an earlier boot with ENABLE_HYBRID_OVERLAY: routes to on-prem pods through
+        // it would outlive the setting.
+        if crate::overlay::hybrid::remove_device().await? {
+            info!("ENABLE_HYBRID_OVERLAY is off: removed vxlan.vpc and its entries");
+        }
+        None
+    };
+    let node_datapath: Arc<dyn NodeDatapath> = match &overlay {
+        Some(overlay) => Arc::new(HybridDatapath::new(
+            Arc::clone(&datapath),
+            Arc::clone(overlay),
+        )),
+        None => datapath,
+    };
     let pod_cap = PodCap {
         limit: controller.max_pods(),
         source: cap_source,
@@ -238,11 +255,12 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
             waker: Some(waker),
             pod_cap: Some(pod_cap),
         },
-        datapath: Arc::new(GuardedDatapath::new(datapath, guard)),
+        datapath: Arc::new(GuardedDatapath::new(node_datapath, guard)),
         pool_name: format!("ENIs of {}", node.instance_id),
         source: ModeSource::Vpc {
             controller,
             fast_path,
+            overlay,
         },
     })
 }

@@ -38,10 +38,12 @@ use crate::vpc_datapath::fast_path::{FastPath, FastPathFigures};
 /// What fills the mode-specific parts of the reports.
 #[derive(Clone)]
 pub enum ModeSource {
-    /// The pool controller, which knows the ENIs, and the fast path when it is on.
+    /// The pool controller, which knows the ENIs, the fast path when it is on, and the
+    /// overlay with `ENABLE_HYBRID_OVERLAY`, which knows the on-prem peers.
     Vpc {
         controller: Arc<PoolController>,
         fast_path: Option<Arc<FastPath>>,
+        overlay: Option<Arc<OverlayDatapath>>,
     },
     /// The overlay datapath, which knows the peers (none on a standalone node).
     Overlay(Option<Arc<OverlayDatapath>>),
@@ -157,9 +159,9 @@ impl NodeView {
 
     /// `/v1/peers`.
     pub async fn peers(&self) -> PeersReport {
-        let applied = match &self.source {
-            ModeSource::Overlay(Some(datapath)) => datapath.peers().await,
-            ModeSource::Overlay(None) | ModeSource::Vpc { .. } => None,
+        let applied = match self.overlay() {
+            Some(datapath) => datapath.peers().await,
+            None => None,
         };
         PeersReport {
             mode: self.mode.name().to_owned(),
@@ -175,6 +177,13 @@ impl NodeView {
                     name: p.name,
                 })
                 .collect(),
+        }
+    }
+
+    /// The overlay this node runs: overlay mode's, or a hybrid VPC node's.
+    fn overlay(&self) -> Option<&Arc<OverlayDatapath>> {
+        match &self.source {
+            ModeSource::Overlay(overlay) | ModeSource::Vpc { overlay, .. } => overlay.as_ref(),
         }
     }
 
@@ -204,14 +213,18 @@ impl NodeView {
             } => Some(fast_path.figures()),
             ModeSource::Vpc { .. } | ModeSource::Overlay(_) => None,
         };
-        let (reconciled, peers, overlay_failures) = match &self.source {
-            ModeSource::Vpc { controller, .. } => (Some(controller.reconcile_counts()), None, None),
-            ModeSource::Overlay(Some(datapath)) => {
+        let reconciled = match &self.source {
+            ModeSource::Vpc { controller, .. } => Some(controller.reconcile_counts()),
+            ModeSource::Overlay(_) => None,
+        };
+        let (peers, overlay_failures) = match (self.overlay(), &self.source) {
+            (Some(datapath), _) => {
                 let peers = datapath.peers().await.map_or(0, |p| p.len());
                 let peers = u64::try_from(peers).unwrap_or(u64::MAX);
-                (None, Some(peers), Some(datapath.failures()))
+                (Some(peers), Some(datapath.failures()))
             }
-            ModeSource::Overlay(None) => (None, Some(0), Some(0)),
+            (None, ModeSource::Overlay(None)) => (Some(0), Some(0)),
+            (None, _) => (None, None),
         };
         Figures {
             pool,

@@ -289,6 +289,16 @@ impl Metrics {
         g
     }
 
+    /// The same, plus the overlay's series: a VPC-mode node with `ENABLE_HYBRID_OVERLAY` has
+    /// overlay peers too.
+    #[must_use]
+    pub fn with_overlay_series(mut self) -> Self {
+        if self.overlay.is_none() {
+            self.overlay = Some(Self::register_overlay(&mut self.registry));
+        }
+        self
+    }
+
     fn register_overlay(registry: &mut Registry) -> OverlayGauges {
         let g = OverlayGauges::default();
         registry.register(

@@ -291,6 +291,29 @@ fn totals_read_from_elsewhere_never_go_back() {
 }
 
 #[test]
+fn a_hybrid_vpc_node_has_the_eni_series_and_the_overlay_s() {
+    let m = Metrics::new(Mode::Vpc)
+        .with_overlay_series()
+        .with_overlay_series();
+    let figures = Figures {
+        pool: pool(true),
+        reconciled: Some(ReconcileCounts::default()),
+        peers: Some(2),
+        overlay_failures: Some(1),
+        fast_path: None,
+    };
+    let text = m.render(&figures);
+    assert_eq!(sample(&text, "vpc_cni_overlay_peers"), 2.0);
+    assert_eq!(sample(&text, "vpc_cni_overlay_reconcile_errors_total"), 1.0);
+    assert!(text.contains("awscni_eni_allocated"), "{text}");
+    assert_eq!(
+        text.matches("# TYPE vpc_cni_overlay_peers").count(),
+        1,
+        "registered once"
+    );
+}
+
+#[test]
 fn checkpoint_writes_and_add_waits_and_request_times_are_observed() {
     let m = Metrics::new(Mode::Vpc);
     let observe = m.checkpoint_observer();

@@ -4,6 +4,7 @@
 //! follows the peers.
 
 pub mod datapath;
+pub mod hybrid;
 pub mod peers;
 pub mod pool;
 pub mod run;
@@ -12,6 +13,7 @@ pub mod underlay;
 pub mod vxlan;
 
 pub use datapath::OverlayDatapath;
+pub use hybrid::HybridDatapath;
 pub use run::run_peer_loop;
 pub use underlay::Underlay;
 
