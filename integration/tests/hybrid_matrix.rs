@@ -3,15 +3,22 @@
 //! nodes behind a site link of MTU 1400, every ipamd on `VPC_CNI_MODE=auto` and following
 //! the Kubernetes API. Each node picks its own mode; the whole matrix passes over TCP with
 //! the expected source seen at every listener (the pod's own address between pods); bulk
-//! transfers cross the small link both ways. Needs root.
+//! transfers cross the small link both ways without a fragment made on the way; a VPC node
+//! leaving takes exactly its entries off the on-prem nodes. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
 
 use vpc_cni_integration::hybrid_cluster::{
     check_matrix, HybridCluster, HybridPod, HybridSpec, NodeKind, VpcNodeSpec,
 };
 use vpc_cni_integration::vpc_cluster::tcp_transfer;
 use vpc_cni_proto::Mode;
+use vpc_cni_testkit::process::wait_for;
 use vpc_cni_testkit::require_root;
+
+/// Harness bound for convergence (never asserted as a duration).
+const EVENTUAL: Duration = Duration::from_secs(30);
 
 /// Below the LAN's 1500: what a VPN leaves after its own headers.
 const LINK_MTU: u32 = 1400;
@@ -143,6 +150,50 @@ fn vpc_and_onprem_nodes_in_one_cluster_pass_the_whole_matrix() {
         fragmented_before,
         "the site's router fragmented packets crossing the link"
     );
+
+    // VPC node b leaves the cluster (its Node deleted): every on-prem node drops exactly its
+    // routes, neighbour and FDB entry; a's stay.
+    // Routes name a VPC node as their next hop, neighbours by address, FDB entries by dst.
+    let marks = |node: &str| {
+        let ip = vpc.node(node).unwrap().primary_ip();
+        [
+            format!(" via {ip} "),
+            format!("{ip} lladdr"),
+            format!(" dst {ip} "),
+        ]
+    };
+    let (a_marks, b_marks) = (marks("a"), marks("b"));
+    cluster.kube().api().delete_node("b").unwrap();
+    for node in cluster.onprem() {
+        let ns = node.netns();
+        let entries = || {
+            let routes = ns.try_ip(&["route", "show", "dev", "vxlan.vpc"]).ok()?;
+            let neighbours = ns.try_ip(&["neigh", "show", "dev", "vxlan.vpc"]).ok()?;
+            let fdb = ns.exec_ok(&["bridge", "fdb", "show", "dev", "vxlan.vpc"]);
+            Some((routes, neighbours, fdb))
+        };
+        let (routes, neighbours, fdb) = wait_for(EVENTUAL, || {
+            entries().filter(|(routes, _, _)| !routes.contains(&b_marks[0]))
+        })
+        .unwrap_or_else(|| panic!("{} kept b's routes: {:?}", node.name, entries()));
+        let kinds = [
+            ("routes", &routes),
+            ("neighbour", &neighbours),
+            ("FDB entry", &fdb),
+        ];
+        for (i, (what, text)) in kinds.iter().enumerate() {
+            assert!(
+                !text.contains(&b_marks[i]),
+                "{}: b's {what} stayed: {text}",
+                node.name
+            );
+            assert!(
+                text.contains(&a_marks[i]),
+                "{}: a's {what} went: {text}",
+                node.name
+            );
+        }
+    }
 }
 
 /// A counter of the IP layer (`Ip:` in /proc/net/snmp) as `netns` sees it.
