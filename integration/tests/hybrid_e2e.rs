@@ -15,8 +15,8 @@ use serde_json::json;
 use vpc_cni_integration::fabric::{INTERNET_ADDR, SITE_NAT_ADDR};
 use vpc_cni_integration::fake_kube::{node_object, FakeKube};
 use vpc_cni_integration::hybrid_cluster::{
-    attach_site, onprem_ip, onprem_pod_cidr, peers_file_env, vpc_pod_ranges, write_peers_file,
-    OnpremNode,
+    attach_site, onprem_ip, onprem_marks, onprem_pod_cidr, peers_file_env, vpc_pod_ranges,
+    wait_forgotten, write_peers_file, OnpremNode,
 };
 use vpc_cni_integration::node::ClusterPod;
 use vpc_cni_integration::vpc_cluster::{tcp_peer, VpcCluster, VpcPod};
@@ -134,25 +134,13 @@ fn check_paths(
     assert_eq!(seen.ip(), cluster.node("a").unwrap().primary_ip());
 }
 
-/// Waits until the VPC node holds nothing of `onprem`: no route, no exemption.
+/// Waits until the VPC node holds nothing of `onprem`: no route, neighbour or FDB entry, no
+/// exemption.
 fn assert_forgotten(cluster: &VpcCluster, onprem: &OnpremNode) {
     let ns = cluster.node("a").unwrap().netns();
-    let state = || {
-        let table = ns.nft(&["list", "table", "ip", "vpc-cni"]).ok()?;
-        Some((vxlan_routes(ns)?, table))
-    };
-    wait_for(EVENTUAL, || {
-        state().filter(|(routes, table)| {
-            !routes.contains(&onprem.pod_cidr) && !table.contains(&onprem.pod_cidr)
-        })
-    })
-    .unwrap_or_else(|| panic!("{} left entries: {:?}", onprem.name, state()));
-    let neighbours = ns.ip(&["neigh", "show", "dev", "vxlan.vpc"]);
-    // Its next hop on the device is its pod CIDR's first address.
-    let gateway = onprem.pod_cidr.split('/').next().unwrap_or_default();
-    assert!(!neighbours.contains(gateway), "{neighbours}");
-    let fdb = ns.exec_ok(&["bridge", "fdb", "show", "dev", "vxlan.vpc"]);
-    assert!(!fdb.contains(&onprem.underlay_ip.to_string()), "{fdb}");
+    wait_forgotten(ns, "a", &onprem_marks(onprem), None).unwrap_or_else(|e| panic!("{e}"));
+    let table = ns.nft(&["list", "table", "ip", "vpc-cni"]).unwrap();
+    assert!(!table.contains(&onprem.pod_cidr), "{table}");
 }
 
 #[test]

@@ -4,21 +4,18 @@
 //! the Kubernetes API. Each node picks its own mode; the whole matrix passes over TCP with
 //! the expected source seen at every listener (the pod's own address between pods); bulk
 //! transfers cross the small link both ways without a fragment made on the way; a VPC node
-//! leaving takes exactly its entries off the on-prem nodes. Needs root.
+//! leaving takes exactly its entries off the on-prem nodes, an on-prem node leaving exactly
+//! its entries off the VPC and on-prem nodes. Needs root.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
 use vpc_cni_integration::hybrid_cluster::{
-    check_matrix, HybridCluster, HybridPod, HybridSpec, NodeKind, VpcNodeSpec,
+    check_matrix, onprem_marks, vpc_marks, wait_forgotten, HybridCluster, HybridPod, HybridSpec,
+    NodeKind, VpcNodeSpec,
 };
 use vpc_cni_integration::vpc_cluster::tcp_transfer;
 use vpc_cni_proto::Mode;
-use vpc_cni_testkit::process::wait_for;
+use vpc_cni_testkit::netns::Netns;
 use vpc_cni_testkit::require_root;
-
-/// Harness bound for convergence (never asserted as a duration).
-const EVENTUAL: Duration = Duration::from_secs(30);
 
 /// Below the LAN's 1500: what a VPN leaves after its own headers.
 const LINK_MTU: u32 = 1400;
@@ -153,47 +150,33 @@ fn vpc_and_onprem_nodes_in_one_cluster_pass_the_whole_matrix() {
 
     // VPC node b leaves the cluster (its Node deleted): every on-prem node drops exactly its
     // routes, neighbour and FDB entry; a's stay.
-    // Routes name a VPC node as their next hop, neighbours by address, FDB entries by dst.
-    let marks = |node: &str| {
-        let ip = vpc.node(node).unwrap().primary_ip();
-        [
-            format!(" via {ip} "),
-            format!("{ip} lladdr"),
-            format!(" dst {ip} "),
-        ]
-    };
-    let (a_marks, b_marks) = (marks("a"), marks("b"));
+    let (a_ip, b_ip) = (vpc_ip(&cluster, "a"), vpc_ip(&cluster, "b"));
     cluster.kube().api().delete_node("b").unwrap();
     for node in cluster.onprem() {
-        let ns = node.netns();
-        let entries = || {
-            let routes = ns.try_ip(&["route", "show", "dev", "vxlan.vpc"]).ok()?;
-            let neighbours = ns.try_ip(&["neigh", "show", "dev", "vxlan.vpc"]).ok()?;
-            let fdb = ns.exec_ok(&["bridge", "fdb", "show", "dev", "vxlan.vpc"]);
-            Some((routes, neighbours, fdb))
-        };
-        let (routes, neighbours, fdb) = wait_for(EVENTUAL, || {
-            entries().filter(|(routes, _, _)| !routes.contains(&b_marks[0]))
-        })
-        .unwrap_or_else(|| panic!("{} kept b's routes: {:?}", node.name, entries()));
-        let kinds = [
-            ("routes", &routes),
-            ("neighbour", &neighbours),
-            ("FDB entry", &fdb),
-        ];
-        for (i, (what, text)) in kinds.iter().enumerate() {
-            assert!(
-                !text.contains(&b_marks[i]),
-                "{}: b's {what} stayed: {text}",
-                node.name
-            );
-            assert!(
-                text.contains(&a_marks[i]),
-                "{}: a's {what} went: {text}",
-                node.name
-            );
-        }
+        let (gone, kept) = (vpc_marks(b_ip), vpc_marks(a_ip));
+        assert_forgets(node.netns(), &node.name, &gone, &kept);
     }
+    // On-prem node 2 leaves: a (VPC) and onprem-1 drop exactly its entries, and a its
+    // exemption from SNAT.
+    let (one, two) = (&cluster.onprem()[0], &cluster.onprem()[1]);
+    cluster.kube().api().delete_node(&two.name).unwrap();
+    let a = vpc.node("a").unwrap();
+    let (gone, kept) = (onprem_marks(two), onprem_marks(one));
+    assert_forgets(a.netns(), "a", &gone, &kept);
+    let table = a.netns().nft(&["list", "table", "ip", "vpc-cni"]).unwrap();
+    assert!(
+        !table.contains(&two.pod_cidr) && table.contains(&one.pod_cidr),
+        "{table}"
+    );
+    assert_forgets(one.netns(), &one.name, &gone, &vpc_marks(a_ip));
+}
+
+fn vpc_ip(cluster: &HybridCluster, name: &str) -> std::net::Ipv4Addr {
+    cluster.vpc().node(name).unwrap().primary_ip()
+}
+
+fn assert_forgets(ns: &Netns, name: &str, gone: &[String; 3], kept: &[String; 3]) {
+    wait_forgotten(ns, name, gone, Some(kept)).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// A counter of the IP layer (`Ip:` in /proc/net/snmp) as `netns` sees it.

@@ -18,9 +18,11 @@ use vpc_cni_testkit::unique_name;
 
 mod cluster;
 mod matrix;
+mod peer_entries;
 
 pub use cluster::{HybridCluster, HybridPod, HybridSpec, NodeKind, VpcNodeSpec};
 pub use matrix::{check_matrix, Matrix, Outcome};
+pub use peer_entries::{onprem_marks, vpc_marks, wait_forgotten};
 
 /// The site's LAN; node `n` (1-based) sits at `.(10 + n)`.
 pub const SITE_LAN: &str = "172.20.0.0/24";
