@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admission;
+mod hybrid;
 mod iam;
 mod manifests;
 mod tools;

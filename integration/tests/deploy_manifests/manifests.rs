@@ -11,7 +11,7 @@ use crate::tools::{object, only, render, render_yaml, repo, venv_bin, yaml_objec
 use crate::tools::{KUBERNETES_VERSION, OVERLAYS};
 
 /// kubernetes-validate's strict mode on a YAML stream; its report, or a panic with it.
-fn validate_strict(yaml: &str) -> Result<String, String> {
+pub(crate) fn validate_strict(yaml: &str) -> Result<String, String> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rendered.yaml");
     std::fs::write(&file, yaml).unwrap();
