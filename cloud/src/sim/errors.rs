@@ -23,6 +23,21 @@ pub enum ErrorCode {
     InvalidSubnetIdNotFound,
     /// `InvalidVpcID.NotFound`
     InvalidVpcIdNotFound,
+    /// `InvalidSubnet.Range`: a subnet outside every CIDR block of its VPC.
+    InvalidSubnetRange,
+    /// `InvalidSubnet.Conflict`: a subnet overlapping another of its VPC.
+    InvalidSubnetConflict,
+    /// `InvalidVpc.Range`: a VPC CIDR block of the wrong size, or overlapping another block of
+    /// the VPC.
+    InvalidVpcRange,
+    /// `CidrLimitExceeded`: a sixth IPv4 CIDR block on a VPC.
+    CidrLimitExceeded,
+    /// `InvalidVpcCidrBlockAssociationIdError.NotFound`
+    InvalidVpcCidrBlockAssociationIdNotFound,
+    /// `OperationNotPermitted`: disassociating a VPC's primary block, or one with subnets.
+    OperationNotPermitted,
+    /// `DependencyViolation`: deleting a subnet that still has network interfaces.
+    DependencyViolation,
     InvalidParameterValue,
     InvalidParameterCombination,
     MissingParameter,
@@ -36,7 +51,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for parsing and for tests that walk them all.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::PrivateIpAddressLimitExceeded,
         ErrorCode::AttachmentLimitExceeded,
         ErrorCode::InsufficientFreeAddressesInSubnet,
@@ -47,6 +62,13 @@ impl ErrorCode {
         ErrorCode::InvalidInstanceIdNotFound,
         ErrorCode::InvalidSubnetIdNotFound,
         ErrorCode::InvalidVpcIdNotFound,
+        ErrorCode::InvalidSubnetRange,
+        ErrorCode::InvalidSubnetConflict,
+        ErrorCode::InvalidVpcRange,
+        ErrorCode::CidrLimitExceeded,
+        ErrorCode::InvalidVpcCidrBlockAssociationIdNotFound,
+        ErrorCode::OperationNotPermitted,
+        ErrorCode::DependencyViolation,
         ErrorCode::InvalidParameterValue,
         ErrorCode::InvalidParameterCombination,
         ErrorCode::MissingParameter,
@@ -69,6 +91,15 @@ impl ErrorCode {
             ErrorCode::InvalidInstanceIdNotFound => "InvalidInstanceID.NotFound",
             ErrorCode::InvalidSubnetIdNotFound => "InvalidSubnetID.NotFound",
             ErrorCode::InvalidVpcIdNotFound => "InvalidVpcID.NotFound",
+            ErrorCode::InvalidSubnetRange => "InvalidSubnet.Range",
+            ErrorCode::InvalidSubnetConflict => "InvalidSubnet.Conflict",
+            ErrorCode::InvalidVpcRange => "InvalidVpc.Range",
+            ErrorCode::CidrLimitExceeded => "CidrLimitExceeded",
+            ErrorCode::InvalidVpcCidrBlockAssociationIdNotFound => {
+                "InvalidVpcCidrBlockAssociationIdError.NotFound"
+            }
+            ErrorCode::OperationNotPermitted => "OperationNotPermitted",
+            ErrorCode::DependencyViolation => "DependencyViolation",
             ErrorCode::InvalidParameterValue => "InvalidParameterValue",
             ErrorCode::InvalidParameterCombination => "InvalidParameterCombination",
             ErrorCode::MissingParameter => "MissingParameter",

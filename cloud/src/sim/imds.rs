@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use vpc_cni_proto::net::Ipv4Cidr;
 
-use super::state::State;
+use super::state::{State, VpcRec};
 use super::types::{Eni, FabricView, ImdsInterface, ImdsView};
 use super::SimVpc;
 
@@ -43,7 +43,7 @@ impl State {
         let vpc_cidrs: Vec<String> = self
             .vpcs
             .get(&inst.vpc_id)
-            .map(|v| vec![v.vpc.cidr.clone()])
+            .map(VpcRec::cidr_texts)
             .unwrap_or_default();
         let primary_mac = self.enis.get(&inst.primary_eni)?.eni.mac.clone();
         let interfaces = self
@@ -104,7 +104,7 @@ impl State {
             .flat_map(|i| self.visible_attached(&i.id, now))
             .collect();
         FabricView {
-            vpc_cidrs: self.vpcs.values().map(|v| v.vpc.cidr.clone()).collect(),
+            vpc_cidrs: self.vpcs.values().flat_map(VpcRec::cidr_texts).collect(),
             subnets: self.subnets.values().map(|s| s.view()).collect(),
             instances,
             enis,

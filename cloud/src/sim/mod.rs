@@ -40,7 +40,7 @@ pub use faults::{ActionClass, BucketConfig, FailNext, Faults};
 pub use instance_types::{instance_type, instance_types, InstanceType};
 pub use types::{
     AssignIps, Assigned, Attachment, CreateEni, Eni, EniFilter, FabricView, ImdsInterface,
-    ImdsView, Instance, Page, PrivateIp, Subnet, Vpc,
+    ImdsView, Instance, Page, PrivateIp, Subnet, Vpc, VpcCidrBlock,
 };
 
 use state::State;

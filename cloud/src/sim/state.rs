@@ -12,7 +12,19 @@ use vpc_cni_proto::time::Clock;
 
 pub(crate) struct VpcRec {
     pub vpc: Vpc,
-    pub cidr: Ipv4Cidr,
+    /// The associated blocks as parsed, index for index with `vpc.cidr_blocks`.
+    pub blocks: Vec<Ipv4Cidr>,
+}
+
+impl VpcRec {
+    /// Every associated block as text, the primary first.
+    pub fn cidr_texts(&self) -> Vec<String> {
+        self.vpc
+            .cidr_blocks
+            .iter()
+            .map(|b| b.cidr.clone())
+            .collect()
+    }
 }
 
 pub(crate) struct SubnetRec {

@@ -9,8 +9,20 @@ use serde::Serialize;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Vpc {
     pub id: String,
+    /// The primary IPv4 CIDR block (the one it was created with).
     pub cidr: String,
+    /// Every associated IPv4 block, the primary first, then in association order.
+    pub cidr_blocks: Vec<VpcCidrBlock>,
     pub default_security_group: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One IPv4 CIDR block associated with a VPC.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VpcCidrBlock {
+    /// `vpc-cidr-assoc-…`
+    pub association_id: String,
+    pub cidr: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -10,66 +10,163 @@ use super::cidr::parse_cidr;
 use super::errors::{err, ErrorCode, SimError};
 use super::instance_types::{instance_type, instance_types, InstanceType};
 use super::state::{State, SubnetRec, VpcRec};
-use super::types::{CreateEni, Instance, Subnet, Vpc};
+use super::types::{CreateEni, Instance, Subnet, Vpc, VpcCidrBlock};
 use super::SimVpc;
 
 /// EC2 accepts VPC and subnet blocks from /16 to /28.
 const MIN_LEN: u8 = 16;
 const MAX_LEN: u8 = 28;
+/// IPv4 CIDR blocks per VPC (EC2's default quota).
+const MAX_VPC_BLOCKS: usize = 5;
 
-fn block_size_ok(c: Ipv4Cidr, what: &str, s: &str) -> Result<(), SimError> {
+fn block_size_ok(c: Ipv4Cidr, code: ErrorCode, what: &str, s: &str) -> Result<(), SimError> {
     if (MIN_LEN..=MAX_LEN).contains(&c.prefix_len) {
         Ok(())
     } else {
-        bad_value(format!(
-            "{what} CIDR block {s} must be between /{MIN_LEN} and /{MAX_LEN}"
-        ))
+        err(
+            code,
+            format!("{what} CIDR block {s} must be between /{MIN_LEN} and /{MAX_LEN}"),
+        )
     }
 }
 
 impl State {
     fn create_vpc(&mut self, cidr_s: &str) -> Result<Vpc, SimError> {
         let cidr = parse_cidr(cidr_s)?;
-        block_size_ok(cidr, "VPC", cidr_s)?;
+        block_size_ok(cidr, ErrorCode::InvalidVpcRange, "VPC", cidr_s)?;
         let vpc = Vpc {
             id: self.new_id("vpc"),
             cidr: cidr.to_string(),
+            cidr_blocks: vec![VpcCidrBlock {
+                association_id: self.new_id("vpc-cidr-assoc"),
+                cidr: cidr.to_string(),
+            }],
             default_security_group: self.new_id("sg"),
+            tags: BTreeMap::new(),
         };
         self.vpcs.insert(
             vpc.id.clone(),
             VpcRec {
                 vpc: vpc.clone(),
-                cidr,
+                blocks: vec![cidr],
             },
         );
         Ok(vpc)
     }
 
-    fn create_subnet(&mut self, vpc_id: &str, cidr_s: &str, az: &str) -> Result<Subnet, SimError> {
-        let Some(vpc) = self.vpcs.get(vpc_id) else {
-            return err(
+    fn vpc(&self, vpc_id: &str) -> Result<&VpcRec, SimError> {
+        self.vpcs.get(vpc_id).ok_or_else(|| {
+            SimError::new(
                 ErrorCode::InvalidVpcIdNotFound,
                 format!("The vpc ID '{vpc_id}' does not exist"),
+            )
+        })
+    }
+
+    /// AssociateVpcCidrBlock: another block, the same sizes as a VPC's, overlapping none of
+    /// the VPC's blocks, at most five in all.
+    fn associate_vpc_cidr(&mut self, vpc_id: &str, cidr_s: &str) -> Result<VpcCidrBlock, SimError> {
+        let cidr = parse_cidr(cidr_s)?;
+        let rec = self.vpc(vpc_id)?;
+        block_size_ok(cidr, ErrorCode::InvalidVpcRange, "VPC", cidr_s)?;
+        if let Some(other) = rec.blocks.iter().find(|b| b.overlaps(&cidr)) {
+            return err(
+                ErrorCode::InvalidVpcRange,
+                format!("The CIDR '{cidr_s}' overlaps {other}, already a block of {vpc_id}"),
+            );
+        }
+        if rec.blocks.len() >= MAX_VPC_BLOCKS {
+            return err(
+                ErrorCode::CidrLimitExceeded,
+                format!("{vpc_id} already has {MAX_VPC_BLOCKS} IPv4 CIDR blocks"),
+            );
+        }
+        let block = VpcCidrBlock {
+            association_id: self.new_id("vpc-cidr-assoc"),
+            cidr: cidr.to_string(),
+        };
+        if let Some(rec) = self.vpcs.get_mut(vpc_id) {
+            rec.blocks.push(cidr);
+            rec.vpc.cidr_blocks.push(block.clone());
+        }
+        Ok(block)
+    }
+
+    /// DisassociateVpcCidrBlock: never the primary block, nor one a subnet lies in.
+    fn disassociate_vpc_cidr(
+        &mut self,
+        association_id: &str,
+    ) -> Result<(String, VpcCidrBlock), SimError> {
+        let found = self.vpcs.values().find_map(|rec| {
+            let at = rec
+                .vpc
+                .cidr_blocks
+                .iter()
+                .position(|b| b.association_id == association_id)?;
+            Some((rec.vpc.id.clone(), at, rec.blocks[at]))
+        });
+        let Some((vpc_id, at, cidr)) = found else {
+            return err(
+                ErrorCode::InvalidVpcCidrBlockAssociationIdNotFound,
+                format!("The vpc CIDR block association ID '{association_id}' does not exist"),
             );
         };
+        if at == 0 {
+            return err(
+                ErrorCode::OperationNotPermitted,
+                format!(
+                    "The vpc CIDR block with association ID {association_id} may not be \
+                     disassociated. It is the primary IPv4 CIDR block of the VPC"
+                ),
+            );
+        }
+        if let Some(subnet) = self
+            .subnets
+            .values()
+            .find(|s| s.subnet.vpc_id == vpc_id && cidr.contains_cidr(&s.cidr))
+        {
+            return err(
+                ErrorCode::OperationNotPermitted,
+                format!(
+                    "The vpc CIDR block {cidr} cannot be disassociated: subnet {} ({}) lies in it",
+                    subnet.subnet.id, subnet.cidr
+                ),
+            );
+        }
+        let rec = self
+            .vpcs
+            .get_mut(&vpc_id)
+            .ok_or_else(|| SimError::new(ErrorCode::InternalError, format!("{vpc_id} vanished")))?;
+        rec.blocks.remove(at);
+        let block = rec.vpc.cidr_blocks.remove(at);
+        Ok((vpc_id, block))
+    }
+
+    fn create_subnet(&mut self, vpc_id: &str, cidr_s: &str, az: &str) -> Result<Subnet, SimError> {
+        let vpc = self.vpc(vpc_id)?;
         let cidr = parse_cidr(cidr_s)?;
-        block_size_ok(cidr, "subnet", cidr_s)?;
-        if !vpc.cidr.contains_cidr(&cidr) {
-            return bad_value(format!(
-                "subnet CIDR {cidr_s} is not within VPC {vpc_id} ({})",
-                vpc.cidr
-            ));
+        block_size_ok(cidr, ErrorCode::InvalidSubnetRange, "subnet", cidr_s)?;
+        if !vpc.blocks.iter().any(|b| b.contains_cidr(&cidr)) {
+            return err(
+                ErrorCode::InvalidSubnetRange,
+                format!(
+                    "The CIDR '{cidr_s}' is invalid: not within a CIDR block of {vpc_id} ({})",
+                    vpc.cidr_texts().join(", ")
+                ),
+            );
         }
         if let Some(other) = self
             .subnets
             .values()
             .find(|s| s.subnet.vpc_id == vpc_id && s.cidr.overlaps(&cidr))
         {
-            return bad_value(format!(
-                "subnet CIDR {cidr_s} conflicts with {} ({})",
-                other.subnet.id, other.cidr
-            ));
+            return err(
+                ErrorCode::InvalidSubnetConflict,
+                format!(
+                    "The CIDR '{cidr_s}' conflicts with another subnet: {} ({})",
+                    other.subnet.id, other.cidr
+                ),
+            );
         }
         if az.is_empty() {
             return bad_value("availability zone must not be empty".to_string());
@@ -91,6 +188,21 @@ impl State {
         };
         self.subnets.insert(subnet.id.clone(), rec);
         Ok(subnet)
+    }
+
+    fn delete_subnet(&mut self, subnet_id: &str) -> Result<(), SimError> {
+        self.subnet(subnet_id)?;
+        if let Some(eni) = self.enis.values().find(|e| e.eni.subnet_id == subnet_id) {
+            return err(
+                ErrorCode::DependencyViolation,
+                format!(
+                    "The subnet '{subnet_id}' has dependencies and cannot be deleted: {}",
+                    eni.eni.id
+                ),
+            );
+        }
+        self.subnets.remove(subnet_id);
+        Ok(())
     }
 
     fn run_instance(
@@ -171,9 +283,11 @@ impl State {
                 self.instance(id)?;
             } else if id.starts_with("subnet-") {
                 self.subnet(id)?;
+            } else if id.starts_with("vpc-") {
+                self.vpc(id)?;
             } else {
                 return bad_value(format!(
-                    "resource id {id:?} is not an ENI, instance or subnet"
+                    "resource id {id:?} is not an ENI, instance, subnet or VPC"
                 ));
             }
         }
@@ -190,6 +304,10 @@ impl State {
                 s.subnet
                     .tags
                     .extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+            } else if let Some(v) = self.vpcs.get_mut(id) {
+                v.vpc
+                    .tags
+                    .extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
         }
         Ok(())
@@ -202,9 +320,43 @@ impl SimVpc {
         self.with(|s| s.create_vpc(cidr))
     }
 
-    /// Creates a subnet inside the VPC's block, overlapping no other subnet.
+    /// Associates another IPv4 CIDR block (such as 100.64.0.0/16) with a VPC.
+    pub fn associate_vpc_cidr_block(
+        &self,
+        vpc_id: &str,
+        cidr: &str,
+    ) -> Result<VpcCidrBlock, SimError> {
+        self.with(|s| s.associate_vpc_cidr(vpc_id, cidr))
+    }
+
+    /// Disassociates a secondary block no subnet lies in; returns the VPC's id and the block.
+    pub fn disassociate_vpc_cidr_block(
+        &self,
+        association_id: &str,
+    ) -> Result<(String, VpcCidrBlock), SimError> {
+        self.with(|s| s.disassociate_vpc_cidr(association_id))
+    }
+
+    /// DescribeVpcs; empty `ids` means all.
+    pub fn describe_vpcs(&self, ids: &[String]) -> Result<Vec<Vpc>, SimError> {
+        self.with(|s| {
+            if ids.is_empty() {
+                return Ok(s.vpcs.values().map(|r| r.vpc.clone()).collect());
+            }
+            ids.iter()
+                .map(|id| s.vpc(id).map(|r| r.vpc.clone()))
+                .collect()
+        })
+    }
+
+    /// Creates a subnet inside one of the VPC's blocks, overlapping no other subnet.
     pub fn create_subnet(&self, vpc_id: &str, cidr: &str, az: &str) -> Result<Subnet, SimError> {
         self.with(|s| s.create_subnet(vpc_id, cidr, az))
+    }
+
+    /// Deletes a subnet no network interface is in.
+    pub fn delete_subnet(&self, subnet_id: &str) -> Result<(), SimError> {
+        self.with(|s| s.delete_subnet(subnet_id))
     }
 
     /// Launches an instance: primary ENI at device 0 with the lowest free
@@ -267,7 +419,7 @@ impl SimVpc {
         })
     }
 
-    /// CreateTags on ENIs, instances and subnets; all-or-nothing.
+    /// CreateTags on ENIs, instances, subnets and VPCs; all-or-nothing.
     pub fn create_tags(
         &self,
         resource_ids: &[String],

@@ -9,16 +9,15 @@ use tokio::net::TcpListener;
 use vpc_cni_cloud::sim::{AssignIps, CreateEni, EniFilter, SimVpc};
 
 use super::api_error::ApiError;
-use super::ec2_filter::{
-    check_max, eni_matches, instance_matches, keep, narrow, page, subnet_matches,
-};
+use super::ec2_filter::{check_max, eni_matches, instance_matches, keep, narrow, page};
 use super::ec2_xml::{self, GroupNames};
 use super::http::{self, HttpRequest, Reply};
 use super::query::{ParamError, Query};
 use super::stamp::request_id;
 use super::xml::{error_document, response, Xml};
 
-/// The actions DESIGN.md lists; anything else is `InvalidAction`.
+/// The actions DESIGN.md lists and those that build a world; anything else is
+/// `InvalidAction`.
 pub const ACTIONS: &[&str] = &[
     "CreateNetworkInterface",
     "AttachNetworkInterface",
@@ -32,6 +31,15 @@ pub const ACTIONS: &[&str] = &[
     "DescribeInstanceTypes",
     "DescribeSubnets",
     "CreateTags",
+    // Building a world (ec2_world.rs).
+    "CreateVpc",
+    "DescribeVpcs",
+    "AssociateVpcCidrBlock",
+    "DisassociateVpcCidrBlock",
+    "CreateSubnet",
+    "DeleteSubnet",
+    "RunInstances",
+    "TerminateInstances",
 ];
 
 /// Serves the EC2 API on `listener` until `shutdown` completes.
@@ -187,18 +195,6 @@ async fn run(sim: &SimVpc, caller: Option<&str>, q: &Query, rid: &str) -> Result
             });
             next_token(&mut body, next);
         }
-        "DescribeSubnets" => {
-            let max = q.u32("MaxResults")?;
-            check_max(max, 5, 1000)?;
-            let subnets = keep(
-                sim.describe_subnets(&q.list("SubnetId"))?,
-                &q.filters(),
-                subnet_matches,
-            )?;
-            let (subnets, next) = page(subnets, |s| s.id.as_str(), max, q.get("NextToken"))?;
-            body.set("subnetSet", &subnets, ec2_xml::subnet);
-            next_token(&mut body, next);
-        }
         "CreateTags" => {
             let ids = q.list("ResourceId");
             if ids.is_empty() {
@@ -207,12 +203,15 @@ async fn run(sim: &SimVpc, caller: Option<&str>, q: &Query, rid: &str) -> Result
             sim.create_tags(&ids, &q.tags("Tag"))?;
             body.text("return", true);
         }
-        _ => {
-            return Err(ApiError::new(
-                "InvalidAction",
-                format!("The action {action} is not valid for this web service."),
-            ))
-        }
+        other => match super::ec2_world::run(sim, other, q, &mut body, || group_names(sim)) {
+            Some(result) => result?,
+            None => {
+                return Err(ApiError::new(
+                    "InvalidAction",
+                    format!("The action {action} is not valid for this web service."),
+                ))
+            }
+        },
     }
     Ok(response(action, rid, body))
 }

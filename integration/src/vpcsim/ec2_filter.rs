@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use vpc_cni_cloud::sim::{Eni, EniFilter, Instance, Subnet};
+use vpc_cni_cloud::sim::{Eni, EniFilter, Instance, Subnet, Vpc};
 
 use super::api_error::ApiError;
 
@@ -150,6 +150,26 @@ pub fn subnet_matches(s: &Subnet, name: &str, values: &[String]) -> Result<bool,
         "state" => one("available"),
         "owner-id" => one(super::ACCOUNT_ID),
         "default-for-az" => one("false"),
+        _ => return Err(unknown(name)),
+    })
+}
+
+pub fn vpc_matches(v: &Vpc, name: &str, values: &[String]) -> Result<bool, ApiError> {
+    if let Some(hit) = tags_match(name, values, &v.tags) {
+        return Ok(hit);
+    }
+    let one = |text: &str| any(values, text);
+    Ok(match name {
+        "vpc-id" => one(&v.id),
+        "cidr" | "cidr-block" => one(&v.cidr),
+        "cidr-block-association.cidr-block" => v.cidr_blocks.iter().any(|b| one(&b.cidr)),
+        "cidr-block-association.association-id" => {
+            v.cidr_blocks.iter().any(|b| one(&b.association_id))
+        }
+        "cidr-block-association.state" => one("associated"),
+        "state" => one("available"),
+        "owner-id" => one(super::ACCOUNT_ID),
+        "is-default" => one("false"),
         _ => return Err(unknown(name)),
     })
 }

@@ -34,6 +34,13 @@ fn key() -> impl Strategy<Value = String> {
         "NetworkCardIndex",
         "Attachment.AttachmentId",
         "Attachment.DeleteOnTermination",
+        "VpcId",
+        "CidrBlock",
+        "AvailabilityZone",
+        "AssociationId",
+        "MinCount",
+        "MaxCount",
+        "ImageId",
     ]);
     let listed = prop::sample::select(vec![
         "PrivateIpAddress",
@@ -44,6 +51,7 @@ fn key() -> impl Strategy<Value = String> {
         "InstanceType",
         "ResourceId",
         "SubnetId",
+        "VpcId",
     ]);
     let index = prop_oneof![1u64..4, Just(0), Just(u64::from(u32::MAX) + 1)];
     prop_oneof![
@@ -63,12 +71,15 @@ fn key() -> impl Strategy<Value = String> {
 fn value() -> impl Strategy<Value = String> {
     prop_oneof![
         // Stand-ins for the world's ids, filled in per case (see `World::body`).
-        3 => prop::sample::select(vec!["@subnet", "@instance", "@eni", "@attachment"])
-            .prop_map(str::to_owned),
+        3 => prop::sample::select(vec![
+            "@subnet", "@instance", "@eni", "@attachment", "@vpc", "@association",
+        ])
+        .prop_map(str::to_owned),
         2 => prop::sample::select(vec![
             "eni-", "subnet-", "i-", "t3.medium", "network-interface", "attachment.instance-id",
             "status", "tag-key", "*", "?", "true", "false", "10.0.0.9", "10.0.0.16/28",
-            "vpcsim1.", "vpcsim1.eni-",
+            "vpcsim1.", "vpcsim1.eni-", "100.64.0.0/16", "10.0.1.0/24", "us-west-2b", "20",
+            "21", "0", "vpc-cidr-assoc-",
         ]).prop_map(str::to_owned),
         1 => "-?[0-9]{1,25}",
         1 => "[*?a-z0-9.-]{0,20}",
@@ -131,6 +142,22 @@ fn base(action: &str) -> Vec<(String, String)> {
             ("Tag.1.Key", "k"),
             ("Tag.1.Value", "v"),
         ],
+        "CreateVpc" => &[("CidrBlock", "10.1.0.0/16")],
+        "AssociateVpcCidrBlock" => &[("VpcId", "@vpc"), ("CidrBlock", "100.64.0.0/16")],
+        "DisassociateVpcCidrBlock" => &[("AssociationId", "@association")],
+        "CreateSubnet" => &[
+            ("VpcId", "@vpc"),
+            ("CidrBlock", "10.0.1.0/24"),
+            ("AvailabilityZone", "us-west-2b"),
+        ],
+        "RunInstances" => &[
+            ("SubnetId", "@subnet"),
+            ("InstanceType", "t3.medium"),
+            ("MinCount", "1"),
+            ("MaxCount", "1"),
+        ],
+        "TerminateInstances" => &[("InstanceId.1", "@instance")],
+        "DeleteSubnet" => &[("SubnetId", "@subnet")],
         _ => &[],
     };
     pairs
@@ -139,10 +166,11 @@ fn base(action: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A VPC with a subnet, an instance and an ENI attached to it at index 1.
+/// A VPC with a secondary block, a subnet, an instance and an ENI attached to it at
+/// index 1.
 struct World {
     sim: SimVpc,
-    ids: [(&'static str, String); 4],
+    ids: [(&'static str, String); 6],
 }
 
 impl World {
@@ -161,11 +189,16 @@ impl World {
             })
             .unwrap();
         let attachment = sim.attach_network_interface(&eni.id, &inst.id, 1).unwrap();
+        let block = sim
+            .associate_vpc_cidr_block(&vpc.id, "172.31.0.0/16")
+            .unwrap();
         let ids = [
             ("@subnet", subnet.id),
             ("@instance", inst.id),
             ("@eni", eni.id),
             ("@attachment", attachment.id),
+            ("@vpc", vpc.id),
+            ("@association", block.association_id),
         ];
         Self { sim, ids }
     }

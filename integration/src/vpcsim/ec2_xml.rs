@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
-use vpc_cni_cloud::sim::{Eni, Instance, InstanceType, Subnet};
+use vpc_cni_cloud::sim::{Eni, Instance, InstanceType, Subnet, Vpc};
 
 use super::stamp::ec2_time;
 use super::xml::Xml;
@@ -189,6 +189,24 @@ pub fn subnet(x: &mut Xml, s: &Subnet) {
         .text("assignIpv6AddressOnCreation", false)
         .text("ownerId", ACCOUNT_ID);
     tags(x, &s.tags);
+}
+
+pub fn vpc(x: &mut Xml, v: &Vpc) {
+    x.text("vpcId", &v.id)
+        .text("ownerId", ACCOUNT_ID)
+        .text("state", "available")
+        .text("cidrBlock", &v.cidr)
+        .set("cidrBlockAssociationSet", &v.cidr_blocks, |x, b| {
+            x.text("associationId", &b.association_id)
+                .text("cidrBlock", &b.cidr)
+                .element("cidrBlockState", |x| {
+                    x.text("state", "associated");
+                });
+        })
+        .text("dhcpOptionsId", "default")
+        .text("instanceTenancy", "default")
+        .text("isDefault", false);
+    tags(x, &v.tags);
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod api_error;
 pub mod client;
 mod ec2;
 mod ec2_filter;
+mod ec2_world;
 mod ec2_xml;
 mod http;
 mod imds;

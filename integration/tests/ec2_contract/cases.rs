@@ -12,6 +12,7 @@ use aws_sdk_ec2::types::{
 
 use crate::sdk::code_of;
 use crate::world::World;
+use crate::world_cases;
 
 pub struct Ctx {
     pub client: aws_sdk_ec2::Client,
@@ -53,6 +54,21 @@ pub const CASES: &[(&str, CaseFn)] = &[
     ("error_codes", |c| Box::pin(error_codes(c))),
     ("limits", |c| Box::pin(limits(c))),
     ("prefix_delegation", |c| Box::pin(prefix_delegation(c))),
+    ("vpc_cidr_blocks", |c| {
+        Box::pin(world_cases::vpc_cidr_blocks(c))
+    }),
+    ("vpc_cidr_block_rules", |c| {
+        Box::pin(world_cases::vpc_cidr_block_rules(c))
+    }),
+    ("subnet_filters", |c| {
+        Box::pin(world_cases::subnet_filters(c))
+    }),
+    ("run_and_terminate_instances", |c| {
+        Box::pin(world_cases::run_and_terminate_instances(c))
+    }),
+    ("terminated_primary_interface_goes", |c| {
+        Box::pin(world_cases::terminated_primary_interface_goes(c))
+    }),
 ];
 
 fn in_cidr(ip: &str, cidr: &str) -> bool {

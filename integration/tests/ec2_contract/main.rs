@@ -11,6 +11,7 @@ mod moto;
 mod sdk;
 mod simulated;
 mod world;
+mod world_cases;
 
 use cases::{Ctx, CASES};
 
@@ -24,6 +25,8 @@ const MOTO_DEVIATIONS: &[(&str, &str)] = &[
     ("error_codes", "moto lets an attached ENI be deleted and re-attached (EC2: InvalidNetworkInterface.InUse)"),
     ("limits", "moto enforces no per-instance ENI or per-ENI address limits"),
     ("prefix_delegation", "moto silently ignores Ipv4PrefixCount"),
+    ("vpc_cidr_block_rules", "moto associates a block overlapping another and disassociates one a subnet lies in"),
+    ("terminated_primary_interface_goes", "moto keeps a terminated instance's primary interface (DeleteOnTermination ignored)"),
 ];
 
 /// Runs every case (each in a fresh world) and reports all failures at once.

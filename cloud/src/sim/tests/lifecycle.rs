@@ -9,7 +9,7 @@ fn vpc_and_subnet_rules() {
     let sim = SimVpc::with_seed(1);
     assert_eq!(
         code(sim.create_vpc("10.0.0.0/8")),
-        ErrorCode::InvalidParameterValue
+        ErrorCode::InvalidVpcRange
     );
     assert_eq!(
         code(sim.create_vpc("10.0.0.1/16")),
@@ -23,12 +23,12 @@ fn vpc_and_subnet_rules() {
     );
     assert_eq!(
         code(sim.create_subnet(&vpc.id, "10.2.0.0/24", "us-west-2a")),
-        ErrorCode::InvalidParameterValue,
+        ErrorCode::InvalidSubnetRange,
         "outside the VPC"
     );
     assert_eq!(
         code(sim.create_subnet(&vpc.id, "10.1.0.0/29", "us-west-2a")),
-        ErrorCode::InvalidParameterValue,
+        ErrorCode::InvalidSubnetRange,
         "smaller than /28"
     );
     let s = sim
@@ -37,7 +37,7 @@ fn vpc_and_subnet_rules() {
     assert_eq!(s.available_ip_count, 251);
     assert_eq!(
         code(sim.create_subnet(&vpc.id, "10.1.0.128/25", "us-west-2b")),
-        ErrorCode::InvalidParameterValue,
+        ErrorCode::InvalidSubnetConflict,
         "overlap"
     );
     assert_eq!(
@@ -48,6 +48,109 @@ fn vpc_and_subnet_rules() {
         sim.describe_subnets(std::slice::from_ref(&s.id)).unwrap(),
         vec![s]
     );
+}
+
+#[test]
+fn secondary_vpc_blocks_hold_subnets_and_go_only_when_empty() {
+    let sim = SimVpc::with_seed(2);
+    let vpc = sim.create_vpc("10.0.0.0/16").unwrap();
+    assert_eq!(vpc.cidr_blocks.len(), 1);
+    let primary = vpc.cidr_blocks[0].association_id.clone();
+    for (bad, why, expected) in [
+        (
+            "10.0.128.0/17",
+            "overlaps the primary",
+            ErrorCode::InvalidVpcRange,
+        ),
+        ("100.0.0.0/8", "larger than /16", ErrorCode::InvalidVpcRange),
+        (
+            "100.64.0.1/16",
+            "not a network address",
+            ErrorCode::InvalidParameterValue,
+        ),
+    ] {
+        assert_eq!(
+            code(sim.associate_vpc_cidr_block(&vpc.id, bad)),
+            expected,
+            "{why}"
+        );
+    }
+    assert_eq!(
+        code(sim.associate_vpc_cidr_block("vpc-00000000000000000", "100.64.0.0/16")),
+        ErrorCode::InvalidVpcIdNotFound
+    );
+    let block = sim
+        .associate_vpc_cidr_block(&vpc.id, "100.64.0.0/16")
+        .unwrap();
+    assert!(block.association_id.starts_with("vpc-cidr-assoc-"));
+    let described = sim.describe_vpcs(std::slice::from_ref(&vpc.id)).unwrap();
+    let blocks: Vec<&str> = described[0]
+        .cidr_blocks
+        .iter()
+        .map(|b| b.cidr.as_str())
+        .collect();
+    assert_eq!(blocks, ["10.0.0.0/16", "100.64.0.0/16"]);
+    assert_eq!(described[0].cidr, "10.0.0.0/16", "the primary stays");
+    assert_eq!(
+        sim.fabric_view().vpc_cidrs,
+        ["10.0.0.0/16", "100.64.0.0/16"]
+    );
+
+    let subnet = sim
+        .create_subnet(&vpc.id, "100.64.0.0/24", "us-west-2b")
+        .unwrap();
+    assert_eq!(
+        code(sim.disassociate_vpc_cidr_block(&block.association_id)),
+        ErrorCode::OperationNotPermitted,
+        "a subnet lies in it"
+    );
+    assert_eq!(
+        code(sim.disassociate_vpc_cidr_block(&primary)),
+        ErrorCode::OperationNotPermitted,
+        "the primary"
+    );
+    assert_eq!(
+        code(sim.disassociate_vpc_cidr_block("vpc-cidr-assoc-00000000000000000")),
+        ErrorCode::InvalidVpcCidrBlockAssociationIdNotFound
+    );
+    // Five blocks at most.
+    for cidr in ["100.65.0.0/16", "100.66.0.0/16", "100.67.0.0/16"] {
+        sim.associate_vpc_cidr_block(&vpc.id, cidr).unwrap();
+    }
+    assert_eq!(
+        code(sim.associate_vpc_cidr_block(&vpc.id, "100.68.0.0/16")),
+        ErrorCode::CidrLimitExceeded
+    );
+
+    // A subnet with an interface stays; emptied, it goes, then the block, and no subnet can
+    // be made in it any more.
+    let eni = sim
+        .create_network_interface(CreateEni {
+            subnet_id: subnet.id.clone(),
+            ..CreateEni::default()
+        })
+        .unwrap();
+    assert_eq!(
+        code(sim.delete_subnet(&subnet.id)),
+        ErrorCode::DependencyViolation
+    );
+    sim.delete_network_interface(&eni.id).unwrap();
+    sim.delete_subnet(&subnet.id).unwrap();
+    let (owner, gone) = sim
+        .disassociate_vpc_cidr_block(&block.association_id)
+        .unwrap();
+    assert_eq!(
+        (owner.as_str(), gone.cidr.as_str()),
+        (vpc.id.as_str(), "100.64.0.0/16")
+    );
+    assert_eq!(
+        code(sim.create_subnet(&vpc.id, "100.64.0.0/24", "us-west-2b")),
+        ErrorCode::InvalidSubnetRange
+    );
+    let tags = BTreeMap::from([("team".to_string(), "net".to_string())]);
+    sim.create_tags(std::slice::from_ref(&vpc.id), &tags)
+        .unwrap();
+    assert_eq!(sim.describe_vpcs(&[]).unwrap()[0].tags["team"], "net");
 }
 
 #[test]

@@ -172,7 +172,7 @@ async fn eni_lifecycle_speaks_ec2_xml() {
 #[tokio::test]
 async fn errors_are_ec2_documents() {
     let (run, _, _, _) = world().await;
-    let r = ec2(run.ec2, &[("Action", "RunInstances")]).await;
+    let r = ec2(run.ec2, &[("Action", "DeleteVpc")]).await;
     assert_eq!(r.status, 400);
     assert!(r.body.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>InvalidAction</Code><Message>"), "{}", r.body);
     assert!(r.body.contains("</Errors><RequestID>"));
