@@ -528,3 +528,34 @@ fn fabric_delivers_a_prefix_to_a_pod_behind_its_eni() {
     let outside = Ipv4Addr::from(u32::from(net.network) + 16);
     assert!(!a.ping(outside), "{outside}, past the prefix, answered");
 }
+
+#[test]
+fn fabric_wires_an_instance_in_a_secondary_vpc_block() {
+    require_root();
+    let w = world();
+    let vpc = w.sim.describe_vpcs(&[]).unwrap().remove(0);
+    w.sim
+        .associate_vpc_cidr_block(&vpc.id, "100.64.0.0/16")
+        .unwrap();
+    let subnet = w
+        .sim
+        .create_subnet(&vpc.id, "100.64.0.0/24", "us-west-2b")
+        .unwrap();
+    let c = w.sim.run_instance(&subnet.id, "t3.medium", "c").unwrap();
+    assert_eq!(c.private_ip, Ipv4Addr::new(100, 64, 0, 4));
+    let fabric = Fabric::new("vfs").unwrap();
+    fabric.reconcile(&w.sim.fabric_view()).unwrap();
+    let (a, c_ns) = (fabric.node("a").unwrap(), fabric.node("c").unwrap());
+    let route = c_ns.try_ip(&["route", "show", "default"]).unwrap();
+    assert!(route.contains("via 100.64.0.1 dev eth0"), "{route}");
+    assert!(
+        a.ping(c.private_ip),
+        "a cannot reach c in the secondary block"
+    );
+    assert!(c_ns.ping(w.a_ip), "c cannot reach a");
+    assert!(c_ns.ping(IMDS_ADDR), "c cannot reach IMDS");
+    assert!(
+        !a.ping(Ipv4Addr::new(100, 64, 0, 200)),
+        "an unassigned address of the secondary block answered"
+    );
+}
