@@ -84,7 +84,8 @@ pub(super) async fn setup(start: Start<'_>) -> Result<NodeSetup, IpamdError> {
     };
     info!(instance = %node.instance_id, r#type = %node.instance_type, ?limits, "VPC node");
 
-    let vpc_cidrs = primary.vpc_cidrs.clone();
+    // In the form a later change is compared in (see VpcDatapath::enis_changed).
+    let vpc_cidrs = vpc_cni_proto::net::normalize(primary.vpc_cidrs.iter().copied());
     let primary_gateway = vpc_cni_cloud::subnet_router(&primary.subnet_cidr);
     let primary_address = *primary
         .addresses

@@ -20,6 +20,7 @@ use std::collections::BTreeSet;
 
 use futures::future::BoxFuture;
 use vpc_cni_cloud::ImdsEni;
+use vpc_cni_proto::net::normalize;
 use vpc_cni_proto::{Mode, MAIN_TABLE, RULE_PRIORITY_CONNMARK};
 
 pub use pod_rules::PodRuleTargets;
@@ -97,9 +98,25 @@ impl VpcDatapath {
         let mut wired: BTreeSet<u32> = secondaries.iter().map(|s| s.device_number).collect();
         wired.insert(0);
         let mut spec = self.spec.lock().await;
+        // The VPC's CIDR blocks as IMDS shows them now: a block associated or disassociated
+        // while ipamd runs changes what is exempt from SNAT at this reconcile. An empty list
+        // (IMDS answered without it) keeps the last one.
+        let vpc_cidrs = enis
+            .iter()
+            .find(|e| e.device_number == 0)
+            .map(|e| normalize(e.vpc_cidrs.iter().copied()))
+            .filter(|cidrs| !cidrs.is_empty())
+            .unwrap_or_else(|| spec.vpc_cidrs.clone());
         // Applying costs netlink dumps and an nft run: only on a change.
-        if spec.secondaries != secondaries {
+        if spec.secondaries != secondaries || spec.vpc_cidrs != vpc_cidrs {
+            if spec.vpc_cidrs != vpc_cidrs {
+                tracing::info!(
+                    from = ?spec.vpc_cidrs, to = ?vpc_cidrs,
+                    "the VPC's CIDR blocks changed: SNAT exemptions follow"
+                );
+            }
             spec.secondaries = secondaries;
+            spec.vpc_cidrs = vpc_cidrs;
             apply_node_wiring(&spec).await?;
         }
         Ok(wired)
