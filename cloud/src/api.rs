@@ -145,6 +145,17 @@ pub enum EniQuery {
     AvailableTagged(String),
 }
 
+/// A subnet as DescribeSubnets shows it: what subnet discovery chooses among.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubnetInfo {
+    pub id: SubnetId,
+    pub cidr: Ipv4Cidr,
+    pub availability_zone: String,
+    /// EC2's AvailableIpAddressCount.
+    pub available_addresses: u32,
+    pub tags: BTreeMap<String, String>,
+}
+
 /// The EC2 actions ipamd uses (DESIGN.md, "EC2 usage"). A new method must be called by
 /// `aws::actions`' test, which keeps `EC2_ACTIONS` (and so the IAM policy) complete.
 pub trait Ec2: Send + Sync {
@@ -173,6 +184,12 @@ pub trait Ec2: Send + Sync {
         enis: &'a [EniId],
         tags: &'a BTreeMap<String, String>,
     ) -> CloudFuture<'a, ()>;
+    /// DescribeSubnets: every subnet of `vpc_id` in `availability_zone`.
+    fn describe_subnets<'a>(
+        &'a self,
+        vpc_id: &'a str,
+        availability_zone: &'a str,
+    ) -> CloudFuture<'a, Vec<SubnetInfo>>;
 }
 
 /// The node as IMDS describes it.

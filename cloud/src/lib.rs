@@ -22,7 +22,7 @@ pub mod retry;
 
 pub use api::{
     subnet_router, Assign, AssignedIps, CloudFuture, CloudResult, Ec2, EniId, EniInfo, EniQuery,
-    Imds, ImdsEni, InstanceLimits, NewEni, NodeIdentity, SubnetId,
+    Imds, ImdsEni, InstanceLimits, NewEni, NodeIdentity, SubnetId, SubnetInfo,
 };
 pub use error::CloudError;
 pub use limiter::{TokenBucket, DEFAULT_EC2_API_BURST, DEFAULT_EC2_API_QPS};

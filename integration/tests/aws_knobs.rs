@@ -109,6 +109,7 @@ fn each_implemented_variable_is_read_a_bad_value_stops_ipamd_naming_it() {
         ("POD_MTU", "100"),
         ("ADDITIONAL_ENI_TAGS", "[1]"),
         ("DISABLE_LEAKED_ENI_CLEANUP", "maybe"),
+        ("ENABLE_SUBNET_DISCOVERY", "maybe"),
         ("AWS_VPC_K8S_CNI_EXTERNALSNAT", "maybe"),
         ("AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS", "10.0.0.1/8"),
         ("AWS_EC2_ENDPOINT", "ftp://ec2.example"),

@@ -13,6 +13,7 @@ pub const EC2_ACTIONS: &[&str] = &[
     "DeleteNetworkInterface",
     "DescribeInstanceTypes",
     "DescribeNetworkInterfaces",
+    "DescribeSubnets",
     "DetachNetworkInterface",
     "ModifyNetworkInterfaceAttribute",
     "UnassignPrivateIpAddresses",

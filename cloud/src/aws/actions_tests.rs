@@ -57,6 +57,7 @@ async fn the_list_is_exactly_what_the_client_sends() {
     ec2.create_tags(std::slice::from_ref(&eni), &tags)
         .await
         .unwrap();
+    ec2.describe_subnets("vpc-1", "us-west-2a").await.unwrap();
 
     let sent: BTreeSet<String> = http.actions().into_iter().collect();
     let listed: BTreeSet<String> = EC2_ACTIONS.iter().map(|a| (*a).to_owned()).collect();

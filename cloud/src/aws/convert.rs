@@ -1,15 +1,15 @@
 //! From the SDK's types to the seam's: errors classified once, the way
-//! `CloudError::from_code` says, and ENIs flattened to `EniInfo`.
+//! `CloudError::from_code` says, ENIs flattened to `EniInfo` and subnets to `SubnetInfo`.
 
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::net::Ipv4Addr;
 
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::NetworkInterface;
+use aws_sdk_ec2::types::{NetworkInterface, Subnet};
 use vpc_cni_proto::net::{Ipv4Cidr, MacAddr};
 
-use crate::api::{CloudResult, EniId, EniInfo, SubnetId};
+use crate::api::{CloudResult, EniId, EniInfo, SubnetId, SubnetInfo};
 use crate::error::CloudError;
 use crate::observe::Attempt;
 
@@ -79,6 +79,36 @@ where
 pub(crate) fn to_u32(action: &str, field: &str, v: Option<i32>) -> CloudResult<u32> {
     v.and_then(|v| u32::try_from(v).ok())
         .ok_or_else(|| CloudError::malformed(action, format!("{field} missing or negative: {v:?}")))
+}
+
+/// One subnet as the seam describes it.
+pub(crate) fn subnet_info(action: &str, subnet: &Subnet) -> CloudResult<SubnetInfo> {
+    let id = subnet
+        .subnet_id()
+        .ok_or_else(|| CloudError::malformed(action, "subnet without an id"))?;
+    let cidr = subnet.cidr_block().ok_or_else(|| {
+        CloudError::malformed(action, format!("subnet {id} without a CIDR block"))
+    })?;
+    Ok(SubnetInfo {
+        id: SubnetId::new(id),
+        cidr: CloudError::parse_reply(action, cidr)?,
+        availability_zone: subnet.availability_zone().unwrap_or_default().to_string(),
+        available_addresses: to_u32(
+            action,
+            "availableIpAddressCount",
+            subnet.available_ip_address_count(),
+        )?,
+        tags: subnet
+            .tags()
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                ))
+            })
+            .collect(),
+    })
 }
 
 /// One ENI as the seam describes it; addresses primary first.

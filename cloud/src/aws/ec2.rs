@@ -27,12 +27,12 @@ use aws_sdk_ec2::types::{
 use aws_sdk_ec2::Client;
 use futures::TryFutureExt;
 
-use super::convert::{eni_info, failed_attempt, sdk_error, to_u32};
+use super::convert::{eni_info, failed_attempt, sdk_error, subnet_info, to_u32};
 use vpc_cni_proto::net::Ipv4Cidr;
 
 use crate::api::{
     Assign, AssignedIps, CloudFuture, CloudResult, Ec2, EniId, EniInfo, EniQuery, InstanceLimits,
-    NewEni,
+    NewEni, SubnetInfo,
 };
 use crate::error::CloudError;
 use crate::limiter::TokenBucket;
@@ -334,6 +334,52 @@ impl AwsEc2 {
     }
 }
 
+impl AwsEc2 {
+    async fn describe_subnet_pages(
+        &self,
+        vpc_id: &str,
+        availability_zone: &str,
+    ) -> CloudResult<Vec<SubnetInfo>> {
+        const ACTION: &str = "DescribeSubnets";
+        let filter = |name: &str, value: &str| Filter::builder().name(name).values(value).build();
+        let filters = vec![
+            filter("vpc-id", vpc_id),
+            filter("availability-zone", availability_zone),
+        ];
+        let mut subnets = Vec::new();
+        let mut token: Option<String> = None;
+        let mut tokens_seen = HashSet::new();
+        loop {
+            let page = self
+                .call(ACTION, |c| {
+                    c.describe_subnets()
+                        .set_filters(Some(filters.clone()))
+                        .max_results(PAGE_SIZE)
+                        .set_next_token(token.clone())
+                        .send()
+                })
+                .await?;
+            for subnet in page.subnets() {
+                subnets.push(subnet_info(ACTION, subnet)?);
+            }
+            match page.next_token() {
+                Some(next) if !next.is_empty() => {
+                    if !tokens_seen.insert(next.to_string()) {
+                        return Err(CloudError::malformed(
+                            ACTION,
+                            format!(
+                                "nextToken {next:?} came back again: the listing would never end"
+                            ),
+                        ));
+                    }
+                    token = Some(next.to_string());
+                }
+                _ => return Ok(subnets),
+            }
+        }
+    }
+}
+
 /// A count for EC2, which takes `Integer`; absent when zero so EC2 does
 /// not see a parameter it would reject as out of range.
 fn count_param(count: u32) -> Option<i32> {
@@ -564,5 +610,13 @@ impl Ec2 for AwsEc2 {
             .await?;
             Ok(())
         })
+    }
+
+    fn describe_subnets<'a>(
+        &'a self,
+        vpc_id: &'a str,
+        availability_zone: &'a str,
+    ) -> CloudFuture<'a, Vec<SubnetInfo>> {
+        Box::pin(self.describe_subnet_pages(vpc_id, availability_zone))
     }
 }

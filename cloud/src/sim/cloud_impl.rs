@@ -16,7 +16,7 @@ use super::types::{AssignIps, CreateEni, Eni, EniFilter, ImdsView};
 use super::SimVpc;
 use crate::api::{
     Assign, AssignedIps, CloudFuture, CloudResult, Ec2, EniId, EniInfo, EniQuery, Imds, ImdsEni,
-    InstanceLimits, NewEni, NodeIdentity, SubnetId,
+    InstanceLimits, NewEni, NodeIdentity, SubnetId, SubnetInfo,
 };
 use crate::error::CloudError;
 
@@ -286,6 +286,30 @@ impl Ec2 for SimCloud {
             let resource_ids: Vec<String> = enis.iter().map(|id| id.as_str().to_owned()).collect();
             self.call("CreateTags", |s| s.create_tags(&resource_ids, tags))
                 .await
+        })
+    }
+
+    fn describe_subnets<'a>(
+        &'a self,
+        vpc_id: &'a str,
+        availability_zone: &'a str,
+    ) -> CloudFuture<'a, Vec<SubnetInfo>> {
+        Box::pin(async move {
+            const ACTION: &str = "DescribeSubnets";
+            let subnets = self.call(ACTION, |s| s.describe_subnets(&[])).await?;
+            subnets
+                .into_iter()
+                .filter(|s| s.vpc_id == vpc_id && s.availability_zone == availability_zone)
+                .map(|s| {
+                    Ok(SubnetInfo {
+                        id: SubnetId::new(s.id),
+                        cidr: CloudError::parse_reply(ACTION, &s.cidr)?,
+                        availability_zone: s.availability_zone,
+                        available_addresses: s.available_ip_count,
+                        tags: s.tags,
+                    })
+                })
+                .collect()
         })
     }
 }

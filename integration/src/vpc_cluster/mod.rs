@@ -115,6 +115,16 @@ impl VpcCluster {
         Self::build(prefix, SUBNET_CIDR, nodes)
     }
 
+    /// [`VpcCluster::without_ipamd`] with the nodes' subnet `subnet_cidr` (inside
+    /// [`VPC_CIDR`]): a world to shape (fill the subnet, add tagged ones) before ipamd starts.
+    pub fn without_ipamd_in(
+        prefix: &str,
+        subnet_cidr: &str,
+        nodes: &[(&str, &str)],
+    ) -> io::Result<(Self, Vec<Instance>)> {
+        Self::build(prefix, subnet_cidr, nodes)
+    }
+
     /// [`VpcCluster::new`] with the nodes' subnet `subnet_cidr` (inside [`VPC_CIDR`]) instead
     /// of [`SUBNET_CIDR`]: room for more pods than a /24 holds.
     pub fn with_subnet(

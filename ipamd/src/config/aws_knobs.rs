@@ -134,12 +134,7 @@ pub const AWS_KNOBS: &[AwsKnob] = &[
         Values::Bool(false),
         "managing ENIs on unschedulable nodes",
     ),
-    refused(
-        "ENABLE_SUBNET_DISCOVERY",
-        Values::Bool(false),
-        "ENIs in subnets tagged kubernetes.io/role/cni (vpc-cni puts every ENI in the \
-         primary ENI's subnet)",
-    ),
+    implemented("ENABLE_SUBNET_DISCOVERY", "ENABLE_SUBNET_DISCOVERY"),
     refused(
         "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG",
         Values::Bool(false),

@@ -59,7 +59,7 @@ fn implemented_knobs_are_read_by_a_setting_and_no_other_is() {
 /// per-cluster values EKS fills in) does not stop ipamd, apart from the one value that asks
 /// for a feature vpc-cni lacks.
 #[test]
-fn the_aws_manifest_env_block_is_accepted_but_subnet_discovery() {
+fn the_aws_manifest_env_block_is_accepted_and_custom_networking_refused() {
     let block = [
         ("ADDITIONAL_ENI_TAGS", "{}"),
         ("AWS_VPC_CNI_NODE_PORT_SUPPORT", "true"),
@@ -109,11 +109,11 @@ fn the_aws_manifest_env_block_is_accepted_but_subnet_discovery() {
     ] {
         assert!(noticed.contains(name), "{name} was accepted without a word");
     }
-    let with_discovery = [("ENABLE_SUBNET_DISCOVERY", "true")];
-    let err = check_aws_knobs(env(&with_discovery))
+    let with_custom_networking = [("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", "true")];
+    let err = check_aws_knobs(env(&with_custom_networking))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("ENABLE_SUBNET_DISCOVERY"), "{err}");
+    assert!(err.contains("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG"), "{err}");
 }
 
 #[test]

@@ -54,6 +54,14 @@ pub struct VpcSettings {
           default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
     pub enable_pod_fast_path: bool,
 
+    /// New ENIs go to the subnet with the most free addresses among the primary ENI's (unless
+    /// tagged kubernetes.io/role/cni=0) and the VPC's subnets in the node's availability zone
+    /// tagged kubernetes.io/role/cni (any value but 0). Off: every ENI in the primary ENI's
+    /// subnet.
+    #[arg(long, env = "ENABLE_SUBNET_DISCOVERY", value_name = "ENABLE_SUBNET_DISCOVERY",
+          default_value = "true", value_parser = parse_bool, action = ArgAction::Set)]
+    pub enable_subnet_discovery: bool,
+
     /// Join the VXLAN overlay of a hybrid cluster's on-prem nodes: their pods reach this
     /// node's pods, and the other way round, with their own addresses (docs/hybrid.md).
     /// Peers come from PEERS_FILE or the Kubernetes API, as in overlay mode.

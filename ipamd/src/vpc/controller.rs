@@ -20,6 +20,7 @@ use vpc_cni_proto::time::{millis, Clock};
 use super::math::{self, Limits, PoolConfig, PoolDecision};
 use super::pacing::{Pacing, PacingConfig, Verdict};
 use super::snapshot::{self, EniMeta, NodeSnapshot};
+use super::subnets::FullSubnets;
 use super::tags;
 use crate::config::VpcSettings;
 use crate::error::IpamdError;
@@ -47,6 +48,8 @@ pub struct ControllerConfig {
     /// Bound on steps per pass, so a fight over the ENIs cannot spin.
     pub max_steps: usize,
     pub pacing: PacingConfig,
+    /// ENABLE_SUBNET_DISCOVERY: new ENIs may go to tagged subnets (see `subnets`).
+    pub subnet_discovery: bool,
 }
 
 impl Default for ControllerConfig {
@@ -61,6 +64,7 @@ impl Default for ControllerConfig {
             visibility_backoff: Duration::from_millis(100),
             max_steps: 64,
             pacing: PacingConfig::default(),
+            subnet_discovery: false,
         }
     }
 }
@@ -88,6 +92,7 @@ impl ControllerConfig {
                 min_eni_age_ms: millis(s.min_eni_age),
                 subnet_full_pause_ms: millis(s.subnet_full_pause),
             },
+            subnet_discovery: s.enable_subnet_discovery,
             ..ControllerConfig::default()
         }
     }
@@ -134,6 +139,8 @@ pub(crate) struct Caches {
     /// The latest pass's picture of the node, for introspection and metrics.
     pub seen: Option<Seen>,
     pub reconciled: ReconcileCounts,
+    /// Subnets EC2 called full, skipped by subnet discovery until their pause ends.
+    pub full_subnets: FullSubnets,
 }
 
 /// The node's ENIs as the latest pass saw them (read by introspection and metrics).
@@ -338,6 +345,17 @@ impl PoolController {
         }
         let rest_ms = self.config.pacing.shrink_interval_ms;
         let mut snap = snapshot::build(imds, &meta, &ips, &enis, &self.store, (now, rest_ms));
+        if self.config.subnet_discovery {
+            let c = self.caches();
+            for view in &mut snap.views {
+                let subnet = snap
+                    .imds
+                    .iter()
+                    .find(|e| e.eni_id == view.id)
+                    .map(|e| &e.subnet_id);
+                view.subnet_full = subnet.is_some_and(|s| c.full_subnets.is_paused(s, now));
+            }
+        }
         self.report_unusable_prefixes(&snap.unusable_prefixes);
         if let Some(datapath) = &self.datapath {
             let wired = datapath.enis_changed(&snap.imds).await?;
@@ -491,10 +509,31 @@ impl PoolController {
                 return Ok(report);
             }
             if let Err(e) = outcome {
-                if matches!(
+                let subnet_full = matches!(
                     e.cloud_error(),
                     Some(vpc_cni_cloud::CloudError::SubnetFull { .. })
-                ) {
+                );
+                // With subnet discovery, an ENI whose subnet is full is skipped by the math
+                // from now on, and the pass goes on: growth takes a new ENI elsewhere.
+                if let (true, true, PoolDecision::AssignToExisting { eni, .. }) =
+                    (subnet_full, self.config.subnet_discovery, &decision)
+                {
+                    if let Some(subnet) = snap
+                        .imds
+                        .iter()
+                        .find(|i| &i.eni_id == eni)
+                        .map(|i| i.subnet_id.clone())
+                    {
+                        let until = self
+                            .now()
+                            .saturating_add(self.config.pacing.subnet_full_pause_ms);
+                        tracing::warn!(%subnet, %eni, until,
+                            "subnet full: its ENIs get no more addresses until the pause ends");
+                        self.caches().full_subnets.mark(&subnet, until);
+                        continue;
+                    }
+                }
+                if subnet_full {
                     tracing::warn!(
                         pause_ms = self.config.pacing.subnet_full_pause_ms,
                         "subnet full: growth paused"

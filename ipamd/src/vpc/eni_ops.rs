@@ -5,12 +5,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use vpc_cni_cloud::{Assign, CloudError, EniId, EniQuery, ImdsEni, NewEni};
+use vpc_cni_cloud::{Assign, CloudError, EniId, EniQuery, ImdsEni, NewEni, SubnetId};
 use vpc_cni_proto::net::Ipv4Cidr;
 
 use super::controller::{PoolController, Step, QUARANTINE_MS};
 use super::rfc3339;
 use super::snapshot::{prefix_addresses, EniMeta, NodeSnapshot};
+use super::subnets;
 use super::tags::{CLUSTER_TAG, CREATED_AT_TAG, DESCRIPTION_PREFIX, INSTANCE_ID_TAG};
 use crate::error::IpamdError;
 
@@ -58,8 +59,9 @@ impl PoolController {
         tags
     }
 
-    /// Creates an ENI in the primary ENI's subnet with its security groups,
-    /// attaches it at the lowest free device index and waits for IMDS.
+    /// Creates an ENI (in the primary ENI's subnet, or with subnet discovery in the best
+    /// candidate that is not full) with the primary ENI's security groups, attaches it at the
+    /// lowest free device index and waits for IMDS.
     pub(crate) async fn add_eni(&self, snap: &NodeSnapshot, count: u32) -> Result<(), IpamdError> {
         let primary = snap.primary().ok_or(IpamdError::NoPrimaryEni {
             mac: self.node.primary_mac,
@@ -74,21 +76,56 @@ impl PoolController {
         } else {
             (count, 0)
         };
-        let eni = self
-            .ec2
-            .create_eni(NewEni {
-                subnet_id: primary.subnet_id.clone(),
+        let mut created = None;
+        let mut last_error = None;
+        for subnet_id in self.subnet_candidates(primary).await {
+            let request = NewEni {
+                subnet_id: subnet_id.clone(),
                 description: format!("{DESCRIPTION_PREFIX}{}", self.node.instance_id),
                 security_groups: primary.security_groups.clone(),
                 tags: self.new_eni_tags(),
                 secondary_count,
                 prefix_count,
-            })
-            .await
-            .map_err(IpamdError::cloud(format!(
-                "creating an ENI in subnet {}",
-                primary.subnet_id
-            )))?;
+            };
+            match self.ec2.create_eni(request).await {
+                Ok(eni) => {
+                    created = Some(eni);
+                    break;
+                }
+                // A full subnet is skipped, not retried: the next candidate is tried now.
+                Err(e @ CloudError::SubnetFull { .. }) if self.config.subnet_discovery => {
+                    let until = self
+                        .now()
+                        .saturating_add(self.config.pacing.subnet_full_pause_ms);
+                    tracing::warn!(subnet = %subnet_id, until, "subnet full: skipped until its pause ends");
+                    self.caches().full_subnets.mark(&subnet_id, until);
+                    last_error = Some((subnet_id, e));
+                }
+                Err(e) => {
+                    return Err(IpamdError::cloud(format!(
+                        "creating an ENI in subnet {subnet_id}"
+                    ))(e))
+                }
+            }
+        }
+        let eni = match (created, last_error) {
+            (Some(eni), _) => eni,
+            (None, Some((subnet_id, e))) => {
+                return Err(IpamdError::cloud(format!(
+                    "creating an ENI in subnet {subnet_id}, the last candidate not full"
+                ))(e))
+            }
+            (None, None) => {
+                return Err(IpamdError::cloud("creating an ENI".to_owned())(
+                    CloudError::SubnetFull {
+                        action: "CreateNetworkInterface".to_owned(),
+                        code: "InsufficientFreeAddressesInSubnet".to_owned(),
+                        message: "every candidate subnet is paused after EC2 called it full"
+                            .to_owned(),
+                    },
+                ))
+            }
+        };
         let attachment = match self
             .ec2
             .attach_eni(&eni.id, &self.node.instance_id, device)
@@ -128,6 +165,34 @@ impl PoolController {
             e.addresses.len() >= want && e.prefixes.len() >= want_prefixes
         })
         .await
+    }
+
+    /// Where a new ENI may go, best first: the primary ENI's subnet alone, or with subnet
+    /// discovery the candidates of [`subnets::candidates`]. A failed DescribeSubnets (an IAM
+    /// policy without it, say) falls back to the primary subnet, with a warning.
+    async fn subnet_candidates(&self, primary: &ImdsEni) -> Vec<SubnetId> {
+        if !self.config.subnet_discovery {
+            return vec![primary.subnet_id.clone()];
+        }
+        let listed = match self
+            .ec2
+            .describe_subnets(&primary.vpc_id, &self.node.availability_zone)
+            .await
+        {
+            Ok(listed) => listed,
+            Err(error) => {
+                tracing::warn!(%error, subnet = %primary.subnet_id,
+                    "subnet discovery: DescribeSubnets failed; the new ENI goes to the primary subnet");
+                Vec::new()
+            }
+        };
+        let now = self.now();
+        subnets::candidates(
+            &primary.subnet_id,
+            &listed,
+            &self.caches().full_subnets,
+            now,
+        )
     }
 
     /// Lifts the released-address quarantine from addresses EC2 has just

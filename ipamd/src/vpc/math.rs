@@ -73,6 +73,9 @@ pub struct EniView {
     /// Secondary addresses (the ENI's own primary address excluded).
     pub secondary: Vec<Slot>,
     pub prefixes: Vec<PrefixView>,
+    /// EC2 recently called its subnet full (subnet discovery): nothing more can be added to
+    /// it, so growth goes to a new ENI in another subnet.
+    pub subnet_full: bool,
 }
 
 fn used(slots: &[Slot]) -> usize {
@@ -306,7 +309,10 @@ impl Ctx<'_> {
         if want == 0 {
             return PoolDecision::Idle;
         }
-        let mut with_room: Vec<&EniView> = self.managed().filter(|e| self.held(e) < cap).collect();
+        let mut with_room: Vec<&EniView> = self
+            .managed()
+            .filter(|e| !e.subnet_full && self.held(e) < cap)
+            .collect();
         with_room.sort_by_key(|e| (!e.primary, e.device_index));
         if let Some(e) = with_room.first() {
             let room = cap - self.held(e);

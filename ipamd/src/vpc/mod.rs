@@ -10,12 +10,14 @@
 //! - `leaked`: deleting ENIs of ours left `available`.
 //! - `held`: assigned addresses the pool does not show (kept, confirmed with EC2).
 //! - `tags`: how our ENIs are recognised.
+//! - `subnets`: which subnets a new ENI may go to (subnet discovery).
 
 pub mod controller;
 pub mod leaked;
 pub mod math;
 pub mod pacing;
 pub mod snapshot;
+pub mod subnets;
 
 mod eni_ops;
 mod held;

@@ -160,6 +160,7 @@ pub(crate) fn build(
                         slots: ips.iter().copied().map(slot).collect(),
                     })
                     .collect(),
+                subnet_full: false,
             })
             .collect()
     });

@@ -36,6 +36,7 @@ fn eni(dev: u32, base: u32, free: usize, assigned: usize, cooling: usize) -> Eni
             })
             .collect(),
         prefixes: Vec::new(),
+        subnet_full: false,
     }
 }
 
@@ -253,6 +254,27 @@ fn caps_stop_growth() {
         decide(&[full(0), no_manage], &capped, &M5_4XL),
         PoolDecision::Idle
     );
+}
+
+#[test]
+fn an_eni_whose_subnet_is_full_gets_no_more_and_growth_takes_a_new_eni() {
+    let config = warm_ip(2, 0);
+    let roomy = eni(0, 10, 0, 3, 0);
+    assert_eq!(
+        decide(std::slice::from_ref(&roomy), &config, &M5_4XL),
+        PoolDecision::AssignToExisting {
+            eni: "eni-0".into(),
+            count: 2
+        }
+    );
+    let in_full_subnet = EniView {
+        subnet_full: true,
+        ..roomy
+    };
+    assert!(matches!(
+        decide(&[in_full_subnet], &config, &M5_4XL),
+        PoolDecision::CreateEni { .. }
+    ));
 }
 
 #[test]
