@@ -184,6 +184,12 @@ pub trait Ec2: Send + Sync {
         enis: &'a [EniId],
         tags: &'a BTreeMap<String, String>,
     ) -> CloudFuture<'a, ()>;
+    /// ModifyNetworkInterfaceAttribute: the ENI's security groups become `groups`.
+    fn set_security_groups<'a>(
+        &'a self,
+        eni_id: &'a EniId,
+        groups: &'a [String],
+    ) -> CloudFuture<'a, ()>;
     /// DescribeSubnets: every subnet of `vpc_id` in `availability_zone`.
     fn describe_subnets<'a>(
         &'a self,

@@ -58,6 +58,9 @@ async fn the_list_is_exactly_what_the_client_sends() {
         .await
         .unwrap();
     ec2.describe_subnets("vpc-1", "us-west-2a").await.unwrap();
+    ec2.set_security_groups(&eni, &["sg-1".to_owned()])
+        .await
+        .unwrap();
 
     let sent: BTreeSet<String> = http.actions().into_iter().collect();
     let listed: BTreeSet<String> = EC2_ACTIONS.iter().map(|a| (*a).to_owned()).collect();

@@ -612,6 +612,23 @@ impl Ec2 for AwsEc2 {
         })
     }
 
+    fn set_security_groups<'a>(
+        &'a self,
+        eni_id: &'a EniId,
+        groups: &'a [String],
+    ) -> CloudFuture<'a, ()> {
+        Box::pin(async move {
+            self.call("ModifyNetworkInterfaceAttribute", |c| {
+                c.modify_network_interface_attribute()
+                    .network_interface_id(eni_id.as_str())
+                    .set_groups(Some(groups.to_vec()))
+                    .send()
+            })
+            .await?;
+            Ok(())
+        })
+    }
+
     fn describe_subnets<'a>(
         &'a self,
         vpc_id: &'a str,

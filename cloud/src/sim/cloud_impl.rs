@@ -289,6 +289,19 @@ impl Ec2 for SimCloud {
         })
     }
 
+    fn set_security_groups<'a>(
+        &'a self,
+        eni_id: &'a EniId,
+        groups: &'a [String],
+    ) -> CloudFuture<'a, ()> {
+        Box::pin(async move {
+            self.call("ModifyNetworkInterfaceAttribute", |s| {
+                s.set_security_groups(eni_id.as_str(), groups)
+            })
+            .await
+        })
+    }
+
     fn describe_subnets<'a>(
         &'a self,
         vpc_id: &'a str,

@@ -32,6 +32,7 @@ impl State {
         if let Some(g) = req.security_groups.iter().find(|g| !g.starts_with("sg-")) {
             return bad_value(format!("{g:?} is not a security group id"));
         }
+        self.check_groups(&sub.vpc_id, &req.security_groups)?;
         let id = self.new_id("eni");
         let mut taken = Taken::default();
         let res = self.allocate_for_new_eni(req, &id, &mut taken);

@@ -38,6 +38,10 @@ pub enum ErrorCode {
     OperationNotPermitted,
     /// `DependencyViolation`: deleting a subnet that still has network interfaces.
     DependencyViolation,
+    /// `InvalidGroup.NotFound`
+    InvalidGroupNotFound,
+    /// `InvalidGroup.Duplicate`
+    InvalidGroupDuplicate,
     InvalidParameterValue,
     InvalidParameterCombination,
     MissingParameter,
@@ -51,7 +55,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for parsing and for tests that walk them all.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::PrivateIpAddressLimitExceeded,
         ErrorCode::AttachmentLimitExceeded,
         ErrorCode::InsufficientFreeAddressesInSubnet,
@@ -69,6 +73,8 @@ impl ErrorCode {
         ErrorCode::InvalidVpcCidrBlockAssociationIdNotFound,
         ErrorCode::OperationNotPermitted,
         ErrorCode::DependencyViolation,
+        ErrorCode::InvalidGroupNotFound,
+        ErrorCode::InvalidGroupDuplicate,
         ErrorCode::InvalidParameterValue,
         ErrorCode::InvalidParameterCombination,
         ErrorCode::MissingParameter,
@@ -100,6 +106,8 @@ impl ErrorCode {
             }
             ErrorCode::OperationNotPermitted => "OperationNotPermitted",
             ErrorCode::DependencyViolation => "DependencyViolation",
+            ErrorCode::InvalidGroupNotFound => "InvalidGroup.NotFound",
+            ErrorCode::InvalidGroupDuplicate => "InvalidGroup.Duplicate",
             ErrorCode::InvalidParameterValue => "InvalidParameterValue",
             ErrorCode::InvalidParameterCombination => "InvalidParameterCombination",
             ErrorCode::MissingParameter => "MissingParameter",

@@ -21,6 +21,7 @@ mod dump;
 mod enis;
 mod errors;
 mod faults;
+mod groups;
 mod imds;
 mod instance_types;
 mod state;
@@ -40,7 +41,7 @@ pub use faults::{ActionClass, BucketConfig, FailNext, Faults};
 pub use instance_types::{instance_type, instance_types, InstanceType};
 pub use types::{
     AssignIps, Assigned, Attachment, CreateEni, Eni, EniFilter, FabricView, ImdsInterface,
-    ImdsView, Instance, Page, PrivateIp, Subnet, Vpc, VpcCidrBlock,
+    ImdsView, Instance, Page, PrivateIp, SecurityGroup, Subnet, Vpc, VpcCidrBlock,
 };
 
 use state::State;

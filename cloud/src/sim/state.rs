@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use super::alloc::Pool;
 use super::errors::{err, ErrorCode, SimError};
 use super::faults::{Buckets, Faults};
-use super::types::{Eni, Instance, Subnet, Vpc};
+use super::types::{Eni, Instance, SecurityGroup, Subnet, Vpc};
 use vpc_cni_proto::net::{Ipv4Cidr, MacAddr};
 use vpc_cni_proto::time::Clock;
 
@@ -59,6 +59,7 @@ pub(crate) struct State {
     pub ids: HashSet<String>,
     pub macs: HashSet<String>,
     pub vpcs: BTreeMap<String, VpcRec>,
+    pub groups: BTreeMap<String, SecurityGroup>,
     pub subnets: BTreeMap<String, SubnetRec>,
     pub instances: BTreeMap<String, Instance>,
     pub enis: BTreeMap<String, EniRec>,
@@ -84,6 +85,7 @@ impl State {
             ids: HashSet::new(),
             macs: HashSet::new(),
             vpcs: BTreeMap::new(),
+            groups: BTreeMap::new(),
             subnets: BTreeMap::new(),
             instances: BTreeMap::new(),
             enis: BTreeMap::new(),

@@ -17,6 +17,16 @@ pub struct Vpc {
     pub tags: BTreeMap<String, String>,
 }
 
+/// A security group of a VPC.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SecurityGroup {
+    pub id: String,
+    pub vpc_id: String,
+    /// `default` for the VPC's own.
+    pub name: String,
+    pub description: String,
+}
+
 /// One IPv4 CIDR block associated with a VPC.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct VpcCidrBlock {

@@ -34,14 +34,16 @@ impl State {
     fn create_vpc(&mut self, cidr_s: &str) -> Result<Vpc, SimError> {
         let cidr = parse_cidr(cidr_s)?;
         block_size_ok(cidr, ErrorCode::InvalidVpcRange, "VPC", cidr_s)?;
+        let id = self.new_id("vpc");
+        let default_group = self.add_group(&id, "default", "default VPC security group");
         let vpc = Vpc {
-            id: self.new_id("vpc"),
+            id,
             cidr: cidr.to_string(),
             cidr_blocks: vec![VpcCidrBlock {
                 association_id: self.new_id("vpc-cidr-assoc"),
                 cidr: cidr.to_string(),
             }],
-            default_security_group: self.new_id("sg"),
+            default_security_group: default_group.id,
             tags: BTreeMap::new(),
         };
         self.vpcs.insert(

@@ -38,6 +38,7 @@ pub const ACTIONS: &[&str] = &[
     "DisassociateVpcCidrBlock",
     "CreateSubnet",
     "DeleteSubnet",
+    "CreateSecurityGroup",
     "RunInstances",
     "TerminateInstances",
 ];
@@ -126,13 +127,23 @@ async fn run(sim: &SimVpc, caller: Option<&str>, q: &Query, rid: &str) -> Result
         }
         "ModifyNetworkInterfaceAttribute" => {
             let eni = q.required("NetworkInterfaceId")?;
-            let Some(value) = q.bool("Attachment.DeleteOnTermination")? else {
-                return Err(ApiError::new(
-                    "InvalidParameterCombination",
-                    "vpc-sim supports Attachment.DeleteOnTermination only",
-                ));
-            };
-            sim.set_delete_on_termination(eni, q.required("Attachment.AttachmentId")?, value)?;
+            let groups = q.list("SecurityGroupId");
+            // EC2 changes one attribute per call.
+            match (q.bool("Attachment.DeleteOnTermination")?, groups.is_empty()) {
+                (Some(value), true) => sim.set_delete_on_termination(
+                    eni,
+                    q.required("Attachment.AttachmentId")?,
+                    value,
+                )?,
+                (None, false) => sim.set_security_groups(eni, &groups)?,
+                _ => {
+                    return Err(ApiError::new(
+                        "InvalidParameterCombination",
+                        "give exactly one of Attachment.DeleteOnTermination and SecurityGroupId.N \
+                         (the attributes vpc-sim models)",
+                    ))
+                }
+            }
             body.text("return", true);
         }
         "AssignPrivateIpAddresses" => {
@@ -247,13 +258,7 @@ fn addresses(q: &Query, prefix: &str) -> Result<Vec<Ipv4Addr>, ApiError> {
 }
 
 fn group_names(sim: &SimVpc) -> GroupNames {
-    let dump = sim.dump();
-    let defaults = dump["vpcs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v["default_security_group"].as_str().map(str::to_string));
-    GroupNames::new(defaults)
+    GroupNames::new(sim.security_groups().into_iter().map(|g| (g.id, g.name)))
 }
 
 fn create_eni(sim: &SimVpc, q: &Query, body: &mut Xml) -> Result<(), ApiError> {

@@ -41,6 +41,8 @@ fn key() -> impl Strategy<Value = String> {
         "MinCount",
         "MaxCount",
         "ImageId",
+        "GroupName",
+        "GroupDescription",
     ]);
     let listed = prop::sample::select(vec![
         "PrivateIpAddress",
@@ -52,6 +54,7 @@ fn key() -> impl Strategy<Value = String> {
         "ResourceId",
         "SubnetId",
         "VpcId",
+        "SecurityGroupId",
     ]);
     let index = prop_oneof![1u64..4, Just(0), Just(u64::from(u32::MAX) + 1)];
     prop_oneof![
@@ -158,6 +161,11 @@ fn base(action: &str) -> Vec<(String, String)> {
         ],
         "TerminateInstances" => &[("InstanceId.1", "@instance")],
         "DeleteSubnet" => &[("SubnetId", "@subnet")],
+        "CreateSecurityGroup" => &[
+            ("VpcId", "@vpc"),
+            ("GroupName", "pods"),
+            ("GroupDescription", "pod ENIs"),
+        ],
         _ => &[],
     };
     pairs

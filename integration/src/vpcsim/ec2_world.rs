@@ -1,4 +1,5 @@
-//! The EC2 actions that build a world (VPCs and their CIDR blocks, subnets, instances) and
+//! The EC2 actions that build a world (VPCs and their CIDR blocks, subnets, security groups,
+//! instances) and
 //! take it apart again, so
 //! any EC2 client can set one up on vpc-sim as it can on moto, beside the admin API.
 
@@ -40,6 +41,7 @@ pub fn run(
                 body.text("return", true);
             }),
         "DescribeSubnets" => describe_subnets(sim, q, body),
+        "CreateSecurityGroup" => create_security_group(sim, q, body),
         "RunInstances" => run_instances(sim, q, body, &names()),
         "TerminateInstances" => terminate_instances(sim, q, body),
         _ => return None,
@@ -131,6 +133,21 @@ fn describe_subnets(sim: &SimVpc, q: &Query, body: &mut Xml) -> Result<(), ApiEr
     if let Some(token) = next {
         body.text("nextToken", token);
     }
+    Ok(())
+}
+
+fn create_security_group(sim: &SimVpc, q: &Query, body: &mut Xml) -> Result<(), ApiError> {
+    let group = sim.create_security_group(
+        q.required("VpcId").map_err(|_| {
+            ApiError::new(
+                "VPCIdNotSpecified",
+                "vpc-sim creates VPC security groups only: VpcId is required",
+            )
+        })?,
+        q.required("GroupName")?,
+        q.required("GroupDescription")?,
+    )?;
+    body.text("return", true).text("groupId", &group.id);
     Ok(())
 }
 

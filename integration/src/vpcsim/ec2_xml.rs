@@ -3,7 +3,7 @@
 //! network-interface writer serves both `NetworkInterface` and
 //! `InstanceNetworkInterface`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use vpc_cni_cloud::sim::{Eni, Instance, InstanceType, Subnet, Vpc};
@@ -12,25 +12,21 @@ use super::stamp::ec2_time;
 use super::xml::Xml;
 use super::ACCOUNT_ID;
 
-/// Names for security groups: the sim only models each VPC's default group.
+/// The names of the security groups, by id.
 #[derive(Debug, Default, Clone)]
 pub struct GroupNames {
-    defaults: BTreeSet<String>,
+    names: BTreeMap<String, String>,
 }
 
 impl GroupNames {
-    pub fn new(default_groups: impl IntoIterator<Item = String>) -> Self {
+    pub fn new(groups: impl IntoIterator<Item = (String, String)>) -> Self {
         Self {
-            defaults: default_groups.into_iter().collect(),
+            names: groups.into_iter().collect(),
         }
     }
 
-    fn name<'a>(&self, id: &'a str) -> &'a str {
-        if self.defaults.contains(id) {
-            "default"
-        } else {
-            id
-        }
+    fn name<'a>(&'a self, id: &'a str) -> &'a str {
+        self.names.get(id).map_or(id, String::as_str)
     }
 }
 
@@ -226,7 +222,7 @@ mod tests {
 
     #[test]
     fn default_group_is_named_default() {
-        let names = GroupNames::new(["sg-1".to_string()]);
+        let names = GroupNames::new([("sg-1".to_string(), "default".to_string())]);
         let mut x = Xml::new();
         groups(&mut x, &["sg-1".into(), "sg-2".into()], &names);
         assert_eq!(

@@ -69,6 +69,12 @@ pub const CASES: &[(&str, CaseFn)] = &[
     ("terminated_primary_interface_goes", |c| {
         Box::pin(world_cases::terminated_primary_interface_goes(c))
     }),
+    ("security_groups", |c| {
+        Box::pin(world_cases::security_groups(c))
+    }),
+    ("unknown_security_group_refused", |c| {
+        Box::pin(world_cases::unknown_security_group_refused(c))
+    }),
 ];
 
 fn in_cidr(ip: &str, cidr: &str) -> bool {

@@ -27,6 +27,7 @@ const MOTO_DEVIATIONS: &[(&str, &str)] = &[
     ("prefix_delegation", "moto silently ignores Ipv4PrefixCount"),
     ("vpc_cidr_block_rules", "moto associates a block overlapping another and disassociates one a subnet lies in"),
     ("terminated_primary_interface_goes", "moto keeps a terminated instance's primary interface (DeleteOnTermination ignored)"),
+    ("unknown_security_group_refused", "moto puts security groups that do not exist on an ENI"),
 ];
 
 /// Runs every case (each in a fresh world) and reports all failures at once.

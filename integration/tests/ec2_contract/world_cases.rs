@@ -344,3 +344,103 @@ async fn launch_and_terminate(ctx: &Ctx) -> Vec<String> {
     assert_eq!(code_of(&unknown), "InvalidInstanceID.NotFound");
     primaries
 }
+
+/// A security group made in the VPC goes on a new ENI and, with ModifyNetworkInterfaceAttribute,
+/// on a live one (how ipamd copies the primary ENI's groups to its own).
+pub async fn security_groups(ctx: &Ctx) {
+    let group = ctx
+        .client
+        .create_security_group()
+        .vpc_id(&ctx.world.vpc_id)
+        .group_name("pods")
+        .description("pod ENIs")
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_owned();
+    let eni = ctx
+        .client
+        .create_network_interface()
+        .subnet_id(&ctx.world.subnet_id)
+        .groups(&group)
+        .send()
+        .await
+        .unwrap()
+        .network_interface()
+        .and_then(|n| n.network_interface_id().map(str::to_owned))
+        .unwrap();
+    let groups_of = |eni: String| async move {
+        let out = ctx
+            .client
+            .describe_network_interfaces()
+            .network_interface_ids(eni)
+            .send()
+            .await
+            .unwrap();
+        let mut ids: Vec<String> = out.network_interfaces()[0]
+            .groups()
+            .iter()
+            .filter_map(|g| g.group_id().map(str::to_owned))
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(groups_of(eni.clone()).await, std::slice::from_ref(&group));
+    // The VPC's default group: what an ENI made without groups carries.
+    let plain = ctx
+        .client
+        .create_network_interface()
+        .subnet_id(&ctx.world.subnet_id)
+        .send()
+        .await
+        .unwrap()
+        .network_interface()
+        .and_then(|n| n.network_interface_id().map(str::to_owned))
+        .unwrap();
+    let default = groups_of(plain).await.remove(0);
+    ctx.client
+        .modify_network_interface_attribute()
+        .network_interface_id(&eni)
+        .groups(&group)
+        .groups(&default)
+        .send()
+        .await
+        .unwrap();
+    let mut both = vec![group.clone(), default];
+    both.sort();
+    assert_eq!(groups_of(eni.clone()).await, both);
+}
+
+/// A group that does not exist is refused, on a new ENI and on a live one.
+pub async fn unknown_security_group_refused(ctx: &Ctx) {
+    let refused = ctx
+        .client
+        .create_network_interface()
+        .subnet_id(&ctx.world.subnet_id)
+        .groups("sg-0123456789abcdef0")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&refused), "InvalidGroup.NotFound");
+    let eni = ctx
+        .client
+        .create_network_interface()
+        .subnet_id(&ctx.world.subnet_id)
+        .send()
+        .await
+        .unwrap()
+        .network_interface()
+        .and_then(|n| n.network_interface_id().map(str::to_owned))
+        .unwrap();
+    let unknown = ctx
+        .client
+        .modify_network_interface_attribute()
+        .network_interface_id(&eni)
+        .groups("sg-0123456789abcdef0")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&unknown), "InvalidGroup.NotFound");
+}

@@ -141,6 +141,8 @@ pub(crate) struct Caches {
     pub reconciled: ReconcileCounts,
     /// Subnets EC2 called full, skipped by subnet discovery until their pause ends.
     pub full_subnets: FullSubnets,
+    /// The security groups last given to an ENI of ours, until IMDS shows them.
+    pub groups_given: HashMap<EniId, Vec<String>>,
 }
 
 /// The node's ENIs as the latest pass saw them (read by introspection and metrics).
@@ -438,6 +440,52 @@ impl PoolController {
         self.caches().unusable_prefixes.clone()
     }
 
+    /// Gives every managed secondary ENI the primary ENI's security groups when IMDS shows
+    /// others (the operator changed the primary's, or someone changed ours), once per change:
+    /// what was asked is remembered until IMDS shows it. A failure is logged and tried again
+    /// at the next reconcile.
+    async fn sync_security_groups(&self, snap: &NodeSnapshot) {
+        let Some(primary) = snap.primary() else {
+            return;
+        };
+        let sorted = |groups: &[String]| {
+            let mut v = groups.to_vec();
+            v.sort();
+            v
+        };
+        let want = sorted(&primary.security_groups);
+        if want.is_empty() {
+            return;
+        }
+        for eni in snap.imds.iter().filter(|e| e.device_number > 0) {
+            let (managed, asked) = {
+                let mut c = self.caches();
+                if sorted(&eni.security_groups) == want {
+                    c.groups_given.remove(&eni.eni_id);
+                    continue;
+                }
+                let managed = c.meta.get(&eni.eni_id).is_some_and(|m| !m.no_manage);
+                (managed, c.groups_given.get(&eni.eni_id) == Some(&want))
+            };
+            if !managed || asked {
+                continue;
+            }
+            match self.ec2.set_security_groups(&eni.eni_id, &want).await {
+                Ok(()) => {
+                    tracing::info!(eni = %eni.eni_id, from = ?eni.security_groups, to = ?want,
+                        "security groups copied from the primary ENI");
+                    self.caches()
+                        .groups_given
+                        .insert(eni.eni_id.clone(), want.clone());
+                }
+                Err(error) => {
+                    tracing::warn!(eni = %eni.eni_id, %error,
+                        "could not copy the primary ENI's security groups; trying again later");
+                }
+            }
+        }
+    }
+
     /// Describes the attached ENIs once for any IMDS lists that we have no
     /// tags for (IMDS does not show tags).
     async fn learn_tags(&self, imds: &[ImdsEni]) -> Result<(), IpamdError> {
@@ -473,8 +521,13 @@ impl PoolController {
         let _pass = self.pass.lock().await;
         let mut report = ReconcileReport::default();
         let mut shrunk = false;
+        let mut groups_checked = false;
         loop {
             let snap = self.snapshot().await?;
+            if !groups_checked {
+                self.sync_security_groups(&snap).await;
+                groups_checked = true;
+            }
             report.look_again =
                 (!snap.unwired.is_empty()).then(|| self.now().saturating_add(UNWIRED_RETRY_MS));
             report.resting_until = snap.resting_until;

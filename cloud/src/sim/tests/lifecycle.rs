@@ -196,18 +196,43 @@ fn new_eni_gets_default_sg_or_the_given_groups() {
     );
     assert_eq!(e.status, "available");
     assert!(e.attachment.is_none());
+    let unknown = w.sim.create_network_interface(CreateEni {
+        subnet_id: w.subnet.id.clone(),
+        security_groups: vec!["sg-0123456789abcdef0".into()],
+        ..CreateEni::default()
+    });
+    assert_eq!(code(unknown), ErrorCode::InvalidGroupNotFound);
+    let group = w
+        .sim
+        .create_security_group(&w.vpc.id, "pods", "pod ENIs")
+        .unwrap();
+    assert_eq!(
+        code(w.sim.create_security_group(&w.vpc.id, "pods", "again")),
+        ErrorCode::InvalidGroupDuplicate
+    );
     let e = w
         .sim
         .create_network_interface(CreateEni {
             subnet_id: w.subnet.id.clone(),
-            security_groups: vec!["sg-0123456789abcdef0".into()],
+            security_groups: vec![group.id.clone()],
             description: "aws-K8S-i-1".into(),
             tags: BTreeMap::from([("k".to_string(), "v".to_string())]),
             secondary_count: 3,
             ..CreateEni::default()
         })
         .unwrap();
-    assert_eq!(e.security_groups, vec!["sg-0123456789abcdef0".to_string()]);
+    assert_eq!(e.security_groups, vec![group.id.clone()]);
+    // Changed on the live ENI: to existing groups of its VPC only, never to none.
+    let both = vec![group.id.clone(), w.vpc.default_security_group.clone()];
+    w.sim.set_security_groups(&e.id, &both).unwrap();
+    let other_vpc = w.sim.create_vpc("10.9.0.0/16").unwrap();
+    for bad in [
+        vec![],
+        vec!["sg-0123456789abcdef0".to_string()],
+        vec![other_vpc.default_security_group.clone()],
+    ] {
+        assert!(w.sim.set_security_groups(&e.id, &bad).is_err(), "{bad:?}");
+    }
     assert_eq!(e.private_ips.len(), 4);
     assert!(e.private_ips[0].primary && e.private_ips[1..].iter().all(|p| !p.primary));
     assert_eq!(e.description, "aws-K8S-i-1");

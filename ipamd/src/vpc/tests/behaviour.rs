@@ -290,3 +290,45 @@ impl Node {
             .is_ok()
     }
 }
+
+#[tokio::test]
+async fn the_primary_enis_security_groups_are_copied_to_ours_once_per_change() {
+    let node = Node::new(config(warm_ip(40))).await;
+    node.idle().await;
+    let enis = node.world_enis();
+    let primary = enis
+        .iter()
+        .find(|e| e.attachment.as_ref().is_some_and(|a| a.device_index == 0))
+        .unwrap()
+        .clone();
+    assert!(enis.len() > 1, "the pool took a second ENI");
+    let vpc = primary.vpc_id.clone();
+    let group = node
+        .sim
+        .create_security_group(&vpc, "nodes", "nodes")
+        .unwrap();
+    let groups = vec![group.id.clone(), primary.security_groups[0].clone()];
+    node.sim.set_security_groups(&primary.id, &groups).unwrap();
+    let modifies = |node: &Node| {
+        node.sim
+            .request_counts()
+            .get("ModifyNetworkInterfaceAttribute")
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = modifies(&node);
+
+    node.idle().await;
+    let mut want = groups.clone();
+    want.sort();
+    for eni in node.world_enis().iter().filter(|e| e.id != primary.id) {
+        let mut have = eni.security_groups.clone();
+        have.sort();
+        assert_eq!(have, want, "{}", eni.id);
+    }
+    let copied = modifies(&node) - before;
+    assert_eq!(copied, enis.len() as u64 - 1, "one call per ENI of ours");
+    // Nothing changed since: no more calls.
+    node.idle().await;
+    assert_eq!(modifies(&node) - before, copied);
+}
