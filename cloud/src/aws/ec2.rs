@@ -298,10 +298,7 @@ impl AwsEc2 {
             ),
         };
         let mut enis = Vec::new();
-        let mut token: Option<String> = None;
-        // A token EC2 already gave would list the same pages again, forever: every answer is
-        // input, and a cursor that does not move must end the listing, not the node.
-        let mut tokens_seen = HashSet::new();
+        let mut cursor = Cursor::new(ACTION);
         loop {
             let page = self
                 .call(ACTION, |c| {
@@ -309,26 +306,15 @@ impl AwsEc2 {
                         .set_network_interface_ids(ids.clone())
                         .set_filters(filters.clone())
                         .set_max_results(max_results)
-                        .set_next_token(token.clone())
+                        .set_next_token(cursor.token())
                         .send()
                 })
                 .await?;
             for ni in page.network_interfaces() {
                 enis.push(eni_info(ACTION, ni)?);
             }
-            match page.next_token() {
-                Some(next) if !next.is_empty() => {
-                    if !tokens_seen.insert(next.to_string()) {
-                        return Err(CloudError::malformed(
-                            ACTION,
-                            format!(
-                                "nextToken {next:?} came back again: the listing would never end"
-                            ),
-                        ));
-                    }
-                    token = Some(next.to_string());
-                }
-                _ => return Ok(enis),
+            if !cursor.advance(page.next_token())? {
+                return Ok(enis);
             }
         }
     }
@@ -347,35 +333,63 @@ impl AwsEc2 {
             filter("availability-zone", availability_zone),
         ];
         let mut subnets = Vec::new();
-        let mut token: Option<String> = None;
-        let mut tokens_seen = HashSet::new();
+        let mut cursor = Cursor::new(ACTION);
         loop {
             let page = self
                 .call(ACTION, |c| {
                     c.describe_subnets()
                         .set_filters(Some(filters.clone()))
                         .max_results(PAGE_SIZE)
-                        .set_next_token(token.clone())
+                        .set_next_token(cursor.token())
                         .send()
                 })
                 .await?;
             for subnet in page.subnets() {
                 subnets.push(subnet_info(ACTION, subnet)?);
             }
-            match page.next_token() {
-                Some(next) if !next.is_empty() => {
-                    if !tokens_seen.insert(next.to_string()) {
-                        return Err(CloudError::malformed(
-                            ACTION,
-                            format!(
-                                "nextToken {next:?} came back again: the listing would never end"
-                            ),
-                        ));
-                    }
-                    token = Some(next.to_string());
-                }
-                _ => return Ok(subnets),
+            if !cursor.advance(page.next_token())? {
+                return Ok(subnets);
             }
+        }
+    }
+}
+
+/// Where a paginated listing is: the token to send next, and every token EC2 gave so far. A
+/// token EC2 already gave would list the same pages again, forever: every answer is input,
+/// and a cursor that does not move must end the listing, not the node.
+struct Cursor {
+    action: &'static str,
+    token: Option<String>,
+    seen: HashSet<String>,
+}
+
+impl Cursor {
+    fn new(action: &'static str) -> Self {
+        Self {
+            action,
+            token: None,
+            seen: HashSet::new(),
+        }
+    }
+
+    fn token(&self) -> Option<String> {
+        self.token.clone()
+    }
+
+    /// Takes a page's `nextToken`: whether another page is to be fetched.
+    fn advance(&mut self, next: Option<&str>) -> CloudResult<bool> {
+        match next {
+            Some(next) if !next.is_empty() => {
+                if !self.seen.insert(next.to_string()) {
+                    return Err(CloudError::malformed(
+                        self.action,
+                        format!("nextToken {next:?} came back again: the listing would never end"),
+                    ));
+                }
+                self.token = Some(next.to_string());
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 }

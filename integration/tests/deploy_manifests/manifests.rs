@@ -7,7 +7,9 @@ use clap::{Args, CommandFactory};
 use ipamd::config::{OverlaySettings, Settings, VpcSettings};
 use serde_json::{json, Value};
 
-use crate::tools::{object, only, render, render_yaml, repo, venv_bin, yaml_objects};
+use crate::tools::{
+    assert_ipamd_accepts, object, only, render, render_yaml, repo, venv_bin, yaml_objects,
+};
 use crate::tools::{KUBERNETES_VERSION, OVERLAYS};
 
 /// kubernetes-validate's strict mode on a YAML stream; its report, or a panic with it.
@@ -378,27 +380,6 @@ fn the_real_ipamd_accepts_every_value_of_each_modes_configmap() {
         let objects = render(overlay);
         let data: BTreeMap<String, String> =
             serde_json::from_value(only(&objects, "ConfigMap")["data"].clone()).unwrap();
-        // Settings are parsed and checked before ipamd touches anything; the first thing it
-        // then does is take its state directory, made unusable here on purpose (a file), so
-        // the run stops there, naming it, with nothing changed on this machine.
-        let dir = tempfile::tempdir().unwrap();
-        let not_a_dir = dir.path().join("state");
-        std::fs::write(&not_a_dir, b"").unwrap();
-        let out = std::process::Command::new(vpc_cni_testkit::bins::ipamd())
-            .env_clear()
-            .envs(&data)
-            // What Kubernetes adds: the downward API's node name, the API's address.
-            .env("MY_NODE_NAME", "node-1")
-            .env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
-            .env("KUBERNETES_SERVICE_PORT", "443")
-            .env("IPAMD_STATE_DIR", &not_a_dir)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{overlay}: {stderr}");
-        assert!(
-            stderr.contains(&format!("creating {}", not_a_dir.display())),
-            "{overlay}: ipamd stopped before its state directory, on a setting:\n{stderr}"
-        );
+        assert_ipamd_accepts(overlay, &data);
     }
 }

@@ -49,3 +49,29 @@ pub fn object<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
 pub fn only<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
     deploy::only(objects, kind).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// ipamd run with a ConfigMap's settings (and what Kubernetes adds: the downward API's node
+/// name, the API's address) gets past every setting: settings are parsed and checked before
+/// ipamd touches anything, and the first thing it then does is take its state directory,
+/// made unusable here on purpose (a file), so the run stops there, naming it, with nothing
+/// changed on this machine.
+pub fn assert_ipamd_accepts(label: &str, data: &std::collections::BTreeMap<String, String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("state");
+    std::fs::write(&not_a_dir, b"").unwrap();
+    let out = std::process::Command::new(vpc_cni_testkit::bins::ipamd())
+        .env_clear()
+        .envs(data)
+        .env("MY_NODE_NAME", "node-1")
+        .env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+        .env("KUBERNETES_SERVICE_PORT", "443")
+        .env("IPAMD_STATE_DIR", &not_a_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{label}: {stderr}");
+    assert!(
+        stderr.contains(&format!("creating {}", not_a_dir.display())),
+        "{label}: ipamd stopped before its state directory, on a setting:\n{stderr}"
+    );
+}
