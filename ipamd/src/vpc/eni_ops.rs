@@ -112,7 +112,7 @@ impl PoolController {
             (Some(eni), _) => eni,
             (None, Some((subnet_id, e))) => {
                 return Err(IpamdError::cloud(format!(
-                    "creating an ENI in subnet {subnet_id}, the last candidate not full"
+                    "creating an ENI: every candidate subnet is full (the last tried: {subnet_id})"
                 ))(e))
             }
             (None, None) => {
