@@ -1,7 +1,6 @@
 //! The EC2 actions that build a world (VPCs and their CIDR blocks, subnets, security groups,
-//! instances) and
-//! take it apart again, so
-//! any EC2 client can set one up on vpc-sim as it can on moto, beside the admin API.
+//! instances) and take it apart again, so any EC2 client can set one up on vpc-sim as it can
+//! on moto, beside the admin API.
 
 use vpc_cni_cloud::sim::{EniFilter, SimVpc, Vpc, VpcCidrBlock};
 
@@ -27,19 +26,9 @@ pub fn run(
         "CreateVpc" => create_vpc(sim, q, body),
         "DescribeVpcs" => describe_vpcs(sim, q, body),
         "AssociateVpcCidrBlock" => associate(sim, q, body),
-        "DisassociateVpcCidrBlock" => q
-            .required("AssociationId")
-            .map_err(ApiError::from)
-            .and_then(|id| sim.disassociate_vpc_cidr_block(id).map_err(ApiError::from))
-            .map(|(vpc_id, block)| association(body, &vpc_id, &block, "disassociated")),
+        "DisassociateVpcCidrBlock" => disassociate(sim, q, body),
         "CreateSubnet" => create_subnet(sim, q, body),
-        "DeleteSubnet" => q
-            .required("SubnetId")
-            .map_err(ApiError::from)
-            .and_then(|id| sim.delete_subnet(id).map_err(ApiError::from))
-            .map(|()| {
-                body.text("return", true);
-            }),
+        "DeleteSubnet" => delete_subnet(sim, q, body),
         "DescribeSubnets" => describe_subnets(sim, q, body),
         "CreateSecurityGroup" => create_security_group(sim, q, body),
         "RunInstances" => run_instances(sim, q, body, &names()),
@@ -87,6 +76,12 @@ fn associate(sim: &SimVpc, q: &Query, body: &mut Xml) -> Result<(), ApiError> {
     Ok(())
 }
 
+fn disassociate(sim: &SimVpc, q: &Query, body: &mut Xml) -> Result<(), ApiError> {
+    let (vpc_id, block) = sim.disassociate_vpc_cidr_block(q.required("AssociationId")?)?;
+    association(body, &vpc_id, &block, "disassociated");
+    Ok(())
+}
+
 /// `AssociateVpcCidrBlock`'s and `DisassociateVpcCidrBlock`'s reply. EC2 reports the
 /// transition (`associating`, `disassociating`); the sim's takes no time, so it reports the
 /// state reached.
@@ -117,6 +112,12 @@ fn create_subnet(sim: &SimVpc, q: &Query, body: &mut Xml) -> Result<(), ApiError
         .next()
         .unwrap_or(subnet);
     body.element("subnet", |x| ec2_xml::subnet(x, &subnet));
+    Ok(())
+}
+
+fn delete_subnet(sim: &SimVpc, q: &Query, body: &mut Xml) -> Result<(), ApiError> {
+    sim.delete_subnet(q.required("SubnetId")?)?;
+    body.text("return", true);
     Ok(())
 }
 
