@@ -15,11 +15,12 @@ use serde_json::json;
 use vpc_cni_integration::fabric::{INTERNET_ADDR, SITE_NAT_ADDR};
 use vpc_cni_integration::fake_kube::{node_object, FakeKube};
 use vpc_cni_integration::hybrid_cluster::{
-    attach_site, onprem_ip, onprem_marks, onprem_pod_cidr, peers_file_env, vpc_pod_ranges,
-    wait_forgotten, write_peers_file, OnpremNode,
+    attach_site, onprem_ip, onprem_marks, onprem_pod_cidr, overlay_route_cidrs, peers_file_env,
+    vpc_pod_ranges, wait_forgotten, write_peers_file, OnpremNode,
 };
 use vpc_cni_integration::node::ClusterPod;
 use vpc_cni_integration::vpc_cluster::{tcp_peer, VpcCluster, VpcPod};
+use vpc_cni_proto::net::Ipv4Cidr;
 use vpc_cni_testkit::process::wait_for;
 use vpc_cni_testkit::require_root;
 
@@ -65,21 +66,20 @@ fn on_both_enis<'a>(cluster: &VpcCluster, pods: &'a [VpcPod]) -> [(&'static str,
     ]
 }
 
-fn vxlan_routes(ns: &vpc_cni_testkit::netns::Netns) -> Option<String> {
-    ns.try_ip(&["route", "show", "dev", "vxlan.vpc"]).ok()
-}
-
 /// Both nodes have learnt each other: the on-prem node routes the VPC pods into the overlay,
 /// the VPC node the on-prem pods.
 fn converge(cluster: &VpcCluster, onprem: &OnpremNode, pods: &[(&str, &VpcPod)]) {
     let vpc_node = cluster.node("a").unwrap();
     wait_for(EVENTUAL, || {
-        let onprem_routes = vxlan_routes(onprem.netns())?;
-        let vpc_routes = vxlan_routes(vpc_node.netns())?;
-        let routed = pods
+        // Routes are CIDR blocks (a VPC node announces its pool merged): containment, not text.
+        let onprem_routes = overlay_route_cidrs(onprem.netns())?;
+        let vpc_routes = overlay_route_cidrs(vpc_node.netns())?;
+        let routed = |routes: &[Ipv4Cidr], ip| routes.iter().any(|r| r.contains(ip));
+        let own: Ipv4Cidr = onprem.pod_cidr.parse().unwrap();
+        let pods_routed = pods
             .iter()
-            .all(|(_, pod)| onprem_routes.contains(&pod.ip.unwrap().to_string()));
-        (routed && vpc_routes.contains(&onprem.pod_cidr)).then_some(())
+            .all(|(_, pod)| routed(&onprem_routes, pod.ip.unwrap()));
+        (pods_routed && vpc_routes.contains(&own)).then_some(())
     })
     .unwrap_or_else(|| {
         panic!(

@@ -69,7 +69,8 @@ pub struct HybridCluster {
     onprem: Vec<OnpremNode>,
     kube: FakeKube,
     vpc: VpcCluster,
-    dir: tempfile::TempDir,
+    /// Holds the kubeconfig.
+    _dir: tempfile::TempDir,
 }
 
 impl HybridCluster {
@@ -124,7 +125,7 @@ impl HybridCluster {
             onprem,
             kube,
             vpc,
-            dir,
+            _dir: dir,
         })
     }
 
@@ -143,24 +144,8 @@ impl HybridCluster {
         &self.kube
     }
 
-    /// Where the kubeconfig and other cluster-wide files live.
-    #[must_use]
-    pub fn dir(&self) -> &std::path::Path {
-        self.dir.path()
-    }
-
     fn onprem_node(&self, name: &str) -> Option<&OnpremNode> {
         self.onprem.iter().find(|n| n.name == name)
-    }
-
-    /// The kind of node `name` is, if the cluster has it.
-    #[must_use]
-    pub fn kind_of(&self, name: &str) -> Option<NodeKind> {
-        if self.vpc.node(name).is_ok() {
-            Some(NodeKind::Vpc)
-        } else {
-            self.onprem_node(name).map(|_| NodeKind::Onprem)
-        }
     }
 
     /// The node's namespace.
@@ -224,8 +209,7 @@ impl HybridCluster {
             let routes = self
                 .node_netns(node)
                 .ok()
-                .and_then(|ns| ns.try_ip(&["route", "show", "dev", "vxlan.vpc"]).ok())
-                .map(|text| overlay_routes(&text))
+                .and_then(overlay_route_cidrs)
                 .unwrap_or_default();
             let needed = pods.iter().filter(|p| {
                 p.node != node && (kind == NodeKind::Onprem || p.kind == NodeKind::Onprem)
@@ -259,6 +243,14 @@ impl HybridCluster {
         }
         text
     }
+}
+
+/// What a node routes into the overlay: the destinations of its routes on `vxlan.vpc`;
+/// `None` while it has no such device.
+#[must_use]
+pub fn overlay_route_cidrs(ns: &Netns) -> Option<Vec<Ipv4Cidr>> {
+    let text = ns.try_ip(&["route", "show", "dev", "vxlan.vpc"]).ok()?;
+    Some(overlay_routes(&text))
 }
 
 /// The destinations of `ip route show dev vxlan.vpc` (a bare address is a /32).

@@ -20,7 +20,9 @@ mod cluster;
 mod matrix;
 mod peer_entries;
 
-pub use cluster::{HybridCluster, HybridPod, HybridSpec, NodeKind, VpcNodeSpec};
+pub use cluster::{
+    overlay_route_cidrs, HybridCluster, HybridPod, HybridSpec, NodeKind, VpcNodeSpec,
+};
 pub use matrix::{check_matrix, Matrix, Outcome};
 pub use peer_entries::{onprem_marks, vpc_marks, wait_forgotten};
 
@@ -64,7 +66,8 @@ pub struct OnpremNode {
     pub underlay_ip: Ipv4Addr,
     pub pod_cidr: String,
     netns: Netns,
-    dir: tempfile::TempDir,
+    /// Holds the node's state directory.
+    _dir: tempfile::TempDir,
 }
 
 impl OnpremNode {
@@ -87,7 +90,7 @@ impl OnpremNode {
             underlay_ip,
             pod_cidr: onprem_pod_cidr(number),
             netns,
-            dir,
+            _dir: dir,
         })
     }
 
@@ -112,12 +115,6 @@ impl OnpremNode {
             self.name,
             self.netns.try_ip(&["route"]).unwrap_or_default()
         )
-    }
-
-    /// Where the node keeps its files.
-    #[must_use]
-    pub fn dir(&self) -> &std::path::Path {
-        self.dir.path()
     }
 }
 

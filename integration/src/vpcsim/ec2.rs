@@ -377,30 +377,14 @@ fn describe_instances(sim: &SimVpc, q: &Query, body: &mut Xml) -> Result<(), Api
     )?;
     let (instances, next) = page(instances, |i| i.id.as_str(), max, q.get("NextToken"))?;
     let names = group_names(sim);
-    let mut err = None;
+    let mut failed = None;
     body.set("reservationSet", &instances, |x, inst| {
-        let filter = EniFilter {
-            attachment_instance_id: Some(inst.id.clone()),
-            ..EniFilter::default()
-        };
-        let mut enis = match sim.describe_network_interfaces(&filter, None, None) {
-            Ok(p) => p.items,
-            Err(e) => {
-                err = Some(e);
-                Vec::new()
-            }
-        };
-        enis.sort_by_key(|e| e.attachment.as_ref().map_or(0, |a| a.device_index));
-        let suffix = inst.id.strip_prefix("i-").unwrap_or(&inst.id);
-        x.text("reservationId", format!("r-{suffix}"))
-            .text("ownerId", super::ACCOUNT_ID)
-            .set("groupSet", Vec::<()>::new(), |_, ()| {})
-            .set("instancesSet", [inst], |x, inst| {
-                ec2_xml::instance(x, inst, &enis, &names);
-            });
+        if let Err(e) = super::ec2_world::reservation(sim, x, std::slice::from_ref(inst), &names) {
+            failed = Some(e);
+        }
     });
-    if let Some(e) = err {
-        return Err(e.into());
+    if let Some(e) = failed {
+        return Err(e);
     }
     next_token(body, next);
     Ok(())

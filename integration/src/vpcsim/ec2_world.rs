@@ -2,7 +2,7 @@
 //! instances) and take it apart again, so any EC2 client can set one up on vpc-sim as it can
 //! on moto, beside the admin API.
 
-use vpc_cni_cloud::sim::{EniFilter, SimVpc, Vpc, VpcCidrBlock};
+use vpc_cni_cloud::sim::{EniFilter, Instance, SimVpc, Vpc, VpcCidrBlock};
 
 use super::api_error::ApiError;
 use super::ec2_filter::{check_max, keep, page, subnet_matches, vpc_matches};
@@ -204,31 +204,36 @@ fn run_instances(
         sim.create_tags(&ids, &tags)?;
     }
     let ids: Vec<String> = launched.iter().map(|i| i.id.clone()).collect();
-    let instances = sim.describe_instances(&ids)?;
-    let first = instances.first().map_or("0", |i| i.id.as_str());
-    let suffix = first.strip_prefix("i-").unwrap_or(first);
-    body.text("reservationId", format!("r-{suffix}"))
-        .text("ownerId", ACCOUNT_ID)
-        .set("groupSet", Vec::<()>::new(), |_, ()| {});
-    let mut failed = None;
-    body.set("instancesSet", &instances, |x, inst| {
+    reservation(sim, body, &sim.describe_instances(&ids)?, names)
+}
+
+/// One reservation's body: its id (from the first instance's), owner, and the instances
+/// with their attached network interfaces, by device index.
+pub(super) fn reservation(
+    sim: &SimVpc,
+    x: &mut Xml,
+    instances: &[Instance],
+    names: &GroupNames,
+) -> Result<(), ApiError> {
+    let mut with_enis = Vec::with_capacity(instances.len());
+    for inst in instances {
         let filter = EniFilter {
             attachment_instance_id: Some(inst.id.clone()),
             ..EniFilter::default()
         };
-        let enis = match sim.describe_network_interfaces(&filter, None, None) {
-            Ok(page) => page.items,
-            Err(e) => {
-                failed = Some(e);
-                Vec::new()
-            }
-        };
-        ec2_xml::instance(x, inst, &enis, names);
-    });
-    match failed {
-        Some(e) => Err(e.into()),
-        None => Ok(()),
+        let mut enis = sim.describe_network_interfaces(&filter, None, None)?.items;
+        enis.sort_by_key(|e| e.attachment.as_ref().map_or(0, |a| a.device_index));
+        with_enis.push((inst, enis));
     }
+    let first = instances.first().map_or("0", |i| i.id.as_str());
+    let suffix = first.strip_prefix("i-").unwrap_or(first);
+    x.text("reservationId", format!("r-{suffix}"))
+        .text("ownerId", ACCOUNT_ID)
+        .set("groupSet", Vec::<()>::new(), |_, ()| {})
+        .set("instancesSet", &with_enis, |x, (inst, enis)| {
+            ec2_xml::instance(x, inst, enis, names);
+        });
+    Ok(())
 }
 
 /// TerminateInstances: every id must exist; each reports the state it left and reached.

@@ -360,17 +360,7 @@ pub async fn security_groups(ctx: &Ctx) {
         .group_id()
         .unwrap()
         .to_owned();
-    let eni = ctx
-        .client
-        .create_network_interface()
-        .subnet_id(&ctx.world.subnet_id)
-        .groups(&group)
-        .send()
-        .await
-        .unwrap()
-        .network_interface()
-        .and_then(|n| n.network_interface_id().map(str::to_owned))
-        .unwrap();
+    let eni = eni_with_groups(ctx, &[&group]).await;
     let groups_of = |eni: String| async move {
         let out = ctx
             .client
@@ -389,17 +379,7 @@ pub async fn security_groups(ctx: &Ctx) {
     };
     assert_eq!(groups_of(eni.clone()).await, std::slice::from_ref(&group));
     // The VPC's default group: what an ENI made without groups carries.
-    let plain = ctx
-        .client
-        .create_network_interface()
-        .subnet_id(&ctx.world.subnet_id)
-        .send()
-        .await
-        .unwrap()
-        .network_interface()
-        .and_then(|n| n.network_interface_id().map(str::to_owned))
-        .unwrap();
-    let default = groups_of(plain).await.remove(0);
+    let default = groups_of(eni_with_groups(ctx, &[]).await).await.remove(0);
     ctx.client
         .modify_network_interface_attribute()
         .network_interface_id(&eni)
@@ -424,16 +404,7 @@ pub async fn unknown_security_group_refused(ctx: &Ctx) {
         .await
         .unwrap_err();
     assert_eq!(code_of(&refused), "InvalidGroup.NotFound");
-    let eni = ctx
-        .client
-        .create_network_interface()
-        .subnet_id(&ctx.world.subnet_id)
-        .send()
-        .await
-        .unwrap()
-        .network_interface()
-        .and_then(|n| n.network_interface_id().map(str::to_owned))
-        .unwrap();
+    let eni = eni_with_groups(ctx, &[]).await;
     let unknown = ctx
         .client
         .modify_network_interface_attribute()
@@ -443,4 +414,22 @@ pub async fn unknown_security_group_refused(ctx: &Ctx) {
         .await
         .unwrap_err();
     assert_eq!(code_of(&unknown), "InvalidGroup.NotFound");
+}
+
+/// A new ENI in the world's subnet with `groups` (none: the VPC's default); its id.
+async fn eni_with_groups(ctx: &Ctx, groups: &[&str]) -> String {
+    let mut request = ctx
+        .client
+        .create_network_interface()
+        .subnet_id(&ctx.world.subnet_id);
+    for group in groups {
+        request = request.groups(*group);
+    }
+    request
+        .send()
+        .await
+        .unwrap()
+        .network_interface()
+        .and_then(|n| n.network_interface_id().map(str::to_owned))
+        .unwrap()
 }
